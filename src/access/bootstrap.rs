@@ -1,0 +1,69 @@
+//! First-start setup: built-in roles and the `root@local` administrator.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::privileges::BUILTIN_ROLES;
+use super::{password, ROOT_USER};
+use crate::daemon::StartError;
+use crate::store::{objects, Store, StoreError};
+
+/// Creates or refreshes the built-in roles.
+pub fn builtin_roles(store: &Store) -> Result<(), StoreError> {
+    store.write(|tx| {
+        for r in BUILTIN_ROLES {
+            let privs = super::PrivSet::from_patterns(r.patterns.iter().copied()).names();
+            let body = json!({"roleid": r.name, "privileges": privs, "builtin": true, "comment": r.comment});
+            match objects::get(tx, "role", r.name)? {
+                Some(cur) if cur.body == body => {}
+                Some(cur) => {
+                    objects::update(tx, "role", r.name, Some(cur.revision), &body, &[])?;
+                }
+                None => {
+                    objects::insert(tx, "role", r.name, r.name, None, &body, &[])?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Creates `root@local` on first start. The password comes from `FERRITE_ROOT_PASSWORD`, or
+/// is generated, printed once on stdout and written to `DATA_DIR/initial-root-password` (0600).
+pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
+    if store.read(|c| objects::get(c, "user", ROOT_USER))?.is_some() {
+        return Ok(());
+    }
+    let (pw, generated) = match std::env::var("FERRITE_ROOT_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (password::generate(), true),
+    };
+    let hash = password::hash(&pw).map_err(StartError::Bootstrap)?;
+    let body = json!({
+        "userid": ROOT_USER, "enabled": true, "groups": [], "tags": [], "email": null,
+        "comment": "Built-in administrator", "expires_at": null, "superuser": true
+    });
+    store.write(|tx| {
+        objects::insert(tx, "user", ROOT_USER, ROOT_USER, None, &body, &[])?;
+        objects::set_secret(tx, "user", ROOT_USER, &hash)
+    })?;
+    if generated {
+        let path = data_dir.join("initial-root-password");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StartError::Io(path.clone(), e))?;
+        writeln!(f, "{pw}").map_err(|e| StartError::Io(path.clone(), e))?;
+        println!("created {ROOT_USER} with password: {pw}");
+        println!("(also written to {}; change it and delete that file)", path.display());
+    }
+    tracing::info!(user = ROOT_USER, generated, "created administrator");
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Route handlers, one module per resource. Names match the `operation_id`s in
+//! `schema/routes.json`; `App::new` refuses to start if a route has no handler or vice versa.
+
+mod access_login;
+mod acl;
+mod audit;
+mod groups;
+mod meta;
+mod nodes;
+mod paging;
+mod roles;
+mod tasks;
+mod tokens;
+mod users;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::{ApiError, App, Req, Resp};
+
+/// A boxed handler future.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Resp, ApiError>> + Send>>;
+/// A handler: takes the app and a validated request.
+pub type Handler = fn(Arc<App>, Req) -> HandlerFuture;
+
+macro_rules! h {
+    ($name:literal, $f:path) => {
+        ($name, (|app, req| Box::pin($f(app, req))) as Handler)
+    };
+}
+
+/// Every handler, by operation id.
+pub fn table() -> Vec<(&'static str, Handler)> {
+    vec![
+        h!("version_view", meta::version_view),
+        h!("openapi_view", meta::openapi_view),
+        h!("access_login", access_login::login),
+        h!("access_renew", access_login::renew),
+        h!("access_whoami", access_login::whoami),
+        h!("user_list", users::list),
+        h!("user_create", users::create),
+        h!("user_view", users::view),
+        h!("user_update", users::update),
+        h!("user_delete", users::delete),
+        h!("user_password", users::password),
+        h!("group_list", groups::list),
+        h!("group_create", groups::create),
+        h!("group_view", groups::view),
+        h!("group_update", groups::update),
+        h!("group_delete", groups::delete),
+        h!("role_list", roles::list),
+        h!("role_create", roles::create),
+        h!("role_view", roles::view),
+        h!("role_update", roles::update),
+        h!("role_delete", roles::delete),
+        h!("acl_list", acl::list),
+        h!("acl_create", acl::create),
+        h!("acl_view", acl::view),
+        h!("acl_delete", acl::delete),
+        h!("token_list", tokens::list),
+        h!("token_create", tokens::create),
+        h!("token_view", tokens::view),
+        h!("token_delete", tokens::delete),
+        h!("audit_list", audit::list),
+        h!("task_list", tasks::list),
+        h!("task_view", tasks::view),
+        h!("task_cancel", tasks::cancel),
+        h!("task_log", tasks::log),
+        h!("node_list", nodes::list),
+        h!("node_view", nodes::view),
+        h!("node_store_backup", nodes::store_backup),
+    ]
+}

@@ -1,0 +1,52 @@
+//! List parameters shared by every list route: name/tag filters and opaque page tokens.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::api::{ApiError, Req, Resp};
+use crate::store::{ListFilter, Object, Page};
+
+/// Encodes a continuation point as an opaque token.
+pub fn encode_token(after: &str) -> String {
+    B64.encode(after)
+}
+
+/// Decodes a page token, naming the parameter when it is not one we issued.
+pub fn decode_token(req: &Req) -> Result<Option<String>, ApiError> {
+    match req.query_str("page_token") {
+        None => Ok(None),
+        Some(t) => B64
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::field("query", "/page_token", "not a page token this API issued")),
+    }
+}
+
+/// The `ListQuery` parameters as a store filter.
+pub fn filter(req: &Req) -> Result<ListFilter, ApiError> {
+    Ok(ListFilter {
+        name: req.query_str("name").map(String::from),
+        tag: req.query_str("tag").map(String::from),
+        owner: None,
+        after: decode_token(req)?,
+        limit: req.query_i64("limit").unwrap_or(100) as usize,
+    })
+}
+
+/// A page of objects as the list response.
+pub fn page_response(page: Page<Object>, map: impl Fn(&Object) -> Value) -> Resp {
+    let items: Vec<Value> = page.items.iter().map(map).collect();
+    list_response(items, page.next)
+}
+
+/// Items plus an optional continuation point.
+pub fn list_response(items: Vec<Value>, next: Option<String>) -> Resp {
+    let mut v = json!({ "items": items });
+    if let Some(n) = next {
+        v["next_page_token"] = json!(encode_token(&n));
+    }
+    Resp::json(200, &v)
+}

@@ -1,0 +1,137 @@
+//! The one place where domain errors become HTTP statuses and RFC 9457 problem documents.
+//! The client gets `detail`; the log gets `log_detail` too (never shown to clients).
+
+use serde_json::{json, Value};
+
+use crate::schema::InvalidParam;
+use crate::store::StoreError;
+use crate::tasks::TaskError;
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    /// Slug of the problem type: `https://ferrite.dev/problems/<kind>`.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub invalid: Vec<InvalidParam>,
+    pub retry_after: Option<u64>,
+    pub allow: Option<String>,
+    /// Server-side detail for the log only.
+    pub log_detail: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            invalid: Vec::new(),
+            retry_after: None,
+            allow: None,
+            log_detail: None,
+        }
+    }
+
+    pub fn invalid(detail: impl Into<String>, invalid: Vec<InvalidParam>) -> Self {
+        let mut e = Self::new(400, "invalid-request", "Invalid request", detail);
+        e.invalid = invalid;
+        e
+    }
+
+    pub fn field(location: &str, pointer: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::invalid(
+            format!("{pointer}: {message}"),
+            vec![InvalidParam {
+                pointer: pointer.to_string(),
+                location: location.to_string(),
+                message,
+            }],
+        )
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(401, "unauthenticated", "Authentication required", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", "Permission denied", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "conflict", "Conflict", detail)
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(422, "unprocessable", "Request cannot be carried out", detail)
+    }
+
+    pub fn busy(detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(503, "busy", "Service busy", detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub fn internal(log: impl Into<String>) -> Self {
+        let mut e = Self::new(500, "internal", "Internal error", "the daemon failed to complete the request; see its log for this request id");
+        e.log_detail = Some(log.into());
+        e
+    }
+
+    /// The problem document.
+    pub fn body(&self, instance: &str, request_id: &str) -> Value {
+        let mut v = json!({
+            "type": format!("https://ferrite.dev/problems/{}", self.kind),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            "request_id": request_id,
+        });
+        if !self.invalid.is_empty() {
+            v["invalid_params"] = serde_json::to_value(&self.invalid).unwrap_or(Value::Null);
+        }
+        v
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Exists { .. } => {
+                let mut a = ApiError::conflict(e.to_string());
+                a.kind = "exists";
+                a.title = "Already exists";
+                a
+            }
+            StoreError::RevisionMismatch { .. } => ApiError::new(
+                412,
+                "precondition-failed",
+                "Precondition failed",
+                format!("{e}: re-read the object and retry with its current ETag"),
+            ),
+            StoreError::Busy => ApiError::busy("the store is busy", 1),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Busy(_) => ApiError::busy(e.to_string(), 5),
+            TaskError::NotFound(_) => ApiError::not_found(e.to_string()),
+            TaskError::Finished(_) => ApiError::conflict(e.to_string()),
+            TaskError::Store(s) => s.into(),
+        }
+    }
+}

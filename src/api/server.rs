@@ -1,0 +1,424 @@
+//! The hyper server: accept loop (plain or TLS), connection limits against slow clients, and
+//! the request pipeline shared by every route.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use super::{ApiError, App, Body, Req, Resp};
+use crate::access::AuthKind;
+use crate::schema::{coerce_query, Auth};
+use crate::store::{audit, idempotency, AuditRecord, IdempotencyRecord, StoredResponse};
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed to send the request headers (slow-loris defence).
+    pub header_timeout: Duration,
+    /// Time allowed to send the request body.
+    pub body_timeout: Duration,
+    /// Time allowed for the TLS handshake.
+    pub tls_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            tls_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains connections.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let svc = hyper::service::service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true);
+        match &acceptor {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended");
+                    }
+                });
+            }
+            Some(acc) => {
+                let acc = acc.clone();
+                let tls_timeout = limits.tls_timeout;
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(tls_timeout, acc.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), svc));
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended");
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections did not drain within 10s");
+    }
+}
+
+fn request_id() -> String {
+    let u = uuid::Uuid::new_v4();
+    u.simple().to_string()[..16].to_string()
+}
+
+fn finish(mut resp: Resp, request_id: &str) -> Response<Body> {
+    let (ct, body) = resp.take_body();
+    let mut r = Response::new(body);
+    *r.status_mut() = hyper::StatusCode::from_u16(resp.status).unwrap_or(hyper::StatusCode::OK);
+    let h = r.headers_mut();
+    if let Some(ct) = ct {
+        if let Ok(v) = HeaderValue::from_str(&ct) {
+            h.insert(hyper::header::CONTENT_TYPE, v);
+        }
+    }
+    for (k, v) in &resp.headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.append(HeaderName::from_static(k), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    r
+}
+
+fn problem_response(e: &ApiError, instance: &str, request_id: &str) -> Response<Body> {
+    if e.status >= 500 {
+        tracing::error!(status = e.status, detail = %e.detail, log = ?e.log_detail, "request failed");
+    } else {
+        tracing::debug!(status = e.status, detail = %e.detail, "request refused");
+    }
+    let body = e.body(instance, request_id);
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *r.status_mut() = hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Some(s) = e.retry_after {
+        h.insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    if let Some(a) = &e.allow {
+        if let Ok(v) = HeaderValue::from_str(a) {
+            h.insert(hyper::header::ALLOW, v);
+        }
+    }
+    if e.status == 401 {
+        h.insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ferrite\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    r
+}
+
+/// Entry point for one request.
+async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let rid = request_id();
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", id = %rid, %method, %path, peer = %peer.ip());
+    async move {
+        let mut audit_ctx = AuditCtx::default();
+        let resp = match pipeline(&app, req, peer.ip(), &rid, &mut audit_ctx).await {
+            Ok(r) => finish(r, &rid),
+            Err(e) => problem_response(&e, &path, &rid),
+        };
+        tracing::debug!(status = resp.status().as_u16(), "done");
+        if audit_ctx.mutating {
+            let rec = AuditRecord {
+                seq: 0,
+                time: crate::time::now_unix(),
+                request_id: rid.clone(),
+                user: audit_ctx.user,
+                token_id: audit_ctx.token,
+                source: peer.ip().to_string(),
+                method,
+                path,
+                status: resp.status().as_u16(),
+            };
+            if let Err(e) = app.store.write(|tx| audit::append(tx, std::slice::from_ref(&rec))) {
+                tracing::error!(error = %e, "could not write the audit log");
+            }
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+#[derive(Default)]
+struct AuditCtx {
+    mutating: bool,
+    user: Option<String>,
+    token: Option<String>,
+}
+
+fn parse_if_match(v: Option<&HeaderValue>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let s = v.to_str().unwrap_or_default().trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let inner = s.trim_start_matches("W/").trim_matches('"');
+    inner
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::field("header", "/If-Match", format!("'{s}' is not an ETag this API issued (expected \"<revision>\")")))
+}
+
+async fn pipeline(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+    rid: &str,
+    audit_ctx: &mut AuditCtx,
+) -> Result<Resp, ApiError> {
+    let method = req.method().as_str().to_string();
+    audit_ctx.mutating = method != "GET" && method != "HEAD" && method != "OPTIONS";
+    let full_path = req.uri().path();
+    let sub = full_path
+        .strip_prefix(crate::API_PREFIX)
+        .filter(|s| s.is_empty() || s.starts_with('/'))
+        .ok_or_else(|| ApiError::not_found(format!("no route {full_path}; the API lives under {}", crate::API_PREFIX)))?;
+    let (index, params) = match app.router.find(&method, sub) {
+        super::router::Match::Found { index, params } => (index, params),
+        super::router::Match::MethodNotAllowed(allowed) => {
+            let mut e = ApiError::new(405, "method-not-allowed", "Method not allowed", format!("{method} is not allowed on {full_path}; allowed: {}", allowed.join(", ")));
+            e.allow = Some(allowed.join(", "));
+            return Err(e);
+        }
+        super::router::Match::NotFound => return Err(ApiError::not_found(format!("no route {method} {full_path}"))),
+    };
+    let route = app.registry.routes()[index].clone();
+    let headers = req.headers().clone();
+
+    // Authentication.
+    let principal = if route.auth == Auth::Public {
+        None
+    } else {
+        let auth = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let p = app.access.authenticate(auth).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        audit_ctx.user = Some(p.user.clone());
+        audit_ctx.token = p.token_id.clone();
+        if route.auth == Auth::Ticket && p.kind != AuthKind::Ticket {
+            return Err(ApiError::forbidden(format!("{} needs a login ticket; API tokens cannot use it", route.operation_id)));
+        }
+        Some(p)
+    };
+
+    // Authorization.
+    let mut privileged = route.auth != Auth::Privilege;
+    if let (Some(p), Some(privilege), Some(acl)) = (&principal, &route.privilege, &route.acl_path) {
+        let mut acl_path = acl.clone();
+        for (k, v) in &params {
+            acl_path = acl_path.replace(&format!("{{{k}}}"), v);
+        }
+        privileged = app.access.allowed(p, privilege, &acl_path);
+        if !privileged && !route.self_service {
+            return Err(ApiError::forbidden(format!("{} requires {privilege} on {acl_path}", route.operation_id)));
+        }
+    }
+
+    // Path parameters.
+    let mut invalid = Vec::new();
+    for (name, ty) in &route.params {
+        for mut e in app.registry.validate(ty, &Value::String(params.get(name).cloned().unwrap_or_default()), "path") {
+            e.pointer = format!("/{name}");
+            invalid.push(e);
+        }
+    }
+
+    // Query.
+    let pairs: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let query = match &route.query {
+        Some(q) => {
+            let v = coerce_query(&pairs, app.registry.properties(q));
+            invalid.extend(app.registry.validate(q, &v, "query"));
+            v
+        }
+        None => {
+            for (k, _) in &pairs {
+                invalid.push(crate::schema::InvalidParam { pointer: format!("/{k}"), location: "query".into(), message: format!("unknown query parameter '{k}'") });
+            }
+            Value::Object(Default::default())
+        }
+    };
+    if !invalid.is_empty() {
+        return Err(ApiError::invalid("the request has invalid parameters", invalid));
+    }
+
+    let if_match = parse_if_match(headers.get(hyper::header::IF_MATCH))?;
+
+    // Body.
+    let raw = read_body(req.into_body()).await?;
+    let body = match &route.request {
+        Some(ty) => {
+            if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+                let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                if base != "application/json" && !base.ends_with("+json") {
+                    return Err(ApiError::new(415, "unsupported-media-type", "Unsupported media type", format!("send JSON with Content-Type: application/json, not {ct}")));
+                }
+            }
+            let v: Value = if raw.is_empty() {
+                Value::Object(Default::default())
+            } else {
+                serde_json::from_slice(&raw).map_err(|e| {
+                    ApiError::field("body", "", format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+                })?
+            };
+            let errs = app.registry.validate(ty, &v, "body");
+            if !errs.is_empty() {
+                let summary = errs.iter().map(|e| format!("{}: {}", if e.pointer.is_empty() { "/" } else { &e.pointer }, e.message)).collect::<Vec<_>>().join("; ");
+                return Err(ApiError::invalid(summary, errs));
+            }
+            v
+        }
+        None => {
+            if !raw.is_empty() {
+                return Err(ApiError::field("body", "", format!("{} takes no request body", route.operation_id)));
+            }
+            Value::Null
+        }
+    };
+
+    let accept = headers.get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).map(String::from);
+    let idem_key = if route.idempotent {
+        headers.get("idempotency-key").map(|v| v.to_str().map(String::from)).transpose().map_err(|_| ApiError::field("header", "/Idempotency-Key", "must be visible ASCII"))?
+    } else {
+        None
+    };
+    if let Some(k) = &idem_key {
+        if k.is_empty() || k.len() > 255 {
+            return Err(ApiError::field("header", "/Idempotency-Key", "must be 1 to 255 characters"));
+        }
+    }
+    let handler = app.handlers[index];
+    let r = Req { route, params, query, body, principal, privileged, if_match, request_id: rid.to_string(), accept, peer };
+
+    match (idem_key, r.principal.clone()) {
+        (Some(key), Some(p)) => {
+            let owner = match &p.token_id { Some(t) => format!("{}#{t}", p.user), None => p.user.clone() };
+            let body_hash = hex::encode(Sha256::digest(&raw));
+            let path = full_path_of(&r);
+            let lock = app.idempotency_lock(&owner, &key);
+            let _guard = lock.lock().await;
+            if let Some(prev) = app.store.read(|c| idempotency::get(c, &owner, &key))? {
+                if prev.method != method || prev.path != path || prev.body_hash != body_hash {
+                    return Err(ApiError::unprocessable(format!(
+                        "Idempotency-Key '{key}' was already used for a different request ({} {}); use a new key",
+                        prev.method, prev.path
+                    )));
+                }
+                let mut resp = Resp { status: prev.response.status, headers: Vec::new(), json: Some(Bytes::from(prev.response.body)), stream: None };
+                for (k, v) in prev.response.headers {
+                    if let Some(name) = ["location", "etag"].into_iter().find(|n| *n == k) {
+                        resp.headers.push((name, v));
+                    }
+                }
+                resp.headers.push(("idempotency-replayed", "true".into()));
+                return Ok(resp);
+            }
+            let resp = handler(Arc::clone(app), r).await?;
+            let rec = IdempotencyRecord {
+                method,
+                path,
+                body_hash,
+                response: StoredResponse {
+                    status: resp.status,
+                    headers: resp.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    body: resp.json.as_ref().map(|b| b.to_vec()).unwrap_or_default(),
+                },
+            };
+            app.store.write(|tx| idempotency::put(tx, &owner, &key, &rec))?;
+            Ok(resp)
+        }
+        _ => handler(Arc::clone(app), r).await,
+    }
+}
+
+fn full_path_of(r: &Req) -> String {
+    r.path()
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
+        Err(_) => Err(ApiError::new(408, "request-timeout", "Request timeout", "the request body did not arrive within 30 seconds")),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ApiError::new(413, "payload-too-large", "Payload too large", format!("request bodies are limited to {MAX_BODY} bytes")))
+            } else {
+                Err(ApiError::field("body", "", format!("could not read the request body: {e}")))
+            }
+        }
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}

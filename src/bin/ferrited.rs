@@ -1,0 +1,89 @@
+//! `ferrited`: the Ferrite API daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ferrite::daemon::{Config, TlsMode};
+
+#[derive(Parser)]
+#[command(name = "ferrited", version, about = "Ferrite API daemon")]
+struct Args {
+    /// Data directory: store, keys, TLS certificate, storage.
+    #[arg(long, env = "FERRITE_DATA_DIR", default_value = "/var/lib/ferrite")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; see DATA_DIR/api.json).
+    #[arg(long, env = "FERRITE_LISTEN", default_value = "127.0.0.1:8006")]
+    listen: SocketAddr,
+    /// Serve plain HTTP instead of TLS.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    no_tls: bool,
+    /// PEM certificate chain (instead of the generated self-signed one).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "FERRITE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Seconds a client may take to send request headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Print the OpenAPI document generated from schema/ and exit.
+    #[arg(long)]
+    print_openapi: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if args.print_openapi {
+        return match ferrite::schema::Registry::load() {
+            Ok(reg) => {
+                let doc = ferrite::schema::openapi_document(&reg);
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ferrited: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRITE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let sub = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    let tls = if args.no_tls {
+        TlsMode::Off
+    } else if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        TlsMode::Files { cert, key }
+    } else {
+        TlsMode::SelfSigned
+    };
+    let cfg = Config {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        tls,
+        limits: ferrite::api::server::Limits { header_timeout: Duration::from_secs(args.header_timeout), ..Default::default() },
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrited: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(ferrite::daemon::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "ferrited failed to start");
+            eprintln!("ferrited: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

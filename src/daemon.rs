@@ -1,0 +1,126 @@
+//! `ferrited` start-up and shutdown: data directory, store, keys, bootstrap, TLS, server.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::access::{bootstrap, privileges, Access};
+use crate::api::{server, App};
+use crate::schema::Registry;
+use crate::store::{Store, StoreError};
+use crate::tasks::TaskManager;
+
+/// How the API is served.
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// Plain HTTP (loopback development, benchmarks, behind a TLS proxy).
+    Off,
+    /// A self-signed certificate generated into the data directory.
+    SelfSigned,
+    /// Operator-supplied PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// Daemon configuration (from flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: TlsMode,
+    pub limits: server::Limits,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("key material in {0}: {1}")]
+    Keys(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    #[error(transparent)]
+    App(#[from] crate::api::AppError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?;
+    let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    let registry = Registry::load()?;
+    privileges::init(registry.privileges());
+    let store = Arc::new(Store::open(&cfg.data_dir)?);
+    bootstrap::builtin_roles(&store)?;
+    bootstrap::root_user(&store, &cfg.data_dir)?;
+    let access = Access::open(&cfg.data_dir, &store)?;
+    let tasks = TaskManager::new(Arc::clone(&store))?;
+    let app = App::new(registry, Arc::clone(&store), access, Arc::clone(&tasks), cfg.data_dir.clone())?;
+
+    let (tls, fingerprint) = match &cfg.tls {
+        TlsMode::Off => (None, None),
+        TlsMode::SelfSigned => {
+            let (c, k) = crate::tls::ensure_self_signed(&cfg.data_dir)?;
+            let (conf, fp) = crate::tls::server_config(&c, &k)?;
+            (Some(conf), Some(fp))
+        }
+        TlsMode::Files { cert, key } => {
+            let (conf, fp) = crate::tls::server_config(cert, key)?;
+            (Some(conf), Some(fp))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| StartError::Bind(cfg.listen, e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{addr}");
+    // Tests and tooling read the bound address (port 0 picks a free one) and fingerprint here.
+    let info = serde_json::json!({"endpoint": endpoint, "fingerprint": fingerprint, "pid": std::process::id()});
+    let info_path = cfg.data_dir.join("api.json");
+    std::fs::write(&info_path, info.to_string()).map_err(|e| StartError::Io(info_path, e))?;
+    match &fingerprint {
+        Some(fp) => tracing::info!(%endpoint, fingerprint = %fp, "listening (TLS); clients can pin this SHA-256 fingerprint"),
+        None => tracing::info!(%endpoint, "listening (plain HTTP)"),
+    }
+
+    // Forget idempotency keys after a day, hourly.
+    let purge_store = Arc::clone(&store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match purge_store.write(|tx| crate::store::idempotency::expire(tx, 86_400)) {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired idempotency keys"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
+            }
+        }
+    });
+
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+    };
+    server::serve(app, listener, tls, cfg.limits.clone(), shutdown).await;
+    tasks.shutdown(Duration::from_secs(10)).await;
+    tracing::info!("stopped");
+    Ok(())
+}

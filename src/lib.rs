@@ -1,0 +1,21 @@
+//! Ferrite: an infrastructure-as-code-first virtualization appliance.
+//!
+//! This crate holds the daemon (`ferrited`), its engines and the CLI client (`ferrite`).
+//! Every request follows one flow; see `docs/ARCHITECTURE.md`:
+//! `api` (route table from `schema/`) → validation → `access` → handler → `store` → `tasks`.
+
+pub mod access;
+pub mod api;
+pub mod cli;
+pub mod daemon;
+pub mod node;
+pub mod schema;
+pub mod store;
+pub mod tasks;
+pub mod time;
+pub mod tls;
+
+/// The Ferrite release, as reported by `GET /api/v1/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Prefix of every API route.
+pub const API_PREFIX: &str = "/api/v1";

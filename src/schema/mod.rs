@@ -1,0 +1,222 @@
+//! The API contract, loaded from the JSON Schema documents in `schema/`.
+//!
+//! `schema/` is the single source of truth: request validation, the route table the daemon
+//! dispatches from, the OpenAPI document, and (later) the Terraform and Ansible schemas all read
+//! these files. The files are embedded at build time so the daemon never serves a contract that
+//! differs from the one it was built with.
+
+mod openapi;
+mod routes;
+mod validate;
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use openapi::openapi_document;
+pub use routes::{Auth, Route, RouteResponse};
+pub use validate::{coerce_query, InvalidParam};
+
+/// The schema documents, in load order. Names of `$defs` are global across files.
+pub const SCHEMA_FILES: &[(&str, &str)] = &[
+    ("common.json", include_str!("../../schema/common.json")),
+    ("nodes.json", include_str!("../../schema/nodes.json")),
+    ("tasks.json", include_str!("../../schema/tasks.json")),
+    ("access.json", include_str!("../../schema/access.json")),
+    ("routes.json", include_str!("../../schema/routes.json")),
+];
+
+/// Errors in the schema documents themselves. These are build defects, caught by the unit
+/// tests and at daemon start, never by a user request.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("schema file {file} is not valid JSON: {source}")]
+    Parse {
+        file: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("type {name} is defined twice (second time in {file})")]
+    DuplicateDef { name: String, file: &'static str },
+    #[error("type {name} does not compile: {message}")]
+    Compile { name: String, message: String },
+    #[error("route table is malformed: {0}")]
+    Routes(String),
+}
+
+/// Every `$defs` type, compiled once, plus the route table.
+pub struct Registry {
+    defs: Map<String, Value>,
+    validators: HashMap<String, jsonschema::Validator>,
+    routes: Vec<Route>,
+    privileges: Vec<String>,
+    digest: String,
+}
+
+impl Registry {
+    /// Loads and compiles the embedded schema documents.
+    pub fn load() -> Result<Self, SchemaError> {
+        let mut defs = Map::new();
+        let mut routes_doc = None;
+        let mut hasher = Sha256::new();
+        for (file, text) in SCHEMA_FILES {
+            hasher.update(text.as_bytes());
+            let doc: Value =
+                serde_json::from_str(text).map_err(|source| SchemaError::Parse { file, source })?;
+            if let Some(Value::Object(d)) = doc.get("$defs") {
+                for (name, schema) in d {
+                    if defs.insert(name.clone(), schema.clone()).is_some() {
+                        return Err(SchemaError::DuplicateDef {
+                            name: name.clone(),
+                            file,
+                        });
+                    }
+                }
+            }
+            if *file == "routes.json" {
+                routes_doc = doc.get("routes").cloned();
+            }
+        }
+        let routes: Vec<Route> = serde_json::from_value(routes_doc.unwrap_or(Value::Null))
+            .map_err(|e| SchemaError::Routes(e.to_string()))?;
+        let privileges = defs
+            .get("Privilege")
+            .and_then(|p| p.get("enum"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let mut validators = HashMap::new();
+        for name in defs.keys() {
+            let wrapper = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": format!("#/$defs/{name}"),
+                "$defs": Value::Object(defs.clone()),
+            });
+            let v = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .should_validate_formats(true)
+                .build(&wrapper)
+                .map_err(|e| SchemaError::Compile {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })?;
+            validators.insert(name.clone(), v);
+        }
+        let reg = Registry {
+            defs,
+            validators,
+            routes,
+            privileges,
+            digest: hex::encode(hasher.finalize()),
+        };
+        reg.check_routes()?;
+        Ok(reg)
+    }
+
+    /// Every route refers only to defined types, and no two routes share a method and path or an
+    /// operation id.
+    fn check_routes(&self) -> Result<(), SchemaError> {
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.routes {
+            for t in r.referenced_types() {
+                if !self.defs.contains_key(t) {
+                    return Err(SchemaError::Routes(format!(
+                        "{} refers to undefined type {t}",
+                        r.operation_id
+                    )));
+                }
+            }
+            if !seen.insert(format!("{} {}", r.method, r.path)) || !seen.insert(r.operation_id.clone())
+            {
+                return Err(SchemaError::Routes(format!("duplicate route {}", r.operation_id)));
+            }
+            if r.auth == Auth::Privilege && (r.privilege.is_none() || r.acl_path.is_none()) {
+                return Err(SchemaError::Routes(format!(
+                    "{} needs privilege and acl_path",
+                    r.operation_id
+                )));
+            }
+            if let Some(p) = &r.privilege {
+                if !self.privileges.contains(p) {
+                    return Err(SchemaError::Routes(format!(
+                        "{} names unknown privilege {p}",
+                        r.operation_id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The privilege names, in the order of the `Privilege` enum (their bit positions).
+    pub fn privileges(&self) -> &[String] {
+        &self.privileges
+    }
+
+    /// All `$defs`, merged across files.
+    pub fn defs(&self) -> &Map<String, Value> {
+        &self.defs
+    }
+
+    /// SHA-256 over the schema documents, so clients can tell which contract a daemon serves.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Validates `instance` against type `name`, returning one entry per offending field.
+    pub fn validate(&self, name: &str, instance: &Value, location: &str) -> Vec<InvalidParam> {
+        match self.validators.get(name) {
+            Some(v) => validate::collect(v, instance, location),
+            None => vec![InvalidParam {
+                pointer: String::new(),
+                location: location.to_string(),
+                message: format!("no schema named {name}"),
+            }],
+        }
+    }
+
+    /// The `properties` of an object type (used for query parameters).
+    pub fn properties(&self, name: &str) -> Option<&Map<String, Value>> {
+        self.defs.get(name)?.get("properties")?.as_object()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_loads_and_every_example_validates() {
+        let reg = Registry::load().expect("schema loads");
+        assert!(reg.routes().len() > 20);
+        assert!(reg.privileges().iter().any(|p| p == "VM.Allocate"));
+        for (name, def) in reg.defs() {
+            if let Some(Value::Array(examples)) = def.get("examples") {
+                for ex in examples {
+                    let errs = reg.validate(name, ex, "body");
+                    assert!(errs.is_empty(), "example of {name} invalid: {errs:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let reg = Registry::load().expect("schema loads");
+        let errs = reg.validate(
+            "UserCreate",
+            &serde_json::json!({"userid": "bob@local", "enabled": "yes", "bogus": 1}),
+            "body",
+        );
+        let pointers: Vec<_> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/enabled"), "{errs:?}");
+        assert!(pointers.contains(&"/bogus"), "{errs:?}");
+        let errs = reg.validate("LoginRequest", &serde_json::json!({}), "body");
+        assert!(errs.iter().any(|e| e.pointer == "/username"), "{errs:?}");
+    }
+}
