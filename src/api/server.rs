@@ -239,7 +239,13 @@ async fn pipeline(
 ) -> Result<Resp, ApiError> {
     let method = req.method().as_str().to_string();
     audit_ctx.mutating = method != "GET" && method != "HEAD" && method != "OPTIONS";
-    let full_path = req.uri().path();
+    let full_path = req.uri().path().to_string();
+    let full_path = full_path.as_str();
+    let headers = req.headers().clone();
+    let query_string = req.uri().query().map(String::from);
+    // Read the (bounded) body before any refusal: answering while the client is still
+    // sending would force hyper to close a keep-alive connection the client may reuse.
+    let raw = read_body(req.into_body()).await?;
     let sub = full_path
         .strip_prefix(crate::API_PREFIX)
         .filter(|s| s.is_empty() || s.starts_with('/'))
@@ -254,7 +260,6 @@ async fn pipeline(
         super::router::Match::NotFound => return Err(ApiError::not_found(format!("no route {method} {full_path}"))),
     };
     let route = app.registry.routes()[index].clone();
-    let headers = req.headers().clone();
 
     // Authentication.
     let principal = if route.auth == Auth::Public {
@@ -293,9 +298,8 @@ async fn pipeline(
     }
 
     // Query.
-    let pairs: Vec<(String, String)> = req
-        .uri()
-        .query()
+    let pairs: Vec<(String, String)> = query_string
+        .as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let query = match &route.query {
@@ -318,7 +322,6 @@ async fn pipeline(
     let if_match = parse_if_match(headers.get(hyper::header::IF_MATCH))?;
 
     // Body.
-    let raw = read_body(req.into_body()).await?;
     let body = match &route.request {
         Some(ty) => {
             if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -409,6 +412,11 @@ fn full_path_of(r: &Req) -> String {
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    use hyper::body::Body as _;
+    // Refuse a declared oversized body before reading any of it.
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(ApiError::new(413, "payload-too-large", "Payload too large", format!("request bodies are limited to {MAX_BODY} bytes")));
+    }
     let limited = Limited::new(body, MAX_BODY);
     match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
         Err(_) => Err(ApiError::new(408, "request-timeout", "Request timeout", "the request body did not arrive within 30 seconds")),
