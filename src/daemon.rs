@@ -64,7 +64,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     bootstrap::root_user(&store, &cfg.data_dir)?;
     let access = Access::open(&cfg.data_dir, &store)?;
     let tasks = TaskManager::new(Arc::clone(&store))?;
-    let app = App::new(registry, Arc::clone(&store), access, Arc::clone(&tasks), cfg.data_dir.clone())?;
+    let app = App::new(
+        registry,
+        Arc::clone(&store),
+        access,
+        Arc::clone(&tasks),
+        cfg.data_dir.clone(),
+    )?;
 
     let (tls, fingerprint) = match &cfg.tls {
         TlsMode::Off => (None, None),
@@ -78,8 +84,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             (Some(conf), Some(fp))
         }
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| StartError::Bind(cfg.listen, e))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError::Bind(cfg.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(cfg.listen, e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = format!("{scheme}://{addr}");
     // Tests and tooling read the bound address (port 0 picks a free one) and fingerprint here.
@@ -87,7 +97,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let info_path = cfg.data_dir.join("api.json");
     std::fs::write(&info_path, info.to_string()).map_err(|e| StartError::Io(info_path, e))?;
     match &fingerprint {
-        Some(fp) => tracing::info!(%endpoint, fingerprint = %fp, "listening (TLS); clients can pin this SHA-256 fingerprint"),
+        Some(fp) => {
+            tracing::info!(%endpoint, fingerprint = %fp, "listening (TLS); clients can pin this SHA-256 fingerprint")
+        }
         None => tracing::info!(%endpoint, "listening (plain HTTP)"),
     }
 
@@ -106,14 +118,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     });
 
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    std::future::pending::<()>().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),

@@ -38,7 +38,11 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Normalizes a user-supplied fingerprint (any case, with or without colons).
 pub fn normalize_fingerprint(s: &str) -> String {
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_uppercase();
+    let hex: String = s
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect::<String>()
+        .to_uppercase();
     hex.as_bytes()
         .chunks(2)
         .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -54,7 +58,8 @@ fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
         .mode(mode)
         .open(path)
         .map_err(|e| TlsError::Write(path.to_path_buf(), e))?;
-    f.write_all(data).map_err(|e| TlsError::Write(path.to_path_buf(), e))
+    f.write_all(data)
+        .map_err(|e| TlsError::Write(path.to_path_buf(), e))
 }
 
 /// Generates `DIR/tls/ferrited.{crt,key}` unless they exist.
@@ -66,7 +71,11 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsErro
         return Ok((crt, key));
     }
     fs::create_dir_all(&dir).map_err(|e| TlsError::Write(dir.clone(), e))?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Ok(h) = nix::unistd::gethostname() {
         if let Some(h) = h.to_str() {
             if !names.iter().any(|n| n == h) {
@@ -74,20 +83,26 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsErro
             }
         }
     }
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let ck =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(&key, ck.key_pair.serialize_pem().as_bytes(), 0o600)?;
     write_private(&crt, ck.cert.pem().as_bytes(), 0o644)?;
     Ok((crt, key))
 }
 
 /// Loads a PEM certificate chain and key; returns the server config and the leaf fingerprint.
-pub fn server_config(crt: &Path, key: &Path) -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
+pub fn server_config(
+    crt: &Path,
+    key: &Path,
+) -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
     let crt_pem = fs::read(crt).map_err(|e| TlsError::Read(crt.to_path_buf(), e))?;
     let key_pem = fs::read(key).map_err(|e| TlsError::Read(key.to_path_buf(), e))?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut crt_pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Read(crt.to_path_buf(), e))?;
-    let leaf = certs.first().ok_or_else(|| TlsError::NoCert(crt.to_path_buf()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| TlsError::NoCert(crt.to_path_buf()))?;
     let fp = fingerprint(leaf);
     let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| TlsError::Read(key.to_path_buf(), e))?
@@ -140,7 +155,9 @@ impl rustls::client::danger::ServerCertVerifier for PinnedVerifier {
         }
         match &self.expected {
             None => Ok(rustls::client::danger::ServerCertVerified::assertion()),
-            Some(want) if *want == fp => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            Some(want) if *want == fp => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
             Some(_) => Err(rustls::Error::General(format!(
                 "server certificate fingerprint {fp} does not match the pinned one"
             ))),
@@ -153,7 +170,12 @@ impl rustls::client::danger::ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -162,11 +184,18 @@ impl rustls::client::danger::ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -192,7 +221,10 @@ mod tests {
         let (c, k) = ensure_self_signed(d.path()).expect("gen");
         let (_cfg, fp) = server_config(&c, &k).expect("load");
         assert_eq!(fp.len(), 95);
-        assert_eq!(normalize_fingerprint(&fp.replace(':', "").to_lowercase()), fp);
+        assert_eq!(
+            normalize_fingerprint(&fp.replace(':', "").to_lowercase()),
+            fp
+        );
         // Second call keeps the same certificate.
         ensure_self_signed(d.path()).expect("again");
         assert_eq!(server_config(&c, &k).expect("load").1, fp);

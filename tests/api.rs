@@ -16,7 +16,8 @@ fn addr(d: &Daemon) -> String {
 
 fn raw(d: &Daemon, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr(d)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let _ = s.write_all(request);
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -25,7 +26,9 @@ fn raw(d: &Daemon, request: &[u8]) -> String {
             break;
         }
         out.extend_from_slice(&buf[..n]);
-        if out.windows(4).any(|w| w == b"\r\n\r\n") && String::from_utf8_lossy(&out).contains("\"request_id\"") {
+        if out.windows(4).any(|w| w == b"\r\n\r\n")
+            && String::from_utf8_lossy(&out).contains("\"request_id\"")
+        {
             break;
         }
     }
@@ -44,14 +47,20 @@ fn version_openapi_and_node_facts() {
     assert_eq!(doc.body["openapi"], "3.1.0");
     let root = d.root();
     let n = root.get("/nodes");
-    let node = n.body["items"][0]["node"].as_str().expect("node").to_string();
+    let node = n.body["items"][0]["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
     let f = root.get(&format!("/nodes/{node}"));
     assert_eq!(f.status, 200, "{}", f.text);
     assert!(f.body["cpu"]["count"].as_i64().expect("cpus") >= 1);
     assert!(f.body["memory"]["total_bytes"].as_i64().expect("mem") > 0);
     let mode = f.body["cgroup"]["mode"].as_str().expect("mode");
     assert!(["unified", "hybrid", "legacy"].contains(&mode));
-    assert_eq!(f.body["kvm"]["available"], json!(std::path::Path::new("/dev/kvm").exists()));
+    assert_eq!(
+        f.body["kvm"]["available"],
+        json!(std::path::Path::new("/dev/kvm").exists())
+    );
     eprintln!("node facts: cgroup mode {mode}, kvm {}", f.body["kvm"]);
     assert_eq!(root.get("/nodes/not-this-node").status, 404);
 }
@@ -61,10 +70,17 @@ fn bad_input_gets_clear_problems() {
     let d = Daemon::start();
     let root = d.root();
     // Wrong types, unknown fields, out of range, missing required: each field named.
-    let r = root.post("/access/users", json!({"userid": "a@local", "enabled": "yes", "colour": "red", "groups": "ops"}));
+    let r = root.post(
+        "/access/users",
+        json!({"userid": "a@local", "enabled": "yes", "colour": "red", "groups": "ops"}),
+    );
     assert_eq!(r.status, 400);
     for p in ["/enabled", "/colour", "/groups"] {
-        assert!(r.pointers().contains(&p.to_string()), "{p} not named: {}", r.text);
+        assert!(
+            r.pointers().contains(&p.to_string()),
+            "{p} not named: {}",
+            r.text
+        );
     }
     let r = root.post("/access/users", json!({"enabled": true}));
     assert_eq!(r.status, 400);
@@ -79,18 +95,39 @@ fn bad_input_gets_clear_problems() {
     assert_eq!(r.pointers().len(), 2, "{}", r.text);
     // Malformed JSON.
     let r = root.request("POST", "/access/groups", None, &[]);
-    assert_eq!(r.status, 400, "missing body must fail validation: {}", r.text);
+    assert_eq!(
+        r.status, 400,
+        "missing body must fail validation: {}",
+        r.text
+    );
     let url = format!("{}/api/v1/access/groups", d.endpoint);
     let res = ureq::post(&url)
-        .set("Authorization", &format!("Bearer {}", root.token.clone().expect("token")))
+        .set(
+            "Authorization",
+            &format!("Bearer {}", root.token.clone().expect("token")),
+        )
         .set("Content-Type", "application/json")
         .send_string("{\"groupid\": ");
-    let Err(ureq::Error::Status(400, resp)) = res else { panic!("malformed JSON accepted") };
+    let Err(ureq::Error::Status(400, resp)) = res else {
+        panic!("malformed JSON accepted")
+    };
     assert_eq!(resp.content_type(), "application/problem+json");
     let body: Value = serde_json::from_str(&resp.into_string().expect("body")).expect("json");
-    assert!(body["detail"].as_str().expect("detail").contains("malformed JSON"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("malformed JSON"),
+        "{body}"
+    );
     // Wrong content type.
-    let res = ureq::post(&url).set("Authorization", &format!("Bearer {}", root.token.clone().expect("t"))).set("Content-Type", "text/plain").send_string("{}");
+    let res = ureq::post(&url)
+        .set(
+            "Authorization",
+            &format!("Bearer {}", root.token.clone().expect("t")),
+        )
+        .set("Content-Type", "text/plain")
+        .send_string("{}");
     assert!(matches!(res, Err(ureq::Error::Status(415, _))));
     // No such route / method.
     assert_eq!(root.get("/no/such/thing").status, 404);
@@ -98,7 +135,11 @@ fn bad_input_gets_clear_problems() {
     assert_eq!(r.status, 405);
     assert!(r.header("allow").is_some_and(|a| a.contains("POST")));
     // Bodies where none is taken.
-    assert_eq!(root.request("DELETE", "/access/groups/x", Some(&json!({"a": 1})), &[]).status, 400);
+    assert_eq!(
+        root.request("DELETE", "/access/groups/x", Some(&json!({"a": 1})), &[])
+            .status,
+        400
+    );
     // The daemon keeps serving.
     assert_eq!(root.get("/version").status, 200);
 }
@@ -123,8 +164,16 @@ fn oversized_bodies_get_413() {
     }
     req.extend_from_slice(b"0\r\n\r\n");
     let resp = raw(&d, &req);
-    assert!(resp.starts_with("HTTP/1.1 413"), "{}", &resp[..resp.len().min(300)]);
-    assert_eq!(root.get("/access/groups/g").status, 404, "nothing half-made");
+    assert!(
+        resp.starts_with("HTTP/1.1 413"),
+        "{}",
+        &resp[..resp.len().min(300)]
+    );
+    assert_eq!(
+        root.get("/access/groups/g").status,
+        404,
+        "nothing half-made"
+    );
     assert_eq!(root.get("/version").status, 200);
 }
 
@@ -134,20 +183,28 @@ fn slow_loris_connections_are_dropped_and_service_continues() {
     let mut slow = Vec::new();
     for _ in 0..50 {
         let mut s = TcpStream::connect(addr(&d)).expect("connect");
-        s.write_all(b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\n").expect("partial headers");
+        s.write_all(b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\n")
+            .expect("partial headers");
         slow.push(s);
     }
     // Service continues while they dangle.
     assert_eq!(d.client().get("/version").status, 200);
     let t0 = Instant::now();
     for s in &mut slow {
-        s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
         let mut buf = [0u8; 1024];
         let n = s.read(&mut buf).unwrap_or(0);
         let text = String::from_utf8_lossy(&buf[..n]);
-        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "unexpected answer {text}");
+        assert!(
+            n == 0 || text.starts_with("HTTP/1.1 408"),
+            "unexpected answer {text}"
+        );
     }
-    assert!(t0.elapsed() < Duration::from_secs(14), "slow connections were not cut off");
+    assert!(
+        t0.elapsed() < Duration::from_secs(14),
+        "slow connections were not cut off"
+    );
     assert_eq!(d.client().get("/version").status, 200);
 }
 
@@ -155,28 +212,71 @@ fn slow_loris_connections_are_dropped_and_service_continues() {
 fn etag_if_match_and_pagination() {
     let d = Daemon::start();
     let root = d.root();
-    let r = root.post("/access/groups", json!({"groupid": "ops", "comment": "first", "tags": ["prod"]}));
+    let r = root.post(
+        "/access/groups",
+        json!({"groupid": "ops", "comment": "first", "tags": ["prod"]}),
+    );
     assert_eq!(r.status, 201);
     assert_eq!(r.header("etag"), Some("\"1\""));
     assert_eq!(r.header("location"), Some("/api/v1/access/groups/ops"));
     let g = root.get("/access/groups/ops");
     assert_eq!(g.header("etag"), Some("\"1\""));
-    let u = root.request("PUT", "/access/groups/ops", Some(&json!({"comment": "second"})), &[("If-Match", "\"1\"")]);
+    let u = root.request(
+        "PUT",
+        "/access/groups/ops",
+        Some(&json!({"comment": "second"})),
+        &[("If-Match", "\"1\"")],
+    );
     assert_eq!(u.status, 200, "{}", u.text);
     assert_eq!(u.header("etag"), Some("\"2\""));
-    let stale = root.request("PUT", "/access/groups/ops", Some(&json!({"comment": "third"})), &[("If-Match", "\"1\"")]);
+    let stale = root.request(
+        "PUT",
+        "/access/groups/ops",
+        Some(&json!({"comment": "third"})),
+        &[("If-Match", "\"1\"")],
+    );
     assert_eq!(stale.status, 412);
     assert_eq!(root.get("/access/groups/ops").body["comment"], "second");
-    let bad = root.request("PUT", "/access/groups/ops", Some(&json!({"comment": "x"})), &[("If-Match", "yesterday")]);
+    let bad = root.request(
+        "PUT",
+        "/access/groups/ops",
+        Some(&json!({"comment": "x"})),
+        &[("If-Match", "yesterday")],
+    );
     assert_eq!(bad.status, 400);
-    let del = root.request("DELETE", "/access/groups/ops", None, &[("If-Match", "\"1\"")]);
+    let del = root.request(
+        "DELETE",
+        "/access/groups/ops",
+        None,
+        &[("If-Match", "\"1\"")],
+    );
     assert_eq!(del.status, 412);
-    assert_eq!(root.request("DELETE", "/access/groups/ops", None, &[("If-Match", "\"2\"")]).status, 204);
+    assert_eq!(
+        root.request(
+            "DELETE",
+            "/access/groups/ops",
+            None,
+            &[("If-Match", "\"2\"")]
+        )
+        .status,
+        204
+    );
     assert_eq!(root.get("/access/groups/ops").status, 404);
 
     for i in 0..25 {
-        let tags = if i % 5 == 0 { json!(["five"]) } else { json!([]) };
-        assert_eq!(root.post("/access/groups", json!({"groupid": format!("team{i:02}"), "tags": tags})).status, 201);
+        let tags = if i % 5 == 0 {
+            json!(["five"])
+        } else {
+            json!([])
+        };
+        assert_eq!(
+            root.post(
+                "/access/groups",
+                json!({"groupid": format!("team{i:02}"), "tags": tags})
+            )
+            .status,
+            201
+        );
     }
     let mut seen = Vec::new();
     let mut path = "/access/groups?limit=10".to_string();
@@ -196,9 +296,27 @@ fn etag_if_match_and_pagination() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), 25, "pages overlap");
-    assert_eq!(root.get("/access/groups?tag=five").body["items"].as_array().expect("items").len(), 5);
-    assert_eq!(root.get("/access/groups?name=team1*").body["items"].as_array().expect("items").len(), 10);
-    assert_eq!(root.get("/access/groups?name=team07").body["items"].as_array().expect("items").len(), 1);
+    assert_eq!(
+        root.get("/access/groups?tag=five").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        5
+    );
+    assert_eq!(
+        root.get("/access/groups?name=team1*").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        10
+    );
+    assert_eq!(
+        root.get("/access/groups?name=team07").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        1
+    );
     assert_eq!(root.get("/access/groups?page_token=!!").status, 400);
 }
 
@@ -207,16 +325,39 @@ fn idempotency_keys_and_parallel_creates() {
     let d = Daemon::start();
     let root = d.root();
     let h = [("Idempotency-Key", "create-ops-1")];
-    let a = root.request("POST", "/access/groups", Some(&json!({"groupid": "ops"})), &h);
+    let a = root.request(
+        "POST",
+        "/access/groups",
+        Some(&json!({"groupid": "ops"})),
+        &h,
+    );
     assert_eq!(a.status, 201);
-    let b = root.request("POST", "/access/groups", Some(&json!({"groupid": "ops"})), &h);
-    assert_eq!(b.status, 201, "a retry returns the original result: {}", b.text);
+    let b = root.request(
+        "POST",
+        "/access/groups",
+        Some(&json!({"groupid": "ops"})),
+        &h,
+    );
+    assert_eq!(
+        b.status, 201,
+        "a retry returns the original result: {}",
+        b.text
+    );
     assert_eq!(b.body, a.body);
     assert_eq!(b.header("idempotency-replayed"), Some("true"));
     // Without a key, a second create conflicts.
-    assert_eq!(root.post("/access/groups", json!({"groupid": "ops"})).status, 409);
+    assert_eq!(
+        root.post("/access/groups", json!({"groupid": "ops"}))
+            .status,
+        409
+    );
     // Reusing a key for a different request is refused.
-    let c = root.request("POST", "/access/groups", Some(&json!({"groupid": "dev"})), &h);
+    let c = root.request(
+        "POST",
+        "/access/groups",
+        Some(&json!({"groupid": "dev"})),
+        &h,
+    );
     assert_eq!(c.status, 422);
     assert_eq!(root.get("/access/groups/dev").status, 404);
 
@@ -227,11 +368,27 @@ fn idempotency_keys_and_parallel_creates() {
             std::thread::spawn(move || r.request("POST", "/access/acl", Some(&json!({"path": "/", "principal_type": "group", "principal": "ops", "role": "Auditor"})), &[("Idempotency-Key", "acl-par")]))
         })
         .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
-    let ids: std::collections::HashSet<_> = results.iter().map(|r| r.body["id"].as_str().unwrap_or("none").to_string()).collect();
-    assert!(results.iter().all(|r| r.status == 201), "{:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert!(
+        results.iter().all(|r| r.status == 201),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(ids.len(), 1);
-    assert_eq!(root.get("/access/acl").body["items"].as_array().expect("items").len(), 1);
+    assert_eq!(
+        root.get("/access/acl").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        1
+    );
 
     // Parallel creates of distinct objects get distinct server-allocated ids.
     let handles: Vec<_> = (0..12)
@@ -240,7 +397,15 @@ fn idempotency_keys_and_parallel_creates() {
             std::thread::spawn(move || r.post("/access/acl", json!({"path": format!("/vms/{i}"), "principal_type": "group", "principal": "ops", "role": "VMUser"})))
         })
         .collect();
-    let ids: std::collections::HashSet<_> = handles.into_iter().map(|h| h.join().expect("thread").body["id"].as_str().expect("id").to_string()).collect();
+    let ids: std::collections::HashSet<_> = handles
+        .into_iter()
+        .map(|h| {
+            h.join().expect("thread").body["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
     assert_eq!(ids.len(), 12);
 }
 
@@ -261,18 +426,36 @@ fn graceful_shutdown_on_sigterm() {
 fn tls_with_self_signed_certificate_and_pinning() {
     let d = Daemon::start_with(&[]);
     assert!(d.endpoint.starts_with("https://"));
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(d.data().join("api.json")).expect("info")).expect("json");
-    let fp = info["fingerprint"].as_str().expect("fingerprint").to_string();
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.data().join("api.json")).expect("info"))
+            .expect("json");
+    let fp = info["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
     assert!(d.log().contains(&fp), "fingerprint is logged");
     let verifier = std::sync::Arc::new(ferrite::tls::PinnedVerifier::new(Some(&fp)));
-    let agent = ureq::AgentBuilder::new().tls_config(ferrite::tls::pinned_client_config(verifier)).build();
-    let r = agent.get(&format!("{}/api/v1/version", d.endpoint)).call().expect("pinned TLS works");
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(ferrite::tls::pinned_client_config(verifier))
+        .build();
+    let r = agent
+        .get(&format!("{}/api/v1/version", d.endpoint))
+        .call()
+        .expect("pinned TLS works");
     assert_eq!(r.status(), 200);
     let wrong = std::sync::Arc::new(ferrite::tls::PinnedVerifier::new(Some(&"00".repeat(32))));
-    let agent = ureq::AgentBuilder::new().tls_config(ferrite::tls::pinned_client_config(wrong)).build();
-    assert!(agent.get(&format!("{}/api/v1/version", d.endpoint)).call().is_err());
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(ferrite::tls::pinned_client_config(wrong))
+        .build();
+    assert!(agent
+        .get(&format!("{}/api/v1/version", d.endpoint))
+        .call()
+        .is_err());
     // The key is private to root.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.data().join("tls/ferrited.key")).expect("key").permissions().mode();
+    let mode = std::fs::metadata(d.data().join("tls/ferrited.key"))
+        .expect("key")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0);
 }

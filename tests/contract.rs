@@ -22,12 +22,21 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.get("/access/groups");
     root.get("/access/groups/ops");
     root.put("/access/groups/ops", json!({"comment": "c"}));
-    root.post("/access/users", json!({"userid": "u@local", "password": "u-password", "groups": ["ops"], "tags": ["t"]}));
+    root.post(
+        "/access/users",
+        json!({"userid": "u@local", "password": "u-password", "groups": ["ops"], "tags": ["t"]}),
+    );
     root.get("/access/users?tag=t");
     root.get("/access/users/u@local");
     root.put("/access/users/u@local", json!({"email": "u@example.com"}));
-    root.put("/access/users/u@local/password", json!({"password": "another-password"}));
-    root.post("/access/roles", json!({"roleid": "R", "privileges": ["VM.Audit"]}));
+    root.put(
+        "/access/users/u@local/password",
+        json!({"password": "another-password"}),
+    );
+    root.post(
+        "/access/roles",
+        json!({"roleid": "R", "privileges": ["VM.Audit"]}),
+    );
     root.get("/access/roles");
     root.get("/access/roles/R");
     root.put("/access/roles/R", json!({"comment": "role"}));
@@ -35,7 +44,10 @@ fn every_route_answers_according_to_the_openapi_document() {
     let acl_id = acl.body["id"].as_str().expect("acl id").to_string();
     root.get("/access/acl");
     root.get(&format!("/access/acl/{acl_id}"));
-    let t = root.post("/access/tokens", json!({"name": "t1", "expires_at": "2099-01-01T00:00:00Z", "privileges": ["Sys.Audit"]}));
+    let t = root.post(
+        "/access/tokens",
+        json!({"name": "t1", "expires_at": "2099-01-01T00:00:00Z", "privileges": ["Sys.Audit"]}),
+    );
     assert_eq!(t.status, 201);
     root.get("/access/tokens");
     root.get("/access/tokens/root@local!t1");
@@ -55,7 +67,14 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.delete("/access/groups/ops");
 
     let doc = c.get("/openapi.json").body;
-    let seen: HashSet<String> = SEEN.lock().expect("seen").clone().unwrap_or_default().into_iter().map(|k| k.rsplit_once(' ').map(|(a, _)| a.to_string()).unwrap_or(k)).collect();
+    let seen: HashSet<String> = SEEN
+        .lock()
+        .expect("seen")
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| k.rsplit_once(' ').map(|(a, _)| a.to_string()).unwrap_or(k))
+        .collect();
     let mut missing = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("item").keys() {

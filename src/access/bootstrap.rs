@@ -35,7 +35,10 @@ pub fn builtin_roles(store: &Store) -> Result<(), StoreError> {
 /// Creates `root@local` on first start. The password comes from `FERRITE_ROOT_PASSWORD`, or
 /// is generated, printed once on stdout and written to `DATA_DIR/initial-root-password` (0600).
 pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
-    if store.read(|c| objects::get(c, "user", ROOT_USER))?.is_some() {
+    if store
+        .read(|c| objects::get(c, "user", ROOT_USER))?
+        .is_some()
+    {
         return Ok(());
     }
     let (pw, generated) = match std::env::var("FERRITE_ROOT_PASSWORD") {
@@ -62,7 +65,10 @@ pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
             .map_err(|e| StartError::Io(path.clone(), e))?;
         writeln!(f, "{pw}").map_err(|e| StartError::Io(path.clone(), e))?;
         println!("created {ROOT_USER} with password: {pw}");
-        println!("(also written to {}; change it and delete that file)", path.display());
+        println!(
+            "(also written to {}; change it and delete that file)",
+            path.display()
+        );
     }
     tracing::info!(user = ROOT_USER, generated, "created administrator");
     Ok(())

@@ -59,6 +59,9 @@ pub struct Access {
     state: RwLock<Arc<AccessState>>,
     /// Failed-login limiter.
     pub limiter: ratelimit::LoginLimiter,
+    /// Token strings whose secret already checked out, with the stored hash it matched: a
+    /// revoked or re-created token no longer matches the snapshot and is checked afresh.
+    verified_tokens: RwLock<std::collections::HashMap<String, (String, String)>>,
 }
 
 impl Access {
@@ -74,6 +77,7 @@ impl Access {
             token_key,
             state: RwLock::new(Arc::new(AccessState::default())),
             limiter: ratelimit::LoginLimiter::default(),
+            verified_tokens: RwLock::new(std::collections::HashMap::new()),
         };
         access.reload(store)?;
         Ok(access)
@@ -128,11 +132,31 @@ impl Access {
                 kind: AuthKind::Ticket,
             });
         }
-        let (id, secret) = token::parse(cred).ok_or(AuthError::BadToken)?;
-        let info = st.tokens.get(&id).ok_or(AuthError::BadToken)?;
-        if !token::verify(&self.token_key, secret, &info.hash) {
-            return Err(AuthError::BadToken);
-        }
+        let cached = self
+            .verified_tokens
+            .read()
+            .ok()
+            .and_then(|c| c.get(cred).cloned());
+        let (id, info) = match cached {
+            Some((id, hash)) if st.tokens.get(&id).is_some_and(|t| t.hash == hash) => {
+                let info = st.tokens.get(&id).ok_or(AuthError::BadToken)?;
+                (id, info)
+            }
+            _ => {
+                let (id, secret) = token::parse(cred).ok_or(AuthError::BadToken)?;
+                let info = st.tokens.get(&id).ok_or(AuthError::BadToken)?;
+                if !token::verify(&self.token_key, secret, &info.hash) {
+                    return Err(AuthError::BadToken);
+                }
+                if let Ok(mut c) = self.verified_tokens.write() {
+                    if c.len() >= 10_000 {
+                        c.clear();
+                    }
+                    c.insert(cred.to_string(), (id.clone(), info.hash.clone()));
+                }
+                (id, info)
+            }
+        };
         if info.expires_at.is_some_and(|e| e <= now) {
             return Err(AuthError::TokenExpired);
         }
@@ -148,8 +172,12 @@ impl Access {
 
     /// Effective privileges of a caller on an ACL path.
     pub fn privileges(&self, p: &Principal, path: &str) -> PrivSet {
-        self.snapshot()
-            .privileges(&p.user, p.token_id.as_deref(), path, crate::time::now_unix())
+        self.snapshot().privileges(
+            &p.user,
+            p.token_id.as_deref(),
+            path,
+            crate::time::now_unix(),
+        )
     }
 
     /// Whether a caller holds `privilege` on `path`.

@@ -1,6 +1,8 @@
 //! Password hashing with argon2id (PHC strings, salted per user).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Hashes a password. Costly by design (~tens of ms): call from a blocking thread.

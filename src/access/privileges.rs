@@ -30,7 +30,10 @@ impl PrivSet {
 
     /// The set for one privilege name, if known.
     pub fn named(name: &str) -> Option<PrivSet> {
-        names().iter().position(|n| n == name).map(|i| PrivSet(1 << i))
+        names()
+            .iter()
+            .position(|n| n == name)
+            .map(|i| PrivSet(1 << i))
     }
 
     /// Builds a set from names and patterns (`*`, `VM.*`, `*.Audit`); unknown names are ignored
@@ -41,8 +44,10 @@ impl PrivSet {
             for (i, n) in names().iter().enumerate() {
                 let hit = p == "*"
                     || p == n
-                    || p.strip_suffix(".*").is_some_and(|fam| n.split('.').next() == Some(fam))
-                    || p.strip_prefix("*.").is_some_and(|leaf| n.split('.').nth(1) == Some(leaf));
+                    || p.strip_suffix(".*")
+                        .is_some_and(|fam| n.split('.').next() == Some(fam))
+                    || p.strip_prefix("*.")
+                        .is_some_and(|leaf| n.split('.').nth(1) == Some(leaf));
                 if hit {
                     set |= 1 << i;
                 }
@@ -87,16 +92,60 @@ pub struct BuiltinRole {
 
 /// Roles every install has. They are refreshed at each start so new privileges reach them.
 pub const BUILTIN_ROLES: &[BuiltinRole] = &[
-    BuiltinRole { name: "Administrator", comment: "Every privilege", patterns: &["*"] },
-    BuiltinRole { name: "Auditor", comment: "Read everything, change nothing", patterns: &["*.Audit"] },
-    BuiltinRole { name: "NoAccess", comment: "Cancels every privilege inherited at this path", patterns: &[] },
-    BuiltinRole { name: "VMAdmin", comment: "Full control of VMs", patterns: &["VM.*"] },
-    BuiltinRole { name: "VMUser", comment: "Use VMs: view, power, console", patterns: &["VM.Audit", "VM.PowerMgmt", "VM.Console"] },
-    BuiltinRole { name: "ContainerAdmin", comment: "Full control of containers", patterns: &["Container.*"] },
-    BuiltinRole { name: "ContainerUser", comment: "Use containers: view, power, console", patterns: &["Container.Audit", "Container.PowerMgmt", "Container.Console"] },
-    BuiltinRole { name: "NetworkAdmin", comment: "Manage bridges, VLANs and bonds", patterns: &["Network.*"] },
-    BuiltinRole { name: "StorageAdmin", comment: "Manage pools and volumes", patterns: &["Storage.*"] },
-    BuiltinRole { name: "UserAdmin", comment: "Manage users, groups, roles and ACLs", patterns: &["User.Modify", "Permissions.Modify", "Sys.Audit"] },
+    BuiltinRole {
+        name: "Administrator",
+        comment: "Every privilege",
+        patterns: &["*"],
+    },
+    BuiltinRole {
+        name: "Auditor",
+        comment: "Read everything, change nothing",
+        patterns: &["*.Audit"],
+    },
+    BuiltinRole {
+        name: "NoAccess",
+        comment: "Cancels every privilege inherited at this path",
+        patterns: &[],
+    },
+    BuiltinRole {
+        name: "VMAdmin",
+        comment: "Full control of VMs",
+        patterns: &["VM.*"],
+    },
+    BuiltinRole {
+        name: "VMUser",
+        comment: "Use VMs: view, power, console",
+        patterns: &["VM.Audit", "VM.PowerMgmt", "VM.Console"],
+    },
+    BuiltinRole {
+        name: "ContainerAdmin",
+        comment: "Full control of containers",
+        patterns: &["Container.*"],
+    },
+    BuiltinRole {
+        name: "ContainerUser",
+        comment: "Use containers: view, power, console",
+        patterns: &[
+            "Container.Audit",
+            "Container.PowerMgmt",
+            "Container.Console",
+        ],
+    },
+    BuiltinRole {
+        name: "NetworkAdmin",
+        comment: "Manage bridges, VLANs and bonds",
+        patterns: &["Network.*"],
+    },
+    BuiltinRole {
+        name: "StorageAdmin",
+        comment: "Manage pools and volumes",
+        patterns: &["Storage.*"],
+    },
+    BuiltinRole {
+        name: "UserAdmin",
+        comment: "Manage users, groups, roles and ACLs",
+        patterns: &["User.Modify", "Permissions.Modify", "Sys.Audit"],
+    },
 ];
 
 #[cfg(test)]

@@ -25,7 +25,12 @@ fn prune(v: &mut Vec<Instant>, now: Instant) {
 
 fn retry_after(v: &[Instant], now: Instant) -> u64 {
     v.first()
-        .map(|t| WINDOW.saturating_sub(now.duration_since(*t)).as_secs().max(1))
+        .map(|t| {
+            WINDOW
+                .saturating_sub(now.duration_since(*t))
+                .as_secs()
+                .max(1)
+        })
         .unwrap_or(1)
 }
 

@@ -52,7 +52,11 @@ fn ts(v: &Value) -> Option<i64> {
 
 fn str_list(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -72,14 +76,16 @@ impl AccessState {
         }
         for r in objects::all(conn, "role")? {
             let privs = str_list(&r.body["privileges"]);
-            st.roles
-                .insert(r.id.clone(), PrivSet::from_patterns(privs.iter().map(String::as_str)));
+            st.roles.insert(
+                r.id.clone(),
+                PrivSet::from_patterns(privs.iter().map(String::as_str)),
+            );
         }
         for t in objects::all(conn, "token")? {
             let hash = objects::get_secret(conn, "token", &t.id)?.unwrap_or_default();
-            let privileges = t.body["privileges"]
-                .as_array()
-                .map(|_| PrivSet::from_patterns(str_list(&t.body["privileges"]).iter().map(String::as_str)));
+            let privileges = t.body["privileges"].as_array().map(|_| {
+                PrivSet::from_patterns(str_list(&t.body["privileges"]).iter().map(String::as_str))
+            });
             st.tokens.insert(
                 t.id.clone(),
                 TokenInfo {
@@ -93,7 +99,10 @@ impl AccessState {
         for a in objects::all(conn, "acl")? {
             let rule = AclRule {
                 path: a.body["path"].as_str().unwrap_or("/").to_string(),
-                principal_type: a.body["principal_type"].as_str().unwrap_or_default().to_string(),
+                principal_type: a.body["principal_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 principal: a.body["principal"].as_str().unwrap_or_default().to_string(),
                 role: a.body["role"].as_str().unwrap_or_default().to_string(),
                 propagate: a.body["propagate"].as_bool().unwrap_or(true),
@@ -115,7 +124,13 @@ impl AccessState {
     /// Walks from `/` down to `path`. At each level, rules that apply (exact path, or an
     /// ancestor's rule with `propagate`) replace what was inherited; a user's own rules override
     /// its groups' rules at the same level; the `NoAccess` role clears everything.
-    fn acl_privileges(&self, principal_type: &str, principal: &str, groups: &[String], path: &str) -> PrivSet {
+    fn acl_privileges(
+        &self,
+        principal_type: &str,
+        principal: &str,
+        groups: &[String],
+        path: &str,
+    ) -> PrivSet {
         let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         let mut current = PrivSet::EMPTY;
         for depth in 0..=comps.len() {
@@ -162,7 +177,11 @@ impl AccessState {
         let mut set = if user == ROOT_USER {
             PrivSet::all()
         } else {
-            let groups = self.users.get(user).map(|u| u.groups.as_slice()).unwrap_or(&[]);
+            let groups = self
+                .users
+                .get(user)
+                .map(|u| u.groups.as_slice())
+                .unwrap_or(&[]);
             self.acl_privileges("user", user, groups, path)
         };
         if let Some(tid) = token {
@@ -172,7 +191,12 @@ impl AccessState {
                         set = set.intersect(limit);
                     }
                     // A token with ACL rules of its own is further limited to them.
-                    if self.acl.values().flatten().any(|r| r.principal_type == "token" && r.principal == tid) {
+                    if self
+                        .acl
+                        .values()
+                        .flatten()
+                        .any(|r| r.principal_type == "token" && r.principal == tid)
+                    {
                         set = set.intersect(self.acl_privileges("token", tid, &[], path));
                     }
                 }
@@ -191,12 +215,20 @@ mod tests {
         let reg = crate::schema::Registry::load().expect("schema");
         super::super::privileges::init(reg.privileges());
         let mut st = AccessState::default();
-        for (n, p) in [("Administrator", vec!["*"]), ("VMUser", vec!["VM.Audit", "VM.PowerMgmt"]), ("NoAccess", vec![])] {
+        for (n, p) in [
+            ("Administrator", vec!["*"]),
+            ("VMUser", vec!["VM.Audit", "VM.PowerMgmt"]),
+            ("NoAccess", vec![]),
+        ] {
             st.roles.insert(n.into(), PrivSet::from_patterns(p));
         }
         st.users.insert(
             "alice@local".into(),
-            UserInfo { enabled: true, expires_at: None, groups: vec!["ops".into()] },
+            UserInfo {
+                enabled: true,
+                expires_at: None,
+                groups: vec!["ops".into()],
+            },
         );
         let rule = |path: &str, t: &str, p: &str, role: &str, propagate| AclRule {
             path: path.into(),
@@ -205,9 +237,24 @@ mod tests {
             role: role.into(),
             propagate,
         };
-        st.acl.insert("/vms".into(), vec![rule("/vms", "group", "ops", "VMUser", true)]);
-        st.acl.insert("/vms/100".into(), vec![rule("/vms/100", "user", "alice@local", "NoAccess", true)]);
-        st.acl.insert("/network".into(), vec![rule("/network", "user", "alice@local", "Administrator", false)]);
+        st.acl.insert(
+            "/vms".into(),
+            vec![rule("/vms", "group", "ops", "VMUser", true)],
+        );
+        st.acl.insert(
+            "/vms/100".into(),
+            vec![rule("/vms/100", "user", "alice@local", "NoAccess", true)],
+        );
+        st.acl.insert(
+            "/network".into(),
+            vec![rule(
+                "/network",
+                "user",
+                "alice@local",
+                "Administrator",
+                false,
+            )],
+        );
         st
     }
 
@@ -215,12 +262,23 @@ mod tests {
     fn propagation_override_and_noaccess() {
         let st = state();
         let vmp = PrivSet::from_patterns(["VM.PowerMgmt"]);
-        assert!(st.privileges("alice@local", None, "/vms/101", 0).contains(vmp));
-        assert!(!st.privileges("alice@local", None, "/vms/100", 0).contains(vmp));
+        assert!(st
+            .privileges("alice@local", None, "/vms/101", 0)
+            .contains(vmp));
+        assert!(!st
+            .privileges("alice@local", None, "/vms/100", 0)
+            .contains(vmp));
         assert!(st.privileges("alice@local", None, "/", 0).is_empty());
         // Not propagated: applies on /network only.
-        assert_eq!(st.privileges("alice@local", None, "/network", 0), PrivSet::all());
-        assert!(st.privileges("alice@local", None, "/network/vmbr0", 0).is_empty());
-        assert!(st.privileges("mallory@local", None, "/vms/101", 0).is_empty());
+        assert_eq!(
+            st.privileges("alice@local", None, "/network", 0),
+            PrivSet::all()
+        );
+        assert!(st
+            .privileges("alice@local", None, "/network/vmbr0", 0)
+            .is_empty());
+        assert!(st
+            .privileges("mallory@local", None, "/vms/101", 0)
+            .is_empty());
     }
 }

@@ -49,7 +49,11 @@ impl TicketKeys {
     pub fn sign(&self, user: &str, expires: i64) -> String {
         let payload = format!("{user}\n{expires}");
         let sig = self.signing.sign(payload.as_bytes());
-        format!("{PREFIX}{}.{}", B64.encode(payload), B64.encode(sig.to_bytes()))
+        format!(
+            "{PREFIX}{}.{}",
+            B64.encode(payload),
+            B64.encode(sig.to_bytes())
+        )
     }
 
     /// Returns `(user, expires)` of a valid, unexpired ticket.

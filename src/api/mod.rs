@@ -27,6 +27,9 @@ use crate::schema::Registry;
 use crate::store::Store;
 use crate::tasks::TaskManager;
 
+/// Serializes requests that carry the same (caller, Idempotency-Key).
+type KeyLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Everything a handler may use.
 pub struct App {
     pub registry: Registry,
@@ -39,7 +42,7 @@ pub struct App {
     pub openapi: Bytes,
     router: router::Router,
     handlers: Vec<handlers::Handler>,
-    idempotency_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    idempotency_locks: Mutex<HashMap<(String, String), KeyLock>>,
 }
 
 /// Building the app failed: the route table and the handlers disagree.
@@ -88,8 +91,11 @@ impl App {
         }))
     }
 
-    fn idempotency_lock(&self, user: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.idempotency_locks.lock().unwrap_or_else(|p| p.into_inner());
+    fn idempotency_lock(&self, user: &str, key: &str) -> KeyLock {
+        let mut m = self
+            .idempotency_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if m.len() > 10_000 {
             m.retain(|_, l| Arc::strong_count(l) > 1);
         }

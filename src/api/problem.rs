@@ -23,7 +23,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             kind,
@@ -71,7 +76,12 @@ impl ApiError {
     }
 
     pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(422, "unprocessable", "Request cannot be carried out", detail)
+        Self::new(
+            422,
+            "unprocessable",
+            "Request cannot be carried out",
+            detail,
+        )
     }
 
     pub fn busy(detail: impl Into<String>, retry_after: u64) -> Self {
@@ -81,7 +91,12 @@ impl ApiError {
     }
 
     pub fn internal(log: impl Into<String>) -> Self {
-        let mut e = Self::new(500, "internal", "Internal error", "the daemon failed to complete the request; see its log for this request id");
+        let mut e = Self::new(
+            500,
+            "internal",
+            "Internal error",
+            "the daemon failed to complete the request; see its log for this request id",
+        );
         e.log_detail = Some(log.into());
         e
     }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -12,7 +13,7 @@ use crate::schema::Route;
 
 /// A request that passed routing, authentication, the privilege check and schema validation.
 pub struct Req {
-    pub route: Route,
+    pub route: Arc<Route>,
     pub params: HashMap<String, String>,
     /// Query parameters, typed by the route's query schema.
     pub query: Value,
@@ -32,7 +33,10 @@ pub struct Req {
 impl Req {
     /// A path parameter (the router guarantees it exists).
     pub fn param(&self, name: &str) -> &str {
-        self.params.get(name).map(String::as_str).unwrap_or_default()
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// The caller; routes that are not public always have one.
@@ -59,8 +63,9 @@ impl Req {
 
     /// Deserializes the (already validated) body into a typed struct.
     pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_value(self.body.clone())
-            .map_err(|e| ApiError::field("body", "", format!("body does not match the schema: {e}")))
+        serde_json::from_value(self.body.clone()).map_err(|e| {
+            ApiError::field("body", "", format!("body does not match the schema: {e}"))
+        })
     }
 
     /// A string query parameter.

@@ -69,7 +69,10 @@ impl Resp {
             return (Some(ct), b);
         }
         match &self.json {
-            Some(j) => (Some("application/json".into()), Full::new(j.clone()).boxed()),
+            Some(j) => (
+                Some("application/json".into()),
+                Full::new(j.clone()).boxed(),
+            ),
             None => (None, Full::new(Bytes::new()).boxed()),
         }
     }

@@ -32,7 +32,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(routes: &[Route]) -> Self {
+    pub fn new(routes: &[std::sync::Arc<Route>]) -> Self {
         let compiled = routes
             .iter()
             .enumerate()
@@ -41,10 +41,12 @@ impl Router {
                     .path
                     .split('/')
                     .filter(|s| !s.is_empty())
-                    .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        Some(p) => Seg::Param(p.to_string()),
-                        None => Seg::Lit(s.to_string()),
-                    })
+                    .map(
+                        |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                            Some(p) => Seg::Param(p.to_string()),
+                            None => Seg::Lit(s.to_string()),
+                        },
+                    )
                     .collect(),
                 index,
             })
@@ -60,26 +62,34 @@ impl Router {
         let parts: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| percent_decode(s))
+            .map(percent_decode)
             .collect();
         let mut allowed = Vec::new();
         for c in &self.compiled {
             if c.segs.len() != parts.len() {
                 continue;
             }
-            let mut params = HashMap::new();
             let ok = c.segs.iter().zip(&parts).all(|(s, p)| match s {
                 Seg::Lit(l) => l == p,
-                Seg::Param(n) => {
-                    params.insert(n.clone(), p.clone());
-                    true
-                }
+                Seg::Param(_) => true,
             });
             if !ok {
                 continue;
             }
+            let params: HashMap<String, String> = c
+                .segs
+                .iter()
+                .zip(&parts)
+                .filter_map(|(s, p)| match s {
+                    Seg::Param(n) => Some((n.clone(), p.clone())),
+                    Seg::Lit(_) => None,
+                })
+                .collect();
             if self.methods[c.index] == method {
-                return Match::Found { index: c.index, params };
+                return Match::Found {
+                    index: c.index,
+                    params,
+                };
             }
             allowed.push(self.methods[c.index].clone());
         }
@@ -97,7 +107,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -121,7 +134,10 @@ mod tests {
             Match::Found { params, .. } => assert_eq!(params["userid"], "alice@local"),
             _ => panic!("no match"),
         }
-        assert!(matches!(r.find("PATCH", "/access/users/x"), Match::MethodNotAllowed(_)));
+        assert!(matches!(
+            r.find("PATCH", "/access/users/x"),
+            Match::MethodNotAllowed(_)
+        ));
         assert!(matches!(r.find("GET", "/nope"), Match::NotFound));
         assert_eq!(percent_decode("a%2"), "a%2");
     }

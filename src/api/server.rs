@@ -121,9 +121,18 @@ pub async fn serve(
     }
 }
 
+/// Request ids: a per-process random prefix and a counter, unique across restarts without a
+/// random-number syscall per request.
 fn request_id() -> String {
-    let u = uuid::Uuid::new_v4();
-    u.simple().to_string()[..16].to_string()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let p = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u128() as u32);
+    format!(
+        "{p:08x}{:08x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed) as u32
+    )
 }
 
 fn finish(mut resp: Resp, request_id: &str) -> Response<Body> {
@@ -149,15 +158,19 @@ fn finish(mut resp: Resp, request_id: &str) -> Response<Body> {
 
 fn problem_response(e: &ApiError, instance: &str, request_id: &str) -> Response<Body> {
     if e.status >= 500 {
-        tracing::error!(status = e.status, detail = %e.detail, log = ?e.log_detail, "request failed");
+        tracing::error!(request_id, status = e.status, detail = %e.detail, log = ?e.log_detail, "request failed");
     } else {
-        tracing::debug!(status = e.status, detail = %e.detail, "request refused");
+        tracing::debug!(request_id, status = e.status, detail = %e.detail, "request refused");
     }
     let body = e.body(instance, request_id);
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-    *r.status_mut() = hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if let Some(s) = e.retry_after {
         h.insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
     }
@@ -167,7 +180,10 @@ fn problem_response(e: &ApiError, instance: &str, request_id: &str) -> Response<
         }
     }
     if e.status == 401 {
-        h.insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ferrite\""));
+        h.insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"ferrite\""),
+        );
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
@@ -180,7 +196,8 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let rid = request_id();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", id = %rid, %method, %path, peer = %peer.ip());
+    // A debug span: cheap when disabled; problems are logged with the request id anyway.
+    let span = tracing::debug_span!("request", id = %rid, %method, %path, peer = %peer.ip());
     async move {
         let mut audit_ctx = AuditCtx::default();
         let resp = match pipeline(&app, req, peer.ip(), &rid, &mut audit_ctx).await {
@@ -200,7 +217,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
                 path,
                 status: resp.status().as_u16(),
             };
-            if let Err(e) = app.store.write(|tx| audit::append(tx, std::slice::from_ref(&rec))) {
+            if let Err(e) = app
+                .store
+                .write(|tx| audit::append(tx, std::slice::from_ref(&rec)))
+            {
                 tracing::error!(error = %e, "could not write the audit log");
             }
         }
@@ -224,10 +244,13 @@ fn parse_if_match(v: Option<&HeaderValue>) -> Result<Option<i64>, ApiError> {
         return Ok(None);
     }
     let inner = s.trim_start_matches("W/").trim_matches('"');
-    inner
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::field("header", "/If-Match", format!("'{s}' is not an ETag this API issued (expected \"<revision>\")")))
+    inner.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::field(
+            "header",
+            "/If-Match",
+            format!("'{s}' is not an ETag this API issued (expected \"<revision>\")"),
+        )
+    })
 }
 
 async fn pipeline(
@@ -237,40 +260,65 @@ async fn pipeline(
     rid: &str,
     audit_ctx: &mut AuditCtx,
 ) -> Result<Resp, ApiError> {
-    let method = req.method().as_str().to_string();
+    let (parts, incoming) = req.into_parts();
+    let method = parts.method.as_str().to_string();
     audit_ctx.mutating = method != "GET" && method != "HEAD" && method != "OPTIONS";
-    let full_path = req.uri().path().to_string();
-    let full_path = full_path.as_str();
-    let headers = req.headers().clone();
-    let query_string = req.uri().query().map(String::from);
+    let full_path = parts.uri.path();
+    let headers = parts.headers;
+    let query_string = parts.uri.query();
     // Read the (bounded) body before any refusal: answering while the client is still
     // sending would force hyper to close a keep-alive connection the client may reuse.
-    let raw = read_body(req.into_body()).await?;
+    let raw = read_body(incoming).await?;
     let sub = full_path
         .strip_prefix(crate::API_PREFIX)
         .filter(|s| s.is_empty() || s.starts_with('/'))
-        .ok_or_else(|| ApiError::not_found(format!("no route {full_path}; the API lives under {}", crate::API_PREFIX)))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no route {full_path}; the API lives under {}",
+                crate::API_PREFIX
+            ))
+        })?;
     let (index, params) = match app.router.find(&method, sub) {
         super::router::Match::Found { index, params } => (index, params),
         super::router::Match::MethodNotAllowed(allowed) => {
-            let mut e = ApiError::new(405, "method-not-allowed", "Method not allowed", format!("{method} is not allowed on {full_path}; allowed: {}", allowed.join(", ")));
+            let mut e = ApiError::new(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                format!(
+                    "{method} is not allowed on {full_path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            );
             e.allow = Some(allowed.join(", "));
             return Err(e);
         }
-        super::router::Match::NotFound => return Err(ApiError::not_found(format!("no route {method} {full_path}"))),
+        super::router::Match::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "no route {method} {full_path}"
+            )))
+        }
     };
-    let route = app.registry.routes()[index].clone();
+    let route = Arc::clone(&app.registry.routes()[index]);
 
     // Authentication.
     let principal = if route.auth == Auth::Public {
         None
     } else {
-        let auth = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let p = app.access.authenticate(auth).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let auth = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let p = app
+            .access
+            .authenticate(auth)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         audit_ctx.user = Some(p.user.clone());
         audit_ctx.token = p.token_id.clone();
         if route.auth == Auth::Ticket && p.kind != AuthKind::Ticket {
-            return Err(ApiError::forbidden(format!("{} needs a login ticket; API tokens cannot use it", route.operation_id)));
+            return Err(ApiError::forbidden(format!(
+                "{} needs a login ticket; API tokens cannot use it",
+                route.operation_id
+            )));
         }
         Some(p)
     };
@@ -284,14 +332,21 @@ async fn pipeline(
         }
         privileged = app.access.allowed(p, privilege, &acl_path);
         if !privileged && !route.self_service {
-            return Err(ApiError::forbidden(format!("{} requires {privilege} on {acl_path}", route.operation_id)));
+            return Err(ApiError::forbidden(format!(
+                "{} requires {privilege} on {acl_path}",
+                route.operation_id
+            )));
         }
     }
 
     // Path parameters.
     let mut invalid = Vec::new();
     for (name, ty) in &route.params {
-        for mut e in app.registry.validate(ty, &Value::String(params.get(name).cloned().unwrap_or_default()), "path") {
+        for mut e in app.registry.validate(
+            ty,
+            &Value::String(params.get(name).cloned().unwrap_or_default()),
+            "path",
+        ) {
             e.pointer = format!("/{name}");
             invalid.push(e);
         }
@@ -299,7 +354,6 @@ async fn pipeline(
 
     // Query.
     let pairs: Vec<(String, String)> = query_string
-        .as_deref()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let query = match &route.query {
@@ -310,13 +364,20 @@ async fn pipeline(
         }
         None => {
             for (k, _) in &pairs {
-                invalid.push(crate::schema::InvalidParam { pointer: format!("/{k}"), location: "query".into(), message: format!("unknown query parameter '{k}'") });
+                invalid.push(crate::schema::InvalidParam {
+                    pointer: format!("/{k}"),
+                    location: "query".into(),
+                    message: format!("unknown query parameter '{k}'"),
+                });
             }
             Value::Object(Default::default())
         }
     };
     if !invalid.is_empty() {
-        return Err(ApiError::invalid("the request has invalid parameters", invalid));
+        return Err(ApiError::invalid(
+            "the request has invalid parameters",
+            invalid,
+        ));
     }
 
     let if_match = parse_if_match(headers.get(hyper::header::IF_MATCH))?;
@@ -324,51 +385,115 @@ async fn pipeline(
     // Body.
     let body = match &route.request {
         Some(ty) => {
-            if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-                let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            if let Some(ct) = headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+            {
+                let base = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
                 if base != "application/json" && !base.ends_with("+json") {
-                    return Err(ApiError::new(415, "unsupported-media-type", "Unsupported media type", format!("send JSON with Content-Type: application/json, not {ct}")));
+                    return Err(ApiError::new(
+                        415,
+                        "unsupported-media-type",
+                        "Unsupported media type",
+                        format!("send JSON with Content-Type: application/json, not {ct}"),
+                    ));
                 }
             }
             let v: Value = if raw.is_empty() {
                 Value::Object(Default::default())
             } else {
                 serde_json::from_slice(&raw).map_err(|e| {
-                    ApiError::field("body", "", format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+                    ApiError::field(
+                        "body",
+                        "",
+                        format!(
+                            "malformed JSON at line {} column {}: {e}",
+                            e.line(),
+                            e.column()
+                        ),
+                    )
                 })?
             };
             let errs = app.registry.validate(ty, &v, "body");
             if !errs.is_empty() {
-                let summary = errs.iter().map(|e| format!("{}: {}", if e.pointer.is_empty() { "/" } else { &e.pointer }, e.message)).collect::<Vec<_>>().join("; ");
+                let summary = errs
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            if e.pointer.is_empty() {
+                                "/"
+                            } else {
+                                &e.pointer
+                            },
+                            e.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 return Err(ApiError::invalid(summary, errs));
             }
             v
         }
         None => {
             if !raw.is_empty() {
-                return Err(ApiError::field("body", "", format!("{} takes no request body", route.operation_id)));
+                return Err(ApiError::field(
+                    "body",
+                    "",
+                    format!("{} takes no request body", route.operation_id),
+                ));
             }
             Value::Null
         }
     };
 
-    let accept = headers.get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).map(String::from);
+    let accept = headers
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let idem_key = if route.idempotent {
-        headers.get("idempotency-key").map(|v| v.to_str().map(String::from)).transpose().map_err(|_| ApiError::field("header", "/Idempotency-Key", "must be visible ASCII"))?
+        headers
+            .get("idempotency-key")
+            .map(|v| v.to_str().map(String::from))
+            .transpose()
+            .map_err(|_| ApiError::field("header", "/Idempotency-Key", "must be visible ASCII"))?
     } else {
         None
     };
     if let Some(k) = &idem_key {
         if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::field("header", "/Idempotency-Key", "must be 1 to 255 characters"));
+            return Err(ApiError::field(
+                "header",
+                "/Idempotency-Key",
+                "must be 1 to 255 characters",
+            ));
         }
     }
     let handler = app.handlers[index];
-    let r = Req { route, params, query, body, principal, privileged, if_match, request_id: rid.to_string(), accept, peer };
+    let r = Req {
+        route,
+        params,
+        query,
+        body,
+        principal,
+        privileged,
+        if_match,
+        request_id: rid.to_string(),
+        accept,
+        peer,
+    };
 
     match (idem_key, r.principal.clone()) {
         (Some(key), Some(p)) => {
-            let owner = match &p.token_id { Some(t) => format!("{}#{t}", p.user), None => p.user.clone() };
+            let owner = match &p.token_id {
+                Some(t) => format!("{}#{t}", p.user),
+                None => p.user.clone(),
+            };
             let body_hash = hex::encode(Sha256::digest(&raw));
             let path = full_path_of(&r);
             let lock = app.idempotency_lock(&owner, &key);
@@ -380,7 +505,12 @@ async fn pipeline(
                         prev.method, prev.path
                     )));
                 }
-                let mut resp = Resp { status: prev.response.status, headers: Vec::new(), json: Some(Bytes::from(prev.response.body)), stream: None };
+                let mut resp = Resp {
+                    status: prev.response.status,
+                    headers: Vec::new(),
+                    json: Some(Bytes::from(prev.response.body)),
+                    stream: None,
+                };
                 for (k, v) in prev.response.headers {
                     if let Some(name) = ["location", "etag"].into_iter().find(|n| *n == k) {
                         resp.headers.push((name, v));
@@ -396,11 +526,16 @@ async fn pipeline(
                 body_hash,
                 response: StoredResponse {
                     status: resp.status,
-                    headers: resp.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    headers: resp
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
                     body: resp.json.as_ref().map(|b| b.to_vec()).unwrap_or_default(),
                 },
             };
-            app.store.write(|tx| idempotency::put(tx, &owner, &key, &rec))?;
+            app.store
+                .write(|tx| idempotency::put(tx, &owner, &key, &rec))?;
             Ok(resp)
         }
         _ => handler(Arc::clone(app), r).await,
@@ -413,18 +548,42 @@ fn full_path_of(r: &Req) -> String {
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
     // Refuse a declared oversized body before reading any of it.
     if body.size_hint().lower() > MAX_BODY as u64 {
-        return Err(ApiError::new(413, "payload-too-large", "Payload too large", format!("request bodies are limited to {MAX_BODY} bytes")));
+        return Err(ApiError::new(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        ));
     }
     let limited = Limited::new(body, MAX_BODY);
     match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
-        Err(_) => Err(ApiError::new(408, "request-timeout", "Request timeout", "the request body did not arrive within 30 seconds")),
+        Err(_) => Err(ApiError::new(
+            408,
+            "request-timeout",
+            "Request timeout",
+            "the request body did not arrive within 30 seconds",
+        )),
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(ApiError::new(413, "payload-too-large", "Payload too large", format!("request bodies are limited to {MAX_BODY} bytes")))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::new(
+                    413,
+                    "payload-too-large",
+                    "Payload too large",
+                    format!("request bodies are limited to {MAX_BODY} bytes"),
+                ))
             } else {
-                Err(ApiError::field("body", "", format!("could not read the request body: {e}")))
+                Err(ApiError::field(
+                    "body",
+                    "",
+                    format!("could not read the request body: {e}"),
+                ))
             }
         }
         Ok(Ok(c)) => Ok(c.to_bytes()),

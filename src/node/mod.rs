@@ -29,7 +29,11 @@ fn meminfo() -> std::collections::HashMap<String, u64> {
 /// cgroup mode: `unified` (pure v2), `hybrid` (v1 controllers plus a v2 hierarchy), `legacy`.
 pub fn cgroup_mode() -> (String, Option<String>) {
     const CGROUP2_MAGIC: i64 = 0x6367_7270;
-    let magic = |p: &str| nix::sys::statfs::statfs(p).ok().map(|s| s.filesystem_type().0 as i64);
+    let magic = |p: &str| {
+        nix::sys::statfs::statfs(p)
+            .ok()
+            .map(|s| s.filesystem_type().0)
+    };
     if magic("/sys/fs/cgroup") == Some(CGROUP2_MAGIC) {
         return ("unified".into(), Some("/sys/fs/cgroup".into()));
     }
@@ -42,7 +46,10 @@ pub fn cgroup_mode() -> (String, Option<String>) {
 /// KVM availability: whether /dev/kvm opens, which modules back it, and whether it is
 /// hardware-backed (kvm_intel/kvm_amd) or a software-assisted nested flavour such as kvm_pvm.
 pub fn kvm_facts() -> Value {
-    let open = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
+    let open = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm");
     let modules: Vec<String> = fs::read_to_string("/proc/modules")
         .unwrap_or_default()
         .lines()
@@ -50,7 +57,8 @@ pub fn kvm_facts() -> Value {
         .filter(|m| m.starts_with("kvm"))
         .map(String::from)
         .collect();
-    let builtin_hw = Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
+    let builtin_hw =
+        Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
     let pvm = modules.iter().any(|m| m == "kvm_pvm") || Path::new("/sys/module/kvm_pvm").exists();
     let hw = (builtin_hw || modules.iter().any(|m| m == "kvm_intel" || m == "kvm_amd")) && !pvm;
     let mut v = json!({"available": open.is_ok(), "modules": modules, "hardware_backed": open.is_ok() && hw});
@@ -65,7 +73,10 @@ pub fn kvm_facts() -> Value {
 /// All facts for `GET /nodes/{node}`.
 pub fn facts() -> Value {
     let uts = nix::sys::utsname::uname().ok();
-    let s = |f: Option<&std::ffi::OsStr>| f.map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+    let s = |f: Option<&std::ffi::OsStr>| {
+        f.map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -73,19 +84,28 @@ pub fn facts() -> Value {
         .and_then(|l| l.split_once(':'))
         .map(|(_, m)| m.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
     let virt: Vec<&str> = ["vmx", "svm"]
         .into_iter()
         .filter(|f| flags.split_whitespace().any(|x| x == *f))
         .collect();
-    let count = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let count = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let load: Vec<f64> = fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
         .take(3)
         .filter_map(|x| x.parse().ok())
         .collect();
-    let load = if load.len() == 3 { load } else { vec![0.0, 0.0, 0.0] };
+    let load = if load.len() == 3 {
+        load
+    } else {
+        vec![0.0, 0.0, 0.0]
+    };
     let mem = meminfo();
     let uptime: f64 = fs::read_to_string("/proc/uptime")
         .unwrap_or_default()

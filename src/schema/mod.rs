@@ -10,6 +10,7 @@ mod routes;
 mod validate;
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -47,8 +48,10 @@ pub enum SchemaError {
 /// Every `$defs` type, compiled once, plus the route table.
 pub struct Registry {
     defs: Map<String, Value>,
-    validators: HashMap<String, jsonschema::Validator>,
-    routes: Vec<Route>,
+    /// Compiled on first use: most types are only ever nested inside others, and compiling
+    /// every one up front costs tens of MiB of resident memory for nothing.
+    validators: HashMap<String, OnceLock<Result<jsonschema::Validator, String>>>,
+    routes: Vec<Arc<Route>>,
     privileges: Vec<String>,
     digest: String,
 }
@@ -79,29 +82,18 @@ impl Registry {
         }
         let routes: Vec<Route> = serde_json::from_value(routes_doc.unwrap_or(Value::Null))
             .map_err(|e| SchemaError::Routes(e.to_string()))?;
+        let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
         let privileges = defs
             .get("Privilege")
             .and_then(|p| p.get("enum"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
-        let mut validators = HashMap::new();
-        for name in defs.keys() {
-            let wrapper = serde_json::json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$ref": format!("#/$defs/{name}"),
-                "$defs": Value::Object(defs.clone()),
-            });
-            let v = jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .should_validate_formats(true)
-                .build(&wrapper)
-                .map_err(|e| SchemaError::Compile {
-                    name: name.clone(),
-                    message: e.to_string(),
-                })?;
-            validators.insert(name.clone(), v);
-        }
+        let validators = defs.keys().map(|k| (k.clone(), OnceLock::new())).collect();
         let reg = Registry {
             defs,
             validators,
@@ -126,9 +118,13 @@ impl Registry {
                     )));
                 }
             }
-            if !seen.insert(format!("{} {}", r.method, r.path)) || !seen.insert(r.operation_id.clone())
+            if !seen.insert(format!("{} {}", r.method, r.path))
+                || !seen.insert(r.operation_id.clone())
             {
-                return Err(SchemaError::Routes(format!("duplicate route {}", r.operation_id)));
+                return Err(SchemaError::Routes(format!(
+                    "duplicate route {}",
+                    r.operation_id
+                )));
             }
             if r.auth == Auth::Privilege && (r.privilege.is_none() || r.acl_path.is_none()) {
                 return Err(SchemaError::Routes(format!(
@@ -148,8 +144,64 @@ impl Registry {
         Ok(())
     }
 
+    /// The types `name` refers to, transitively (including itself).
+    fn closure(&self, name: &str) -> Map<String, Value> {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                        if let Some(n) = r.strip_prefix("#/$defs/") {
+                            out.push(n.to_string());
+                        }
+                    }
+                    m.values().for_each(|x| refs(x, out));
+                }
+                Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Map::new();
+        let mut todo = vec![name.to_string()];
+        while let Some(n) = todo.pop() {
+            if out.contains_key(&n) {
+                continue;
+            }
+            if let Some(def) = self.defs.get(&n) {
+                refs(def, &mut todo);
+                out.insert(n, def.clone());
+            }
+        }
+        out
+    }
+
+    fn compile(&self, name: &str) -> Result<jsonschema::Validator, String> {
+        // Only the referenced types: compiling a resource with every type in it costs tens of
+        // MiB in the validator library, for types this validator never reaches.
+        let wrapper = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$ref": format!("#/$defs/{name}"),
+            "$defs": Value::Object(self.closure(name)),
+        });
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&wrapper)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Compiles every type now (tests and `--check`), reporting the first that fails.
+    pub fn compile_all(&self) -> Result<(), SchemaError> {
+        for name in self.defs.keys() {
+            self.compile(name).map_err(|message| SchemaError::Compile {
+                name: name.clone(),
+                message,
+            })?;
+        }
+        Ok(())
+    }
+
     /// The route table.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
@@ -170,8 +222,17 @@ impl Registry {
 
     /// Validates `instance` against type `name`, returning one entry per offending field.
     pub fn validate(&self, name: &str, instance: &Value, location: &str) -> Vec<InvalidParam> {
-        match self.validators.get(name) {
-            Some(v) => validate::collect(v, instance, location),
+        let compiled = self
+            .validators
+            .get(name)
+            .map(|cell| cell.get_or_init(|| self.compile(name)));
+        match compiled {
+            Some(Ok(v)) => validate::collect(v, instance, location),
+            Some(Err(e)) => vec![InvalidParam {
+                pointer: String::new(),
+                location: location.to_string(),
+                message: format!("schema {name} does not compile: {e}"),
+            }],
             None => vec![InvalidParam {
                 pointer: String::new(),
                 location: location.to_string(),
@@ -193,6 +254,7 @@ mod tests {
     #[test]
     fn schema_loads_and_every_example_validates() {
         let reg = Registry::load().expect("schema loads");
+        reg.compile_all().expect("every type compiles");
         assert!(reg.routes().len() > 20);
         assert!(reg.privileges().iter().any(|p| p == "VM.Allocate"));
         for (name, def) in reg.defs() {

@@ -56,7 +56,9 @@ pub fn openapi_document(reg: &Registry) -> Value {
     for r in reg.routes() {
         let mut params = Vec::new();
         for (name, ty) in &r.params {
-            params.push(json!({"name": name, "in": "path", "required": true, "schema": schema_ref(ty)}));
+            params.push(
+                json!({"name": name, "in": "path", "required": true, "schema": schema_ref(ty)}),
+            );
         }
         if let Some(q) = &r.query {
             if let Some(props) = reg.properties(q) {
@@ -104,29 +106,51 @@ pub fn openapi_document(reg: &Registry) -> Value {
             json!({"description": "Success, no content"})
         };
         responses.insert(status, ok);
-        responses.insert("400".into(), problem("Invalid request; invalid_params names each field"));
+        responses.insert(
+            "400".into(),
+            problem("Invalid request; invalid_params names each field"),
+        );
         if r.auth != Auth::Public {
-            responses.insert("401".into(), problem("Missing, expired or invalid credentials"));
-            responses.insert("403".into(), problem("Authenticated but lacking the privilege"));
+            responses.insert(
+                "401".into(),
+                problem("Missing, expired or invalid credentials"),
+            );
+            responses.insert(
+                "403".into(),
+                problem("Authenticated but lacking the privilege"),
+            );
         }
         if !r.params.is_empty() {
             responses.insert("404".into(), problem("No such object"));
         }
         if r.method != "GET" {
-            responses.insert("409".into(), problem("Conflict: exists, in use, or a concurrent change"));
+            responses.insert(
+                "409".into(),
+                problem("Conflict: exists, in use, or a concurrent change"),
+            );
             responses.insert("413".into(), problem("Request body too large"));
-            responses.insert("422".into(), problem("Valid, but impossible in the current state"));
+            responses.insert(
+                "422".into(),
+                problem("Valid, but impossible in the current state"),
+            );
         }
         if r.etag && r.method != "GET" && r.method != "POST" {
-            responses.insert("412".into(), problem("If-Match did not match the current revision"));
+            responses.insert(
+                "412".into(),
+                problem("If-Match did not match the current revision"),
+            );
         }
-        responses.insert("503".into(), problem("Busy; retry after the Retry-After header"));
+        responses.insert(
+            "503".into(),
+            problem("Busy; retry after the Retry-After header"),
+        );
         op["responses"] = Value::Object(responses);
         if r.auth == Auth::Public {
             op["security"] = json!([]);
         }
         if let (Some(p), Some(a)) = (&r.privilege, &r.acl_path) {
-            op["x-ferrite-privilege"] = json!({"privilege": p, "acl_path": a, "self_service": r.self_service});
+            op["x-ferrite-privilege"] =
+                json!({"privilege": p, "acl_path": a, "self_service": r.self_service});
         }
         let path = format!("{}{}", crate::API_PREFIX, r.path);
         let entry = paths.entry(path).or_insert_with(|| json!({}));

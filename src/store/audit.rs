@@ -46,13 +46,25 @@ pub fn append(tx: &Transaction<'_>, recs: &[AuditRecord]) -> Result<(), StoreErr
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for r in recs {
-        stmt.execute(params![r.time, r.request_id, r.user, r.token_id, r.source, r.method, r.path, r.status])?;
+        stmt.execute(params![
+            r.time,
+            r.request_id,
+            r.user,
+            r.token_id,
+            r.source,
+            r.method,
+            r.path,
+            r.status
+        ])?;
     }
     Ok(())
 }
 
 /// Reads the log, newest first.
-pub fn list(conn: &Connection, f: &AuditFilter) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
+pub fn list(
+    conn: &Connection,
+    f: &AuditFilter,
+) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
     let limit = f.limit.clamp(1, 1000);
     let mut stmt = conn.prepare_cached(
         "SELECT seq, time, request_id, user, token_id, source, method, path, status FROM audit

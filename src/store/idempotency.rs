@@ -23,7 +23,11 @@ pub struct IdempotencyRecord {
 }
 
 /// Looks up a key for a user.
-pub fn get(conn: &Connection, user: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+pub fn get(
+    conn: &Connection,
+    user: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
     let rec = conn
         .prepare_cached(
             "SELECT method, path, body_hash, status, headers, body FROM idempotency WHERE user = ?1 AND key = ?2",
@@ -46,7 +50,12 @@ pub fn get(conn: &Connection, user: &str, key: &str) -> Result<Option<Idempotenc
 }
 
 /// Records the response for a key.
-pub fn put(tx: &Transaction<'_>, user: &str, key: &str, rec: &IdempotencyRecord) -> Result<(), StoreError> {
+pub fn put(
+    tx: &Transaction<'_>,
+    user: &str,
+    key: &str,
+    rec: &IdempotencyRecord,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO idempotency (user, key, method, path, body_hash, status, headers, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

@@ -10,9 +10,10 @@ mod migrations;
 pub mod objects;
 pub mod tasks;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -69,7 +70,14 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Bumped after every committed write; cached reads are valid only for the generation
+    /// they were read in. The daemon is the store's only writer, so this keeps the cache exact.
+    generation: AtomicU64,
+    cache: RwLock<HashMap<String, (u64, Arc<Object>)>>,
 }
+
+/// Objects kept in the read cache at most (it is cleared when full).
+const CACHE_MAX: usize = 20_000;
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -108,6 +116,8 @@ impl Store {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -117,7 +127,10 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction; it commits only if `f` returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -127,7 +140,42 @@ impl Store {
             .map_err(|e| E::from(StoreError::classify(e)))?;
         let out = f(&tx)?;
         tx.commit().map_err(|e| E::from(StoreError::classify(e)))?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(out)
+    }
+
+    /// Reads one object through an in-memory cache. SQLite read transactions cost file-lock
+    /// syscalls and a global mutex each; hot GETs should not pay them while nothing changes.
+    pub fn get_cached(&self, kind: &str, id: &str) -> Result<Option<Arc<Object>>, StoreError> {
+        let key = format!("{kind}\0{id}");
+        let gen = self.generation.load(Ordering::SeqCst);
+        if let Ok(c) = self.cache.read() {
+            if let Some((g, o)) = c.get(&key) {
+                if *g == gen {
+                    return Ok(Some(Arc::clone(o)));
+                }
+            }
+        }
+        let Some(obj) = self.read(|c| objects::get(c, kind, id))? else {
+            return Ok(None);
+        };
+        let obj = Arc::new(obj);
+        if let Ok(mut c) = self.cache.write() {
+            if c.len() >= CACHE_MAX {
+                c.clear();
+            }
+            c.insert(key, (gen, Arc::clone(&obj)));
+        }
+        Ok(Some(obj))
+    }
+
+    /// Like [`Store::get_cached`], failing with `NotFound`.
+    pub fn require_cached(&self, kind: &str, id: &str) -> Result<Arc<Object>, StoreError> {
+        self.get_cached(kind, id)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: kind.to_string(),
+                id: id.to_string(),
+            })
     }
 
     /// Runs `f` on a read-only connection (sees the last committed state).
@@ -160,19 +208,47 @@ mod tests {
     fn revisions_and_if_match() {
         let (_d, s) = store();
         let o = s
-            .write(|tx| objects::insert(tx, "user", "a@local", "a@local", None, &json!({"x": 1}), &[]))
+            .write(|tx| {
+                objects::insert(
+                    tx,
+                    "user",
+                    "a@local",
+                    "a@local",
+                    None,
+                    &json!({"x": 1}),
+                    &[],
+                )
+            })
             .expect("insert");
         assert_eq!(o.revision, 1);
-        let dup = s.write(|tx| objects::insert(tx, "user", "a@local", "a@local", None, &json!({}), &[]));
+        let dup =
+            s.write(|tx| objects::insert(tx, "user", "a@local", "a@local", None, &json!({}), &[]));
         assert!(matches!(dup, Err(StoreError::Exists { .. })));
         let o2 = s
             .write(|tx| objects::update(tx, "user", "a@local", Some(1), &json!({"x": 2}), &[]))
             .expect("update");
         assert_eq!(o2.revision, 2);
         let stale = s.write(|tx| objects::update(tx, "user", "a@local", Some(1), &json!({}), &[]));
-        assert!(matches!(stale, Err(StoreError::RevisionMismatch { actual: 2, .. })));
+        assert!(matches!(
+            stale,
+            Err(StoreError::RevisionMismatch { actual: 2, .. })
+        ));
         let got = s.read(|c| objects::get(c, "user", "a@local")).expect("get");
         assert_eq!(got.map(|o| o.body["x"].clone()), Some(json!(2)));
+    }
+
+    #[test]
+    fn cache_sees_every_write() {
+        let (_d, s) = store();
+        s.write(|tx| objects::insert(tx, "group", "g", "g", None, &json!({"v": 1}), &[]))
+            .expect("insert");
+        assert_eq!(s.require_cached("group", "g").expect("get").body["v"], 1);
+        s.write(|tx| objects::update(tx, "group", "g", None, &json!({"v": 2}), &[]))
+            .expect("update");
+        assert_eq!(s.require_cached("group", "g").expect("get").body["v"], 2);
+        s.write(|tx| objects::delete(tx, "group", "g", None))
+            .expect("delete");
+        assert!(s.get_cached("group", "g").expect("get").is_none());
     }
 
     #[test]
@@ -183,28 +259,58 @@ mod tests {
             Err(StoreError::Busy)
         });
         assert!(r.is_err());
-        assert!(s.read(|c| objects::get(c, "group", "g")).expect("get").is_none());
+        assert!(s
+            .read(|c| objects::get(c, "group", "g"))
+            .expect("get")
+            .is_none());
     }
 
     #[test]
     fn list_filters_and_pages() {
         let (_d, s) = store();
         for i in 0..25 {
-            let tags = if i % 2 == 0 { vec!["even".to_string()] } else { vec![] };
+            let tags = if i % 2 == 0 {
+                vec!["even".to_string()]
+            } else {
+                vec![]
+            };
             let id = format!("n{i:02}");
             s.write(|tx| objects::insert(tx, "group", &id, &id, None, &json!({}), &tags))
                 .expect("insert");
         }
-        let mut f = ListFilter { limit: 10, ..Default::default() };
+        let mut f = ListFilter {
+            limit: 10,
+            ..Default::default()
+        };
         let p1 = s.read(|c| objects::list(c, "group", &f)).expect("list");
         assert_eq!(p1.items.len(), 10);
         f.after = p1.next.clone();
         let p2 = s.read(|c| objects::list(c, "group", &f)).expect("list");
         assert_eq!(p2.items[0].id, "n10");
-        let f = ListFilter { tag: Some("even".into()), limit: 100, ..Default::default() };
-        assert_eq!(s.read(|c| objects::list(c, "group", &f)).expect("list").items.len(), 13);
-        let f = ListFilter { name: Some("n1*".into()), limit: 100, ..Default::default() };
-        assert_eq!(s.read(|c| objects::list(c, "group", &f)).expect("list").items.len(), 10);
+        let f = ListFilter {
+            tag: Some("even".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.read(|c| objects::list(c, "group", &f))
+                .expect("list")
+                .items
+                .len(),
+            13
+        );
+        let f = ListFilter {
+            name: Some("n1*".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.read(|c| objects::list(c, "group", &f))
+                .expect("list")
+                .items
+                .len(),
+            10
+        );
     }
 
     #[test]

@@ -27,8 +27,14 @@ impl Object {
             _ => Map::new(),
         };
         v.insert("revision".into(), self.revision.into());
-        v.insert("created_at".into(), crate::time::unix_to_rfc3339(self.created_at).into());
-        v.insert("updated_at".into(), crate::time::unix_to_rfc3339(self.updated_at).into());
+        v.insert(
+            "created_at".into(),
+            crate::time::unix_to_rfc3339(self.created_at).into(),
+        );
+        v.insert(
+            "updated_at".into(),
+            crate::time::unix_to_rfc3339(self.updated_at).into(),
+        );
         Value::Object(v)
     }
 }
@@ -54,13 +60,15 @@ pub struct Page<T> {
 }
 
 const COLUMNS: &str = "kind, id, name, owner, revision, body, created_at, updated_at";
+const COLUMNS_O: &str =
+    "o.kind, o.id, o.name, o.owner, o.revision, o.body, o.created_at, o.updated_at";
 
 fn row_to_object(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<Object, StoreError> {
     let kind: String = row.get(0)?;
     let id: String = row.get(1)?;
     let body: String = row.get(5)?;
-    let mut stmt =
-        conn.prepare_cached("SELECT tag FROM object_tags WHERE kind = ?1 AND id = ?2 ORDER BY tag")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT tag FROM object_tags WHERE kind = ?1 AND id = ?2 ORDER BY tag")?;
     let tags = stmt
         .query_map(params![kind, id], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -105,16 +113,36 @@ fn glob(pattern: &str) -> String {
 /// Lists objects of a kind in id order.
 pub fn list(conn: &Connection, kind: &str, f: &ListFilter) -> Result<Page<Object>, StoreError> {
     let limit = f.limit.clamp(1, 10_000);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM objects o WHERE kind = ?1
-           AND (?2 IS NULL OR name GLOB ?2)
-           AND (?3 IS NULL OR EXISTS (SELECT 1 FROM object_tags t WHERE t.kind = o.kind AND t.tag = ?3 AND t.id = o.id))
-           AND (?4 IS NULL OR owner = ?4)
-           AND (?5 IS NULL OR id > ?5)
-         ORDER BY id LIMIT ?6"
-    ))?;
     let name = f.name.as_deref().map(glob);
-    let mut rows = stmt.query(params![kind, name, f.tag, f.owner, f.after, (limit + 1) as i64])?;
+    // With a tag, walk the tag index (kind, tag, id) in id order instead of testing every
+    // object of the kind.
+    let sql = if f.tag.is_some() {
+        format!(
+            "SELECT {COLUMNS_O} FROM object_tags t JOIN objects o ON o.kind = t.kind AND o.id = t.id
+             WHERE t.kind = ?1 AND t.tag = ?3
+               AND (?2 IS NULL OR o.name GLOB ?2)
+               AND (?4 IS NULL OR o.owner = ?4)
+               AND (?5 IS NULL OR t.id > ?5)
+             ORDER BY t.id LIMIT ?6"
+        )
+    } else {
+        format!(
+            "SELECT {COLUMNS} FROM objects WHERE kind = ?1
+               AND (?2 IS NULL OR name GLOB ?2)
+               AND (?4 IS NULL OR owner = ?4)
+               AND (?5 IS NULL OR id > ?5)
+             ORDER BY id LIMIT ?6"
+        )
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![
+        kind,
+        name,
+        f.tag,
+        f.owner,
+        f.after,
+        (limit + 1) as i64
+    ])?;
     let mut items = Vec::new();
     while let Some(row) = rows.next()? {
         items.push(row_to_object(conn, row)?);
@@ -131,7 +159,8 @@ pub fn list(conn: &Connection, kind: &str, f: &ListFilter) -> Result<Page<Object
 fn set_tags(tx: &Transaction<'_>, kind: &str, id: &str, tags: &[String]) -> Result<(), StoreError> {
     tx.prepare_cached("DELETE FROM object_tags WHERE kind = ?1 AND id = ?2")?
         .execute(params![kind, id])?;
-    let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO object_tags (kind, id, tag) VALUES (?1, ?2, ?3)")?;
+    let mut ins =
+        tx.prepare_cached("INSERT OR IGNORE INTO object_tags (kind, id, tag) VALUES (?1, ?2, ?3)")?;
     for t in tags {
         ins.execute(params![kind, id, t])?;
     }
@@ -204,7 +233,12 @@ pub fn update(
 }
 
 /// Deletes an object (and its tags and secret).
-pub fn delete(tx: &Transaction<'_>, kind: &str, id: &str, expected: Option<i64>) -> Result<Object, StoreError> {
+pub fn delete(
+    tx: &Transaction<'_>,
+    kind: &str,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<Object, StoreError> {
     let cur = check_revision(tx, kind, id, expected)?;
     tx.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND id = ?2")?
         .execute(params![kind, id])?;
@@ -226,7 +260,12 @@ pub fn next_id(tx: &Transaction<'_>, name: &str) -> Result<i64, StoreError> {
 }
 
 /// Stores a secret hash (password or token) beside an object, never in its body.
-pub fn set_secret(tx: &Transaction<'_>, kind: &str, id: &str, hash: &str) -> Result<(), StoreError> {
+pub fn set_secret(
+    tx: &Transaction<'_>,
+    kind: &str,
+    id: &str,
+    hash: &str,
+) -> Result<(), StoreError> {
     tx.prepare_cached("INSERT OR REPLACE INTO secrets (kind, id, hash) VALUES (?1, ?2, ?3)")?
         .execute(params![kind, id, hash])?;
     Ok(())
@@ -242,7 +281,9 @@ pub fn get_secret(conn: &Connection, kind: &str, id: &str) -> Result<Option<Stri
 
 /// Every object of a kind (for in-memory snapshots such as the ACL state).
 pub fn all(conn: &Connection, kind: &str) -> Result<Vec<Object>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM objects WHERE kind = ?1 ORDER BY id"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM objects WHERE kind = ?1 ORDER BY id"
+    ))?;
     let mut rows = stmt.query(params![kind])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

@@ -98,20 +98,22 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
 
 /// Inserts a new queued task.
 pub fn insert_task(tx: &Transaction<'_>, t: &TaskRecord) -> Result<(), StoreError> {
-    tx.prepare_cached(&format!("INSERT INTO tasks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"))?
-        .execute(params![
-            t.id,
-            t.kind,
-            t.object,
-            t.user,
-            t.state,
-            t.created_at,
-            t.started_at,
-            t.finished_at,
-            t.cancel_requested,
-            t.result.as_ref().map(Value::to_string),
-            t.problem.as_ref().map(Value::to_string)
-        ])?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO tasks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        t.id,
+        t.kind,
+        t.object,
+        t.user,
+        t.state,
+        t.created_at,
+        t.started_at,
+        t.finished_at,
+        t.cancel_requested,
+        t.result.as_ref().map(Value::to_string),
+        t.problem.as_ref().map(Value::to_string)
+    ])?;
     Ok(())
 }
 
@@ -141,14 +143,20 @@ pub fn get_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, Store
 }
 
 /// Lists tasks in id (creation) order.
-pub fn list_tasks(conn: &Connection, f: &TaskFilter) -> Result<(Vec<TaskRecord>, Option<String>), StoreError> {
+pub fn list_tasks(
+    conn: &Connection,
+    f: &TaskFilter,
+) -> Result<(Vec<TaskRecord>, Option<String>), StoreError> {
     let limit = f.limit.clamp(1, 1000);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLS} FROM tasks WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR type = ?2)
          AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR id > ?4) ORDER BY id LIMIT ?5"
     ))?;
     let mut items = stmt
-        .query_map(params![f.state, f.kind, f.user, f.after, (limit + 1) as i64], row)?
+        .query_map(
+            params![f.state, f.kind, f.user, f.after, (limit + 1) as i64],
+            row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     let next = if items.len() > limit {
         items.truncate(limit);
@@ -161,19 +169,28 @@ pub fn list_tasks(conn: &Connection, f: &TaskFilter) -> Result<(Vec<TaskRecord>,
 
 /// Tasks left queued or running by a previous daemon process.
 pub fn unfinished_tasks(conn: &Connection) -> Result<Vec<TaskRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM tasks WHERE state IN ('queued', 'running')"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLS} FROM tasks WHERE state IN ('queued', 'running')"
+    ))?;
     let out = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(out)
 }
 
 /// Appends a log line, returning its sequence number.
-pub fn append_log(tx: &Transaction<'_>, task: &str, level: &str, message: &str) -> Result<LogLine, StoreError> {
+pub fn append_log(
+    tx: &Transaction<'_>,
+    task: &str,
+    level: &str,
+    message: &str,
+) -> Result<LogLine, StoreError> {
     let seq: i64 = tx
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM task_log WHERE task_id = ?1")?
         .query_row(params![task], |r| r.get(0))?;
     let time = crate::time::now_unix();
-    tx.prepare_cached("INSERT INTO task_log (task_id, seq, time, level, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![task, seq, time, level, message])?;
+    tx.prepare_cached(
+        "INSERT INTO task_log (task_id, seq, time, level, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![task, seq, time, level, message])?;
     Ok(LogLine {
         seq,
         time,

@@ -70,7 +70,12 @@ impl TaskFailure {
                 "type": "https://ferrite.dev/problems/task-cancelled", "title": "Task cancelled",
                 "status": 409, "detail": "the task was cancelled before it finished",
                 "instance": format!("{}/tasks/{task_id}", crate::API_PREFIX)}),
-            TaskFailure::Failed { kind, title, detail, status } => json!({
+            TaskFailure::Failed {
+                kind,
+                title,
+                detail,
+                status,
+            } => json!({
                 "type": format!("https://ferrite.dev/problems/{kind}"), "title": title,
                 "status": status, "detail": detail,
                 "instance": format!("{}/tasks/{task_id}", crate::API_PREFIX)}),
@@ -103,11 +108,16 @@ impl TaskContext {
     }
 
     fn append(&self, level: &str, msg: &str) {
-        match self.store.write(|tx| db::append_log(tx, &self.id, level, msg)) {
+        match self
+            .store
+            .write(|tx| db::append_log(tx, &self.id, level, msg))
+        {
             Ok(line) => {
                 let _ = self.log.send(line);
             }
-            Err(e) => tracing::warn!(task = %self.id, error = %e, "could not persist task log line"),
+            Err(e) => {
+                tracing::warn!(task = %self.id, error = %e, "could not persist task log line")
+            }
         }
     }
 
@@ -150,7 +160,12 @@ impl TaskManager {
                 "instance": format!("{}/tasks/{}", crate::API_PREFIX, t.id),
             }));
             store.write(|tx| {
-                db::append_log(tx, &t.id, "error", "interrupted: ferrited restarted before the task finished")?;
+                db::append_log(
+                    tx,
+                    &t.id,
+                    "error",
+                    "interrupted: ferrited restarted before the task finished",
+                )?;
                 db::update_task(tx, &t)
             })?;
             tracing::warn!(task = %t.id, "marked interrupted task as failed");
@@ -247,7 +262,14 @@ impl TaskManager {
                         TaskFailure::Failed { .. } => "failed".into(),
                     };
                     let p = f.problem(&task.id);
-                    ctx.append("error", &format!("TASK {}: {}", task.state.to_uppercase(), p["detail"].as_str().unwrap_or_default()));
+                    ctx.append(
+                        "error",
+                        &format!(
+                            "TASK {}: {}",
+                            task.state.to_uppercase(),
+                            p["detail"].as_str().unwrap_or_default()
+                        ),
+                    );
                     task.problem = Some(p);
                 }
             }

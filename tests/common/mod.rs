@@ -27,7 +27,12 @@ impl Daemon {
 
     pub fn start_with(args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut d = Daemon { dir, child: None, endpoint: String::new(), extra_args: args.iter().map(|s| s.to_string()).collect() };
+        let mut d = Daemon {
+            dir,
+            child: None,
+            endpoint: String::new(),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
         d.spawn();
         d
     }
@@ -40,7 +45,11 @@ impl Daemon {
     pub fn spawn(&mut self) {
         let info = self.dir.path().join("api.json");
         let _ = std::fs::remove_file(&info);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("ferrited.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ferrited.log"))
+            .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -64,7 +73,11 @@ impl Daemon {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("ferrited exited early with {st}: {}", self.log());
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "ferrited did not start: {}", self.log());
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "ferrited did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -115,11 +128,21 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// Pointers named in a problem's invalid_params.
     pub fn pointers(&self) -> Vec<String> {
-        self.body["invalid_params"].as_array().map(|a| a.iter().filter_map(|p| p["pointer"].as_str().map(String::from)).collect()).unwrap_or_default()
+        self.body["invalid_params"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["pointer"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -138,30 +161,53 @@ pub struct Client {
 fn match_template(template: &str, path: &str) -> bool {
     let a: Vec<&str> = template.split('/').collect();
     let b: Vec<&str> = path.split('/').collect();
-    a.len() == b.len() && a.iter().zip(&b).all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}')) || t == p)
 }
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        Client { base: base.to_string(), token, agent }
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
+        Client {
+            base: base.to_string(),
+            token,
+            agent,
+        }
     }
 
     pub fn with_token(&self, token: &str) -> Client {
-        Client { token: Some(token.to_string()), ..self.clone() }
+        Client {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
     }
 
     pub fn anonymous(&self) -> Client {
-        Client { token: None, ..self.clone() }
+        Client {
+            token: None,
+            ..self.clone()
+        }
     }
 
     pub fn login(&self, user: &str, pw: &str) -> String {
-        let r = self.anonymous().post("/access/login", json!({"username": user, "password": pw}));
+        let r = self
+            .anonymous()
+            .post("/access/login", json!({"username": user, "password": pw}));
         assert_eq!(r.status, 200, "login failed: {}", r.text);
         r.body["ticket"].as_str().expect("ticket").to_string()
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let url = format!("{}/api/v1{}", self.base, path);
         let mut req = self.agent.request(method, &url);
         if let Some(t) = &self.token {
@@ -171,7 +217,9 @@ impl Client {
             req = req.set(k, v);
         }
         let res = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
             None => req.call(),
         };
         let resp = match res {
@@ -180,11 +228,25 @@ impl Client {
             Err(e) => panic!("{method} {path}: transport error {e}"),
         };
         let status = resp.status();
-        let headers: Vec<(String, String)> = resp.headers_names().into_iter().filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string()))).collect();
+        let headers: Vec<(String, String)> = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
         let ct = resp.content_type().to_string();
         let text = resp.into_string().unwrap_or_default();
-        let body: Value = if text.is_empty() || ct == "application/jsonl" || ct == "text/event-stream" { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
-        let r = Resp { status, headers, body, text };
+        let body: Value =
+            if text.is_empty() || ct == "application/jsonl" || ct == "text/event-stream" {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            };
+        let r = Resp {
+            status,
+            headers,
+            body,
+            text,
+        };
         self.check_contract(method, path, &r, &ct);
         r
     }
@@ -194,30 +256,64 @@ impl Client {
         let doc = {
             let mut g = OPENAPI.lock().unwrap_or_else(|p| p.into_inner());
             if g.is_none() {
-                let text = ureq::get(&format!("{}/api/v1/openapi.json", self.base)).call().expect("openapi").into_string().expect("openapi text");
+                let text = ureq::get(&format!("{}/api/v1/openapi.json", self.base))
+                    .call()
+                    .expect("openapi")
+                    .into_string()
+                    .expect("openapi text");
                 *g = Some(serde_json::from_str(&text).expect("openapi json"));
             }
             g.clone().expect("openapi")
         };
         let path_only = path.split('?').next().unwrap_or(path);
         let full = format!("/api/v1{path_only}");
-        let Some((template, item)) = doc["paths"].as_object().expect("paths").iter().find(|(t, item)| match_template(t, &full) && item.get(method.to_lowercase()).is_some()) else {
+        let Some((template, item)) =
+            doc["paths"]
+                .as_object()
+                .expect("paths")
+                .iter()
+                .find(|(t, item)| {
+                    match_template(t, &full) && item.get(method.to_lowercase()).is_some()
+                })
+        else {
             // Unknown routes must be problem documents.
-            assert!(r.status >= 400, "{method} {path} is not in the OpenAPI document but answered {}", r.status);
+            assert!(
+                r.status >= 400,
+                "{method} {path} is not in the OpenAPI document but answered {}",
+                r.status
+            );
             assert_eq!(ct, "application/problem+json");
             return;
         };
         let op = &item[method.to_lowercase()];
         let key = format!("{method} {template} {}", r.status);
-        SEEN.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).insert(key.clone());
-        let resp = op["responses"].get(r.status.to_string()).unwrap_or_else(|| {
-            // Statuses not listed per operation (405, 408, 415, 429) must still be problems.
-            assert!(r.status >= 400, "{method} {template} answered undocumented {}: {}", r.status, r.text);
-            &Value::Null
-        });
+        SEEN.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(key.clone());
+        let resp = op["responses"]
+            .get(r.status.to_string())
+            .unwrap_or_else(|| {
+                // Statuses not listed per operation (405, 408, 415, 429) must still be problems.
+                assert!(
+                    r.status >= 400,
+                    "{method} {template} answered undocumented {}: {}",
+                    r.status,
+                    r.text
+                );
+                &Value::Null
+            });
         if r.status >= 400 {
-            assert_eq!(ct, "application/problem+json", "{method} {path} error is not problem+json");
-            validate(&doc, &json!({"$ref": "#/components/schemas/Problem"}), &r.body, &key);
+            assert_eq!(
+                ct, "application/problem+json",
+                "{method} {path} error is not problem+json"
+            );
+            validate(
+                &doc,
+                &json!({"$ref": "#/components/schemas/Problem"}),
+                &r.body,
+                &key,
+            );
             return;
         }
         if let Some(schema) = resp["content"]["application/json"].get("schema") {
@@ -243,9 +339,18 @@ impl Client {
 pub fn validate(doc: &Value, schema: &Value, instance: &Value, what: &str) {
     let mut root = schema.as_object().cloned().unwrap_or_default();
     root.insert("components".into(), doc["components"].clone());
-    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&Value::Object(root)).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(instance).map(|e| format!("{}: {e}", e.instance_path)).collect();
-    assert!(errors.is_empty(), "{what}: response does not match the OpenAPI schema: {errors:?}\nbody: {instance}");
+    let v = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&Value::Object(root))
+        .expect("schema compiles");
+    let errors: Vec<String> = v
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: response does not match the OpenAPI schema: {errors:?}\nbody: {instance}"
+    );
 }
 
 /// Creates a user with the given password and returns a ticket-bearing client for it.

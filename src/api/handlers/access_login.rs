@@ -28,13 +28,23 @@ fn ticket_response(app: &App, user: &str) -> Resp {
 pub async fn login(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let body: Login = req.body_as()?;
     if let Err(wait) = app.access.limiter.check(&body.username, req.peer) {
-        let mut e = ApiError::new(429, "too-many-attempts", "Too many failed logins", format!("too many failed logins for {} from {}; retry in {wait} s", body.username, req.peer));
+        let mut e = ApiError::new(
+            429,
+            "too-many-attempts",
+            "Too many failed logins",
+            format!(
+                "too many failed logins for {} from {}; retry in {wait} s",
+                body.username, req.peer
+            ),
+        );
         e.retry_after = Some(wait);
         return Err(e);
     }
     let now = crate::time::now_unix();
     let active = app.access.snapshot().user_active(&body.username, now);
-    let stored = app.store.read(|c| objects::get_secret(c, "user", &body.username))?;
+    let stored = app
+        .store
+        .read(|c| objects::get_secret(c, "user", &body.username))?;
     let pw = body.password.clone();
     // Verify even for unknown users so timing does not reveal which users exist.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Cw1yCmGsAHp1d4i0hdXiGHC1yo1vJuAyZEW5hAAjZOU";
@@ -45,7 +55,9 @@ pub async fn login(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     if !(ok && stored.is_some() && active) {
         app.access.limiter.failed(&body.username, req.peer);
         tracing::info!(user = %body.username, "failed login");
-        return Err(ApiError::unauthorized("invalid username or password, or the user is disabled"));
+        return Err(ApiError::unauthorized(
+            "invalid username or password, or the user is disabled",
+        ));
     }
     app.access.limiter.succeeded(&body.username, req.peer);
     Ok(ticket_response(&app, &body.username))

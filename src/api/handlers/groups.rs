@@ -11,12 +11,24 @@ use crate::store::objects;
 const KIND: &str = "group";
 
 fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default()
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn with_members(app: &App, o: &objects::Object) -> Value {
     let st = app.access.snapshot();
-    let mut members: Vec<&String> = st.users.iter().filter(|(_, u)| u.groups.contains(&o.id)).map(|(k, _)| k).collect();
+    let mut members: Vec<&String> = st
+        .users
+        .iter()
+        .filter(|(_, u)| u.groups.contains(&o.id))
+        .map(|(k, _)| k)
+        .collect();
     members.sort();
     let mut v = o.to_api();
     v["members"] = json!(members);
@@ -36,12 +48,16 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         m.entry("tags").or_insert(json!([]));
         m.entry("comment").or_insert(Value::Null);
     }
-    let o = app.store.write(|tx| objects::insert(tx, KIND, &id, &id, None, &body, &tags_of(&body)))?;
-    Ok(Resp::json(201, &with_members(&app, &o)).etag(o.revision).location(format!("{}/access/groups/{id}", crate::API_PREFIX)))
+    let o = app
+        .store
+        .write(|tx| objects::insert(tx, KIND, &id, &id, None, &body, &tags_of(&body)))?;
+    Ok(Resp::json(201, &with_members(&app, &o))
+        .etag(o.revision)
+        .location(format!("{}/access/groups/{id}", crate::API_PREFIX)))
 }
 
 pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
-    let o = app.store.read(|c| objects::require(c, KIND, req.param("groupid")))?;
+    let o = app.store.require_cached(KIND, req.param("groupid"))?;
     Ok(Resp::json(200, &with_members(&app, &o)).etag(o.revision))
 }
 
@@ -66,11 +82,18 @@ pub async fn delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         objects::require(tx, KIND, &id)?;
         let members: Vec<String> = objects::all(tx, "user")?
             .into_iter()
-            .filter(|u| u.body["groups"].as_array().is_some_and(|g| g.iter().any(|x| x == id.as_str())))
+            .filter(|u| {
+                u.body["groups"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|x| x == id.as_str()))
+            })
             .map(|u| u.id)
             .collect();
         if !members.is_empty() {
-            return Err(ApiError::conflict(format!("group '{id}' still has members: {}", members.join(", "))));
+            return Err(ApiError::conflict(format!(
+                "group '{id}' still has members: {}",
+                members.join(", ")
+            )));
         }
         let acls: Vec<String> = objects::all(tx, "acl")?
             .into_iter()
@@ -78,7 +101,10 @@ pub async fn delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
             .map(|a| a.id)
             .collect();
         if !acls.is_empty() {
-            return Err(ApiError::conflict(format!("group '{id}' is named by ACL entries {}", acls.join(", "))));
+            return Err(ApiError::conflict(format!(
+                "group '{id}' is named by ACL entries {}",
+                acls.join(", ")
+            )));
         }
         objects::delete(tx, KIND, &id, req.if_match)?;
         Ok::<_, ApiError>(())

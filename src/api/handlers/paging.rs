@@ -21,7 +21,9 @@ pub fn decode_token(req: &Req) -> Result<Option<String>, ApiError> {
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .map(Some)
-            .ok_or_else(|| ApiError::field("query", "/page_token", "not a page token this API issued")),
+            .ok_or_else(|| {
+                ApiError::field("query", "/page_token", "not a page token this API issued")
+            }),
     }
 }
 

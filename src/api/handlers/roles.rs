@@ -23,19 +23,26 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         m.insert("builtin".into(), json!(false));
         m.entry("comment").or_insert(Value::Null);
     }
-    let o = app.store.write(|tx| objects::insert(tx, KIND, &id, &id, None, &body, &[]))?;
+    let o = app
+        .store
+        .write(|tx| objects::insert(tx, KIND, &id, &id, None, &body, &[]))?;
     app.access.reload(&app.store)?;
-    Ok(Resp::json(201, &o.to_api()).etag(o.revision).location(format!("{}/access/roles/{id}", crate::API_PREFIX)))
+    Ok(Resp::json(201, &o.to_api())
+        .etag(o.revision)
+        .location(format!("{}/access/roles/{id}", crate::API_PREFIX)))
 }
 
 pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
-    let o = app.store.read(|c| objects::require(c, KIND, req.param("roleid")))?;
+    let o = app.store.require_cached(KIND, req.param("roleid"))?;
     Ok(Resp::json(200, &o.to_api()).etag(o.revision))
 }
 
 fn refuse_builtin(o: &objects::Object) -> Result<(), ApiError> {
     if o.body["builtin"] == json!(true) {
-        return Err(ApiError::unprocessable(format!("role '{}' is built in and cannot be changed; create your own role", o.id)));
+        return Err(ApiError::unprocessable(format!(
+            "role '{}' is built in and cannot be changed; create your own role",
+            o.id
+        )));
     }
     Ok(())
 }
@@ -62,9 +69,16 @@ pub async fn delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     app.store.write(|tx| {
         let cur = objects::require(tx, KIND, &id)?;
         refuse_builtin(&cur)?;
-        let acls: Vec<String> = objects::all(tx, "acl")?.into_iter().filter(|a| a.body["role"] == id.as_str()).map(|a| a.id).collect();
+        let acls: Vec<String> = objects::all(tx, "acl")?
+            .into_iter()
+            .filter(|a| a.body["role"] == id.as_str())
+            .map(|a| a.id)
+            .collect();
         if !acls.is_empty() {
-            return Err(ApiError::conflict(format!("role '{id}' is in use by ACL entries {}", acls.join(", "))));
+            return Err(ApiError::conflict(format!(
+                "role '{id}' is in use by ACL entries {}",
+                acls.join(", ")
+            )));
         }
         objects::delete(tx, KIND, &id, req.if_match)?;
         Ok::<_, ApiError>(())

@@ -33,7 +33,10 @@ pub async fn list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         f.user = Some(req.principal()?.user.clone());
     }
     let (items, next) = app.store.read(|c| db::list_tasks(c, &f))?;
-    Ok(paging::list_response(items.iter().map(TaskRecord::to_api).collect(), next))
+    Ok(paging::list_response(
+        items.iter().map(TaskRecord::to_api).collect(),
+        next,
+    ))
 }
 
 pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
@@ -56,7 +59,11 @@ type Tx = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 async fn send_line(tx: &Tx, sse: bool, line: &LogLine) -> bool {
     let data = line.to_api().to_string();
-    let chunk = if sse { format!("id: {}\nevent: log\ndata: {data}\n\n", line.seq) } else { format!("{data}\n") };
+    let chunk = if sse {
+        format!("id: {}\nevent: log\ndata: {data}\n\n", line.seq)
+    } else {
+        format!("{data}\n")
+    };
     tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_ok()
 }
 
@@ -64,15 +71,25 @@ async fn send_line(tx: &Tx, sse: bool, line: &LogLine) -> bool {
 /// open until the task finishes. SSE ends with an `end` event carrying the final task.
 pub async fn log(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let t = load(&app, &req)?;
-    let sse = req.accept.as_deref().is_some_and(|a| a.contains("text/event-stream"));
+    let sse = req
+        .accept
+        .as_deref()
+        .is_some_and(|a| a.contains("text/event-stream"));
     let follow = req.query_bool("follow").unwrap_or(sse);
     let since = req.query_i64("since").unwrap_or(0);
-    let mut sub = if follow { app.tasks.subscribe_log(&t.id) } else { None };
+    let mut sub = if follow {
+        app.tasks.subscribe_log(&t.id)
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::channel(64);
     let id = t.id.clone();
     tokio::spawn(async move {
         let mut last = since;
-        let backlog = app.store.read(|c| db::read_log(c, &id, last)).unwrap_or_default();
+        let backlog = app
+            .store
+            .read(|c| db::read_log(c, &id, last))
+            .unwrap_or_default();
         for l in &backlog {
             if !send_line(&tx, sse, l).await {
                 return;
@@ -90,7 +107,11 @@ pub async fn log(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        for l in app.store.read(|c| db::read_log(c, &id, last)).unwrap_or_default() {
+                        for l in app
+                            .store
+                            .read(|c| db::read_log(c, &id, last))
+                            .unwrap_or_default()
+                        {
                             if !send_line(&tx, sse, &l).await {
                                 return;
                             }
@@ -101,19 +122,38 @@ pub async fn log(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
                 }
             }
             // The task finished: flush anything written after the channel closed.
-            for l in app.store.read(|c| db::read_log(c, &id, last)).unwrap_or_default() {
+            for l in app
+                .store
+                .read(|c| db::read_log(c, &id, last))
+                .unwrap_or_default()
+            {
                 if !send_line(&tx, sse, &l).await {
                     return;
                 }
             }
         }
         if sse {
-            let fin = app.tasks.get(&id).map(|t| t.to_api()).unwrap_or(json!(null));
-            let _ = tx.send(Ok(Frame::data(Bytes::from(format!("event: end\ndata: {fin}\n\n"))))).await;
+            let fin = app
+                .tasks
+                .get(&id)
+                .map(|t| t.to_api())
+                .unwrap_or(json!(null));
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from(format!(
+                    "event: end\ndata: {fin}\n\n"
+                )))))
+                .await;
         }
     });
     let body = StreamBody::new(ReceiverStream::new(rx)).boxed();
-    let mut r = Resp::stream(if sse { "text/event-stream" } else { "application/jsonl" }, body);
+    let mut r = Resp::stream(
+        if sse {
+            "text/event-stream"
+        } else {
+            "application/jsonl"
+        },
+        body,
+    );
     r.headers.push(("cache-control", "no-cache".into()));
     Ok(r)
 }

@@ -24,7 +24,9 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let p = req.principal()?.clone();
     let user = req.body["user"].as_str().unwrap_or(&p.user).to_string();
     if user != p.user && !req.privileged {
-        return Err(ApiError::forbidden("creating tokens for another user requires User.Modify on /access"));
+        return Err(ApiError::forbidden(
+            "creating tokens for another user requires User.Modify on /access",
+        ));
     }
     if let Some(exp) = req.body["expires_at"].as_str() {
         if crate::time::parse_rfc3339(exp).is_some_and(|e| e <= crate::time::now_unix()) {
@@ -53,7 +55,11 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     });
     let o = app.store.write(|tx| {
         if objects::get(tx, "user", &user)?.is_none() {
-            return Err(ApiError::field("body", "/user", format!("user '{user}' does not exist")));
+            return Err(ApiError::field(
+                "body",
+                "/user",
+                format!("user '{user}' does not exist"),
+            ));
         }
         let o = objects::insert(tx, KIND, &id, &name, Some(&user), &body, &[])?;
         objects::set_secret(tx, KIND, &id, &hash)?;
@@ -64,7 +70,9 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         "id": id, "token": secret, "user": user, "name": name,
         "expires_at": o.body["expires_at"], "privileges": o.body["privileges"], "revision": o.revision,
     });
-    Ok(Resp::json(201, &out).etag(o.revision).location(format!("{}/access/tokens/{id}", crate::API_PREFIX)))
+    Ok(Resp::json(201, &out)
+        .etag(o.revision)
+        .location(format!("{}/access/tokens/{id}", crate::API_PREFIX)))
 }
 
 fn load(app: &App, req: &Req) -> Result<objects::Object, ApiError> {
@@ -74,7 +82,10 @@ fn load(app: &App, req: &Req) -> Result<objects::Object, ApiError> {
             req.require_owner_or_privileged(o.owner.as_deref().unwrap_or_default(), "this token")?;
             Ok(o)
         }
-        None if req.privileged => Err(ApiError::not_found(format!("token '{}' does not exist", req.param("id")))),
+        None if req.privileged => Err(ApiError::not_found(format!(
+            "token '{}' does not exist",
+            req.param("id")
+        ))),
         // Without the privilege, do not reveal whether other users' tokens exist.
         None => Err(ApiError::forbidden("this token is not yours")),
     }

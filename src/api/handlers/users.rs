@@ -12,7 +12,14 @@ use crate::store::objects;
 const KIND: &str = "user";
 
 fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default()
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn api(o: &objects::Object) -> Value {
@@ -27,7 +34,11 @@ fn check_groups(tx: &rusqlite::Connection, body: &Value) -> Result<(), ApiError>
         for (i, g) in groups.iter().enumerate() {
             let g = g.as_str().unwrap_or_default();
             if objects::get(tx, "group", g)?.is_none() {
-                return Err(ApiError::field("body", &format!("/groups/{i}"), format!("group '{g}' does not exist")));
+                return Err(ApiError::field(
+                    "body",
+                    &format!("/groups/{i}"),
+                    format!("group '{g}' does not exist"),
+                ));
             }
         }
     }
@@ -46,7 +57,12 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let hash = match body.get("password").and_then(Value::as_str) {
         Some(pw) => {
             let pw = pw.to_string();
-            Some(tokio::task::spawn_blocking(move || password::hash(&pw)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(ApiError::internal)?)
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(ApiError::internal)?,
+            )
         }
         None => None,
     };
@@ -69,20 +85,24 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         Ok::<_, ApiError>(o)
     })?;
     app.access.reload(&app.store)?;
-    Ok(Resp::json(201, &api(&obj)).etag(obj.revision).location(format!("{}/access/users/{userid}", crate::API_PREFIX)))
+    Ok(Resp::json(201, &api(&obj))
+        .etag(obj.revision)
+        .location(format!("{}/access/users/{userid}", crate::API_PREFIX)))
 }
 
 pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("userid");
     req.require_owner_or_privileged(id, "this user")?;
-    let o = app.store.read(|c| objects::require(c, KIND, id))?;
+    let o = app.store.require_cached(KIND, id)?;
     Ok(Resp::json(200, &api(&o)).etag(o.revision))
 }
 
 pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("userid").to_string();
     if id == ROOT_USER && req.body.get("enabled") == Some(&json!(false)) {
-        return Err(ApiError::unprocessable("root@local cannot be disabled: it is the recovery administrator"));
+        return Err(ApiError::unprocessable(
+            "root@local cannot be disabled: it is the recovery administrator",
+        ));
     }
     let o = app.store.write(|tx| {
         let cur = objects::require(tx, KIND, &id)?;
@@ -103,18 +123,31 @@ pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 pub async fn delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("userid").to_string();
     if id == ROOT_USER {
-        return Err(ApiError::unprocessable("root@local cannot be deleted: it is the recovery administrator"));
+        return Err(ApiError::unprocessable(
+            "root@local cannot be deleted: it is the recovery administrator",
+        ));
     }
     app.store.write(|tx| {
         objects::require(tx, KIND, &id)?;
-        let tokens = objects::list(tx, "token", &crate::store::ListFilter { owner: Some(id.clone()), limit: 10_000, ..Default::default() })?;
+        let tokens = objects::list(
+            tx,
+            "token",
+            &crate::store::ListFilter {
+                owner: Some(id.clone()),
+                limit: 10_000,
+                ..Default::default()
+            },
+        )?;
         let acls: Vec<String> = objects::all(tx, "acl")?
             .into_iter()
             .filter(|a| a.body["principal_type"] == "user" && a.body["principal"] == id.as_str())
             .map(|a| a.id)
             .collect();
         if !acls.is_empty() {
-            return Err(ApiError::conflict(format!("user '{id}' is named by ACL entries {}; delete them first", acls.join(", "))));
+            return Err(ApiError::conflict(format!(
+                "user '{id}' is named by ACL entries {}; delete them first",
+                acls.join(", ")
+            )));
         }
         objects::delete(tx, KIND, &id, req.if_match)?;
         // The user's API tokens go with it.
@@ -131,10 +164,18 @@ pub async fn password(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("userid").to_string();
     req.require_owner_or_privileged(&id, "this user")?;
     if !req.privileged && req.principal()?.token_id.is_some() {
-        return Err(ApiError::forbidden("API tokens cannot change passwords; log in with a ticket"));
+        return Err(ApiError::forbidden(
+            "API tokens cannot change passwords; log in with a ticket",
+        ));
     }
-    let pw = req.body["password"].as_str().unwrap_or_default().to_string();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(ApiError::internal)?;
+    let pw = req.body["password"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::internal)?;
     app.store.write(|tx| {
         objects::require(tx, KIND, &id)?;
         objects::set_secret(tx, KIND, &id, &hash)?;

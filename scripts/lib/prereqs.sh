@@ -1,0 +1,34 @@
+# Shared by scripts/run and scripts/test: install what a fresh Debian 12 machine lacks.
+# Idempotent and quiet when everything is present.
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo ">> apt-get install ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+need_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found. Install the Rust toolchain (https://rustup.rs) and re-run." >&2
+        exit 2
+    fi
+    if command -v rustup >/dev/null 2>&1; then
+        for c in rustfmt clippy; do
+            rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+        done
+    fi
+}
+
+# Build prerequisites: a C compiler for bundled SQLite and ring.
+BUILD_PACKAGES=(build-essential pkg-config ca-certificates)
