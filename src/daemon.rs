@@ -30,6 +30,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: TlsMode,
     pub limits: server::Limits,
+    /// Manage links in this network namespace (a file such as /run/netns/NAME) instead of
+    /// the daemon's own.
+    pub netns: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -47,6 +50,8 @@ pub enum StartError {
     App(#[from] crate::api::AppError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("network: {0}")]
+    Network(#[from] crate::network::KernelError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {0}: {1}")]
@@ -64,11 +69,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     bootstrap::root_user(&store, &cfg.data_dir)?;
     let access = Access::open(&cfg.data_dir, &store)?;
     let tasks = TaskManager::new(Arc::clone(&store))?;
+    let network = crate::network::Network::start(cfg.netns.as_deref(), Arc::clone(&store)).await?;
     let app = App::new(
         registry,
         Arc::clone(&store),
         access,
         Arc::clone(&tasks),
+        network,
         cfg.data_dir.clone(),
     )?;
 

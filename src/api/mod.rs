@@ -36,6 +36,7 @@ pub struct App {
     pub store: Arc<Store>,
     pub access: Access,
     pub tasks: Arc<TaskManager>,
+    pub network: Arc<crate::network::Network>,
     pub data_dir: PathBuf,
     pub node: String,
     /// The OpenAPI document, serialized once.
@@ -61,6 +62,7 @@ impl App {
         store: Arc<Store>,
         access: Access,
         tasks: Arc<TaskManager>,
+        network: Arc<crate::network::Network>,
         data_dir: PathBuf,
     ) -> Result<Arc<Self>, AppError> {
         let table: HashMap<&str, handlers::Handler> = handlers::table().into_iter().collect();
@@ -83,6 +85,7 @@ impl App {
             store,
             access,
             tasks,
+            network,
             data_dir,
             node: crate::node::node_name(),
             openapi,

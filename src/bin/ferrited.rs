@@ -31,6 +31,10 @@ struct Args {
     /// Seconds a client may take to send request headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Manage network links in this namespace (e.g. /run/netns/NAME) instead of the daemon's
+    /// own: for tests and for appliances that keep guest networking in a namespace.
+    #[arg(long, env = "FERRITE_NETNS")]
+    netns: Option<PathBuf>,
     /// Print the OpenAPI document generated from schema/ and exit.
     #[arg(long)]
     print_openapi: bool,
@@ -65,7 +69,9 @@ fn main() -> std::process::ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRITE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let sub = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
@@ -88,6 +94,7 @@ fn main() -> std::process::ExitCode {
             header_timeout: Duration::from_secs(args.header_timeout),
             ..Default::default()
         },
+        netns: args.netns,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -82,9 +82,9 @@ impl Config {
             .mode(0o700)
             .create(&dir)
             .map_err(werr)?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| CliError::Usage(format!("config path {} names no file", path.display())))?;
+        let name = path.file_name().ok_or_else(|| {
+            CliError::Usage(format!("config path {} names no file", path.display()))
+        })?;
         let mut tmp_name = name.to_os_string();
         tmp_name.push(format!(".tmp.{}", std::process::id()));
         let tmp = dir.join(tmp_name);

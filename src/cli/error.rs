@@ -166,7 +166,7 @@ pub enum CliError {
     Protocol { what: String, detail: String },
     #[error("reading stdin: {0}")]
     Stdin(std::io::Error),
-    #[error("reading the password: {0}")]
+    #[error("reading the password: {0} (use --password-stdin when there is no terminal)")]
     Password(std::io::Error),
     #[error("writing output: {0}")]
     Output(std::io::Error),
@@ -243,7 +243,9 @@ mod tests {
         let e = CliError::TaskUnsuccessful {
             id: "t1".into(),
             state: "failed".into(),
-            problem: Some(serde_json::json!({"title": "Store backup failed", "detail": "disk full"})),
+            problem: Some(
+                serde_json::json!({"title": "Store backup failed", "detail": "disk full"}),
+            ),
         };
         assert_eq!(
             e.to_string(),

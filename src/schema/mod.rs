@@ -25,6 +25,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("nodes.json", include_str!("../../schema/nodes.json")),
     ("tasks.json", include_str!("../../schema/tasks.json")),
     ("access.json", include_str!("../../schema/access.json")),
+    ("network.json", include_str!("../../schema/network.json")),
     ("routes.json", include_str!("../../schema/routes.json")),
 ];
 

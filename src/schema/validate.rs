@@ -26,7 +26,8 @@ pub(super) fn collect(
     for err in v.iter_errors(instance) {
         let base = err.instance_path.to_string();
         match &err.kind {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
+            ValidationErrorKind::AdditionalProperties { unexpected }
+            | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 for name in unexpected {
                     out.push(InvalidParam {
                         pointer: format!("{base}/{}", escape(name)),

@@ -6,6 +6,7 @@ mod acl;
 mod audit;
 mod groups;
 mod meta;
+mod network;
 mod nodes;
 mod paging;
 mod roles;
@@ -70,5 +71,21 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("node_list", nodes::list),
         h!("node_view", nodes::view),
         h!("node_store_backup", nodes::store_backup),
+        h!("bridge_list", network::bridge_list),
+        h!("bridge_create", network::bridge_create),
+        h!("bridge_view", network::bridge_view),
+        h!("bridge_update", network::bridge_update),
+        h!("bridge_delete", network::bridge_delete),
+        h!("vlan_list", network::vlan_list),
+        h!("vlan_create", network::vlan_create),
+        h!("vlan_view", network::vlan_view),
+        h!("vlan_update", network::vlan_update),
+        h!("vlan_delete", network::vlan_delete),
+        h!("bond_list", network::bond_list),
+        h!("bond_create", network::bond_create),
+        h!("bond_view", network::bond_view),
+        h!("bond_update", network::bond_update),
+        h!("bond_delete", network::bond_delete),
+        h!("interface_list", network::interface_list),
     ]
 }

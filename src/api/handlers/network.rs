@@ -1,0 +1,492 @@
+//! Bridges, VLAN interfaces and bonds: `/network/...`. Each write converges the kernel first
+//! (rolled back on any failure) and commits the store only when the kernel took it.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::paging;
+use crate::api::{ApiError, App, Req, Resp};
+use crate::network::{Desired, Failed, Snapshot, KINDS};
+use crate::store::objects;
+
+fn collection(kind: &str) -> &'static str {
+    match kind {
+        "bridge" => "bridges",
+        "vlan" => "vlans",
+        _ => "bonds",
+    }
+}
+
+fn tags_of(v: &Value) -> Vec<String> {
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn api(app: &App, o: &objects::Object, snap: &Snapshot) -> Value {
+    let mut v = o.to_api();
+    v["status"] = app.network.status_json(&o.id, snap);
+    v
+}
+
+async fn snapshot(app: &App) -> Result<Snapshot, ApiError> {
+    app.network
+        .kernel()
+        .snapshot()
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the kernel's links: {e}")))
+}
+
+/// Fills defaults so stored bodies are complete (reads and plans never guess).
+fn with_defaults(kind: &str, mut body: Value) -> Value {
+    if let Some(m) = body.as_object_mut() {
+        let defaults: &[(&str, Value)] = match kind {
+            "bridge" => &[
+                ("ports", json!({})),
+                ("vlan_aware", json!(false)),
+                ("stp", json!(false)),
+                ("addresses", json!([])),
+                ("autostart", json!(true)),
+                ("tags", json!([])),
+            ],
+            "vlan" => &[("addresses", json!([])), ("tags", json!([]))],
+            _ => &[
+                ("members", json!([])),
+                ("miimon", json!(100)),
+                ("tags", json!([])),
+            ],
+        };
+        for (k, v) in defaults {
+            m.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    body
+}
+
+/// Which managed object, if any, uses `link` as a port, member or parent (other than `except`).
+fn users_of(all: &[(String, objects::Object)], link: &str, except: &str) -> Vec<String> {
+    all.iter()
+        .filter(|(_, o)| o.id != except)
+        .filter(|(kind, o)| match kind.as_str() {
+            "bridge" => o.body["ports"].get(link).is_some(),
+            "bond" => o.body["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == link)),
+            _ => o.body["parent"] == link,
+        })
+        .map(|(kind, o)| format!("{kind} {}", o.id))
+        .collect()
+}
+
+fn all_objects(app: &App) -> Result<Vec<(String, objects::Object)>, ApiError> {
+    let mut out = Vec::new();
+    for k in KINDS {
+        for o in app.store.read(|c| objects::all(c, k))? {
+            out.push((k.to_string(), o));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a bridge's ports or a bond's members against the kernel and the other objects.
+fn check_lower(
+    kind: &str,
+    name: &str,
+    body: &Value,
+    snap: &Snapshot,
+    all: &[(String, objects::Object)],
+) -> Result<(), ApiError> {
+    let links: Vec<String> = match kind {
+        "bridge" => body["ports"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        "bond" => body["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => return Ok(()),
+    };
+    let master_index = snap.get(name).map(|l| l.index);
+    for (i, link) in links.iter().enumerate() {
+        let pointer = if kind == "bridge" {
+            format!("/ports/{link}")
+        } else {
+            format!("/members/{i}")
+        };
+        if link == name {
+            return Err(ApiError::field(
+                "body",
+                &pointer,
+                format!("a {kind} cannot contain itself"),
+            ));
+        }
+        let managed_kind = all
+            .iter()
+            .find(|(_, o)| o.id == *link)
+            .map(|(k, _)| k.as_str());
+        let kernel = snap.get(link);
+        if managed_kind == Some("bridge") || kernel.is_some_and(|l| l.kind == "bridge") {
+            return Err(ApiError::field(
+                "body",
+                &pointer,
+                format!(
+                    "{link} is a bridge and cannot be a {}",
+                    if kind == "bridge" {
+                        "bridge port"
+                    } else {
+                        "bond member"
+                    }
+                ),
+            ));
+        }
+        if kernel.is_none() && managed_kind.is_none() {
+            let mut e =
+                ApiError::field("body", &pointer, format!("interface {link} does not exist"));
+            e.status = 422;
+            return Err(e);
+        }
+        let others = users_of(all, link, name)
+            .into_iter()
+            .filter(|u| !u.starts_with("vlan "))
+            .collect::<Vec<_>>();
+        if !others.is_empty() {
+            let mut e = ApiError::field(
+                "body",
+                &pointer,
+                format!("{link} is already used by {}", others.join(", ")),
+            );
+            e.status = 409;
+            return Err(e);
+        }
+        if let Some(m) = kernel.and_then(|l| l.master) {
+            if Some(m) != master_index {
+                let mname = snap
+                    .values()
+                    .find(|l| l.index == m)
+                    .map(|l| l.name.clone())
+                    .unwrap_or_else(|| format!("ifindex {m}"));
+                let mut e = ApiError::field(
+                    "body",
+                    &pointer,
+                    format!("{link} is already attached to {mname}"),
+                );
+                e.status = 409;
+                return Err(e);
+            }
+        }
+    }
+    if kind == "bridge" && body["vlan_aware"] != json!(true) {
+        let uses_vlans = body["pvid"].is_number()
+            || body["vlans"].as_array().is_some_and(|a| !a.is_empty())
+            || body["ports"].as_object().is_some_and(|p| {
+                p.values().any(|s| {
+                    s.get("pvid").is_some() || s["vlans"].as_array().is_some_and(|a| !a.is_empty())
+                })
+            });
+        if uses_vlans {
+            let mut e = ApiError::field(
+                "body",
+                "/vlan_aware",
+                "VLAN settings on the bridge or its ports need vlan_aware: true",
+            );
+            e.status = 422;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn check_vlan(
+    body: &Value,
+    snap: &Snapshot,
+    all: &[(String, objects::Object)],
+    name: &str,
+) -> Result<(), ApiError> {
+    let parent = body["parent"].as_str().unwrap_or_default();
+    if snap.get(parent).is_none() && !all.iter().any(|(_, o)| o.id == parent) {
+        let mut e = ApiError::field(
+            "body",
+            "/parent",
+            format!("parent interface {parent} does not exist"),
+        );
+        e.status = 422;
+        return Err(e);
+    }
+    if let Some((_, o)) = all.iter().find(|(k, o)| {
+        k == "vlan"
+            && o.id != name
+            && o.body["parent"] == parent
+            && o.body["vlan_id"] == body["vlan_id"]
+    }) {
+        return Err(ApiError::conflict(format!(
+            "VLAN {} on {parent} already exists as {}",
+            body["vlan_id"], o.id
+        )));
+    }
+    Ok(())
+}
+
+fn kernel_failure(f: Failed) -> ApiError {
+    let status = match f.error {
+        crate::network::KernelError::Netlink { errno: Some(e), .. }
+            if e == libc::EBUSY || e == libc::EEXIST =>
+        {
+            409
+        }
+        _ => 422,
+    };
+    let mut detail = format!(
+        "the kernel refused the change ({}); every step already made was rolled back",
+        f.error
+    );
+    if !f.undo_errors.is_empty() {
+        detail.push_str(&format!(
+            "; rollback was incomplete: {}",
+            f.undo_errors.join("; ")
+        ));
+        tracing::error!(errors = ?f.undo_errors, "network rollback incomplete");
+    }
+    ApiError::new(
+        status,
+        "kernel-refused",
+        "Kernel refused the change",
+        detail,
+    )
+}
+
+async fn list(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let f = paging::filter(&req)?;
+    let page = app.store.read(|c| objects::list(c, kind, &f))?;
+    let snap = snapshot(&app).await?;
+    Ok(paging::page_response(page, |o| api(&app, o, &snap)))
+}
+
+async fn view(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let o = app.store.require_cached(kind, req.param("name"))?;
+    let snap = snapshot(&app).await?;
+    Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
+}
+
+async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let mut body = with_defaults(kind, req.body.clone());
+    if kind == "vlan" && body.get("name").is_none() {
+        let n = format!(
+            "{}.{}",
+            body["parent"].as_str().unwrap_or_default(),
+            body["vlan_id"]
+        );
+        if n.len() > 15 {
+            return Err(ApiError::field(
+                "body",
+                "/name",
+                format!("the default name {n} is longer than 15 characters; give a name"),
+            ));
+        }
+        body["name"] = json!(n);
+    }
+    let name = body["name"].as_str().unwrap_or_default().to_string();
+    let _g = app.network.lock().await;
+    let all = all_objects(&app)?;
+    if let Some((k, _)) = all.iter().find(|(_, o)| o.id == name) {
+        return Err(ApiError::conflict(format!(
+            "a {k} named {name} already exists"
+        )));
+    }
+    let snap = snapshot(&app).await?;
+    if snap.contains_key(&name) {
+        return Err(ApiError::conflict(format!(
+            "interface {name} already exists on the host and is not managed by Ferrite"
+        )));
+    }
+    check_lower(kind, &name, &body, &snap, &all)?;
+    if kind == "vlan" {
+        check_vlan(&body, &snap, &all, &name)?;
+    }
+    let desired = Desired::from_object(kind, &body)
+        .map_err(|e| ApiError::field("body", "", e.to_string()))?;
+    app.network
+        .apply(std::slice::from_ref(&desired))
+        .await
+        .map_err(kernel_failure)?;
+    let stored = app
+        .store
+        .write(|tx| objects::insert(tx, kind, &name, &name, None, &body, &tags_of(&body)));
+    let o = match stored {
+        Ok(o) => o,
+        Err(e) => {
+            // The store refused: take the kernel back too, so nothing is half-made.
+            let _ = crate::network::reconcile::remove(app.network.kernel(), &name).await;
+            return Err(e.into());
+        }
+    };
+    let snap = snapshot(&app).await?;
+    Ok(Resp::json(201, &api(&app, &o, &snap))
+        .etag(o.revision)
+        .location(format!(
+            "{}/network/{}/{name}",
+            crate::API_PREFIX,
+            collection(kind)
+        )))
+}
+
+async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let name = req.param("name").to_string();
+    let _g = app.network.lock().await;
+    let cur = app.store.read(|c| objects::require(c, kind, &name))?;
+    if let Some(exp) = req.if_match {
+        if exp != cur.revision {
+            return Err(crate::store::StoreError::RevisionMismatch {
+                kind: kind.into(),
+                id: name,
+                expected: exp,
+                actual: cur.revision,
+            }
+            .into());
+        }
+    }
+    let mut body = cur.body.clone();
+    if let (Some(m), Some(p)) = (body.as_object_mut(), req.body.as_object()) {
+        for (k, v) in p {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let all = all_objects(&app)?;
+    let snap = snapshot(&app).await?;
+    check_lower(kind, &name, &body, &snap, &all)?;
+    let desired = Desired::from_object(kind, &body)
+        .map_err(|e| ApiError::field("body", "", e.to_string()))?;
+    app.network
+        .apply(std::slice::from_ref(&desired))
+        .await
+        .map_err(kernel_failure)?;
+    let stored = app
+        .store
+        .write(|tx| objects::update(tx, kind, &name, Some(cur.revision), &body, &tags_of(&body)));
+    let o = match stored {
+        Ok(o) => o,
+        Err(e) => {
+            // Put the kernel back to the stored configuration.
+            if let Ok(old) = Desired::from_object(kind, &cur.body) {
+                let _ = app.network.apply(std::slice::from_ref(&old)).await;
+            }
+            return Err(e.into());
+        }
+    };
+    let snap = snapshot(&app).await?;
+    Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
+}
+
+async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let name = req.param("name").to_string();
+    let _g = app.network.lock().await;
+    let cur = app.store.read(|c| objects::require(c, kind, &name))?;
+    if let Some(exp) = req.if_match {
+        if exp != cur.revision {
+            return Err(crate::store::StoreError::RevisionMismatch {
+                kind: kind.into(),
+                id: name,
+                expected: exp,
+                actual: cur.revision,
+            }
+            .into());
+        }
+    }
+    let users = users_of(&all_objects(&app)?, &name, &name);
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "{kind} {name} is in use by {}; change or delete them first",
+            users.join(", ")
+        )));
+    }
+    crate::network::reconcile::remove(app.network.kernel(), &name)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                422,
+                "kernel-refused",
+                "Kernel refused the change",
+                format!("deleting {name}: {e}"),
+            )
+        })?;
+    app.store
+        .write(|tx| objects::delete(tx, kind, &name, Some(cur.revision)))?;
+    app.network.forget(&name);
+    Ok(Resp::no_content())
+}
+
+/// `GET /network/interfaces`: every link the kernel has.
+pub async fn interface_list(app: Arc<App>, _req: Req) -> Result<Resp, ApiError> {
+    let snap = snapshot(&app).await?;
+    let managed: Vec<String> = all_objects(&app)?.into_iter().map(|(_, o)| o.id).collect();
+    let names = crate::network::reconcile::names_by_index(&snap);
+    let mut links: Vec<_> = snap.values().collect();
+    links.sort_by_key(|l| l.index);
+    let items = links
+        .into_iter()
+        .map(|l| {
+            let vlans: Vec<Value> = l.vlans.iter().map(|(vid, f)| json!({"vid": vid, "pvid": f.pvid, "untagged": f.untagged})).collect();
+            json!({
+                "name": l.name, "ifindex": l.index, "kind": l.kind, "up": l.up, "operstate": l.operstate,
+                "mtu": l.mtu, "mac": l.mac, "master": l.master.and_then(|m| names.get(&m).cloned()),
+                "vlans": vlans, "addresses": l.addresses, "managed": managed.contains(&l.name),
+            })
+        })
+        .collect();
+    Ok(paging::list_response(items, None))
+}
+
+macro_rules! kind_handlers {
+    ($kind:literal, $list:ident, $create:ident, $view:ident, $update:ident, $delete:ident) => {
+        pub async fn $list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+            list($kind, app, req).await
+        }
+        pub async fn $create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+            create($kind, app, req).await
+        }
+        pub async fn $view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+            view($kind, app, req).await
+        }
+        pub async fn $update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+            update($kind, app, req).await
+        }
+        pub async fn $delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+            delete($kind, app, req).await
+        }
+    };
+}
+
+kind_handlers!(
+    "bridge",
+    bridge_list,
+    bridge_create,
+    bridge_view,
+    bridge_update,
+    bridge_delete
+);
+kind_handlers!(
+    "vlan",
+    vlan_list,
+    vlan_create,
+    vlan_view,
+    vlan_update,
+    vlan_delete
+);
+kind_handlers!(
+    "bond",
+    bond_list,
+    bond_create,
+    bond_view,
+    bond_update,
+    bond_delete
+);

@@ -1,0 +1,197 @@
+//! Host networking: bridges, VLAN interfaces and bonds, declared in the store and converged
+//! into the kernel over netlink by a reconciler that also repairs out-of-band changes.
+//!
+//! Flow: an API handler takes [`Network::lock`], validates against the kernel's current view,
+//! converges the kernel for the objects it changes (rolling back on failure) and only then
+//! commits the store. The background reconciler converges every managed link at start, on
+//! netlink link events and every 30 s, and records what it had to repair as drift.
+
+pub mod model;
+pub mod netlink;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+pub use model::Desired;
+pub use netlink::{Kernel, KernelError, Snapshot};
+pub use reconcile::{Failed, Report};
+
+use crate::store::{objects, Store};
+
+/// Store kinds managed here.
+pub const KINDS: [&str; 3] = ["bridge", "vlan", "bond"];
+
+/// Reconcile state of one object, shown as `status` in the API.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub drift: Vec<String>,
+    pub drift_detected_at: Option<i64>,
+    pub repairs: u64,
+    pub error: Option<String>,
+}
+
+/// The networking engine.
+pub struct Network {
+    kernel: Kernel,
+    lock: tokio::sync::Mutex<()>,
+    status: Mutex<HashMap<String, Status>>,
+}
+
+/// Every managed link in the store.
+pub fn desired_all(store: &Store) -> Result<Vec<Desired>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    for kind in KINDS {
+        for o in store.read(|c| objects::all(c, kind))? {
+            match Desired::from_object(kind, &o.body) {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    tracing::error!(kind, id = %o.id, error = %e, "stored network object does not parse")
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Network {
+    /// Connects to the kernel (in `netns` if given) and starts the reconciler.
+    pub async fn start(
+        netns: Option<&Path>,
+        store: Arc<Store>,
+    ) -> Result<Arc<Network>, KernelError> {
+        let (kernel, mut events) = Kernel::connect(netns)?;
+        let net = Arc::new(Network {
+            kernel,
+            lock: tokio::sync::Mutex::new(()),
+            status: Mutex::new(HashMap::new()),
+        });
+        let n = Arc::clone(&net);
+        tokio::spawn(async move {
+            let before = n.kernel.write_count();
+            n.reconcile_all(&store).await;
+            tracing::info!(
+                objects = desired_all(&store).map(|d| d.len()).unwrap_or(0),
+                writes = n.kernel.write_count() - before,
+                "initial reconcile finished"
+            );
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    ev = events.next() => {
+                        if ev.is_none() {
+                            tracing::warn!("netlink event stream ended; falling back to periodic reconcile");
+                            loop {
+                                tick.tick().await;
+                                n.reconcile_all(&store).await;
+                            }
+                        }
+                        // Coalesce a burst of events (one change emits several).
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await {}
+                    }
+                    _ = tick.tick() => {}
+                }
+                n.reconcile_all(&store).await;
+            }
+        });
+        Ok(net)
+    }
+
+    /// The kernel client.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Serializes changes: one converge at a time.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    /// Converges every managed link and records drift; never fails (errors go to status).
+    pub async fn reconcile_all(&self, store: &Store) {
+        let _g = self.lock.lock().await;
+        let desired = match desired_all(store) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile: cannot read the store");
+                return;
+            }
+        };
+        if desired.is_empty() {
+            return;
+        }
+        match reconcile::converge(&self.kernel, &desired, true).await {
+            Ok(report) => {
+                let now = crate::time::now_unix();
+                let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                for d in &desired {
+                    let s = st.entry(d.name().to_string()).or_default();
+                    s.error = None;
+                    if let Some(drift) = report.drift.get(d.name()) {
+                        tracing::warn!(object = d.name(), drift = ?drift, "repaired drift");
+                        s.drift = drift.clone();
+                        s.drift_detected_at = Some(now);
+                        s.repairs += 1;
+                    }
+                }
+                if report.writes > 0 {
+                    tracing::info!(writes = report.writes, "reconcile converged the kernel");
+                }
+            }
+            Err(f) => {
+                tracing::error!(object = %f.object, error = %f.error, undo_errors = ?f.undo_errors, "reconcile failed and was rolled back");
+                let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                st.entry(f.object.clone()).or_default().error = Some(f.error.to_string());
+            }
+        }
+    }
+
+    /// Converges the given links (the caller holds [`Network::lock`]).
+    pub async fn apply(&self, desired: &[Desired]) -> Result<Report, Failed> {
+        let r = reconcile::converge(&self.kernel, desired, false).await;
+        if r.is_ok() {
+            let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            for d in desired {
+                st.entry(d.name().to_string()).or_default().error = None;
+            }
+        }
+        r
+    }
+
+    /// Forgets an object's status after deletion.
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut st) = self.status.lock() {
+            st.remove(name);
+        }
+    }
+
+    /// The `status` object of a link (schema `LinkStatus`).
+    pub fn status_json(&self, name: &str, snap: &Snapshot) -> Value {
+        let st = self
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.get(name).cloned())
+            .unwrap_or_default();
+        let l = snap.get(name);
+        let mut v = json!({
+            "present": l.is_some(),
+            "drift": st.drift,
+            "drift_detected_at": st.drift_detected_at.map(crate::time::unix_to_rfc3339),
+            "repairs": st.repairs,
+            "error": st.error,
+        });
+        if let Some(l) = l {
+            v["ifindex"] = json!(l.index);
+            v["operstate"] = json!(l.operstate);
+        }
+        v
+    }
+}

@@ -1,0 +1,664 @@
+//! Kernel access for networking, over rtnetlink only (no `ip`, `bridge` or `ifup`).
+//!
+//! Every write goes through [`Kernel::write_count`] so tests and benchmarks can prove that a
+//! reconcile of an unchanged configuration makes zero kernel writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::TryStreamExt;
+use netlink_sys::AsyncSocket;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecBridge, BondMode, BondXmitHashPolicy, BridgeStpState, BridgeVlanInfoFlags, InfoBond,
+    InfoBridge, InfoData, InfoVlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, State,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBond, LinkBridge, LinkBridgeVlan, LinkUnspec, LinkVlan};
+
+/// A kernel operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{op}: {message}")]
+    Netlink {
+        op: String,
+        message: String,
+        errno: Option<i32>,
+    },
+    #[error("opening a netlink socket{ns}: {source}")]
+    Socket { ns: String, source: std::io::Error },
+}
+
+impl KernelError {
+    fn from_rtnl(op: impl Into<String>, e: rtnetlink::Error) -> Self {
+        let errno = match &e {
+            rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+            _ => None,
+        };
+        let message = match errno {
+            Some(n) => format!("{} (errno {n})", std::io::Error::from_raw_os_error(n)),
+            None => e.to_string(),
+        };
+        KernelError::Netlink {
+            op: op.into(),
+            message,
+            errno,
+        }
+    }
+}
+
+/// A bridge VLAN entry as the kernel holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanFlags {
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+/// One link as read from the kernel.
+#[derive(Debug, Clone, Default)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub kind: String,
+    pub up: bool,
+    pub operstate: String,
+    pub mtu: u32,
+    pub mac: Option<String>,
+    pub master: Option<u32>,
+    /// For VLAN links: parent index and id.
+    pub vlan_parent: Option<u32>,
+    pub vlan_id: Option<u16>,
+    /// For bridges.
+    pub vlan_filtering: Option<bool>,
+    pub stp: Option<bool>,
+    /// For bonds.
+    pub bond_mode: Option<String>,
+    pub miimon: Option<u32>,
+    pub xmit_hash_policy: Option<String>,
+    /// Bridge VLAN entries (ports, and the bridge itself).
+    pub vlans: BTreeMap<u16, VlanFlags>,
+    /// Addresses as `ip/prefix`, link-local excluded.
+    pub addresses: Vec<String>,
+}
+
+/// The kernel as Ferrite sees it: links by name.
+pub type Snapshot = HashMap<String, LinkState>;
+
+/// A netlink client bound to one network namespace.
+#[derive(Clone)]
+pub struct Kernel {
+    handle: Handle,
+    writes: std::sync::Arc<AtomicU64>,
+}
+
+pub fn bond_mode_name(m: &BondMode) -> String {
+    match m {
+        BondMode::BalanceRr => "balance-rr",
+        BondMode::ActiveBackup => "active-backup",
+        BondMode::BalanceXor => "balance-xor",
+        BondMode::Broadcast => "broadcast",
+        BondMode::Ieee8023Ad => "802.3ad",
+        BondMode::BalanceTlb => "balance-tlb",
+        BondMode::BalanceAlb => "balance-alb",
+        _ => "other",
+    }
+    .to_string()
+}
+
+fn bond_mode(name: &str) -> BondMode {
+    match name {
+        "active-backup" => BondMode::ActiveBackup,
+        "balance-xor" => BondMode::BalanceXor,
+        "broadcast" => BondMode::Broadcast,
+        "802.3ad" => BondMode::Ieee8023Ad,
+        "balance-tlb" => BondMode::BalanceTlb,
+        "balance-alb" => BondMode::BalanceAlb,
+        _ => BondMode::BalanceRr,
+    }
+}
+
+pub fn xmit_name(p: &BondXmitHashPolicy) -> String {
+    match p {
+        BondXmitHashPolicy::Layer2 => "layer2",
+        BondXmitHashPolicy::Layer34 => "layer3+4",
+        BondXmitHashPolicy::Layer23 => "layer2+3",
+        BondXmitHashPolicy::Encap23 => "encap2+3",
+        BondXmitHashPolicy::Encap34 => "encap3+4",
+        BondXmitHashPolicy::VlanSrcMac => "vlan+srcmac",
+        _ => "other",
+    }
+    .to_string()
+}
+
+fn xmit(name: &str) -> BondXmitHashPolicy {
+    match name {
+        "layer3+4" => BondXmitHashPolicy::Layer34,
+        "layer2+3" => BondXmitHashPolicy::Layer23,
+        "encap2+3" => BondXmitHashPolicy::Encap23,
+        "encap3+4" => BondXmitHashPolicy::Encap34,
+        "vlan+srcmac" => BondXmitHashPolicy::VlanSrcMac,
+        _ => BondXmitHashPolicy::Layer2,
+    }
+}
+
+fn parse_link(msg: &LinkMessage) -> LinkState {
+    let mut l = LinkState {
+        index: msg.header.index,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        kind: "device".into(),
+        ..Default::default()
+    };
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(m) => l.mtu = *m,
+            LinkAttribute::Controller(m) => l.master = Some(*m),
+            LinkAttribute::Link(p) => l.vlan_parent = Some(*p),
+            LinkAttribute::OperState(s) => {
+                l.operstate = match s {
+                    State::Up => "up",
+                    State::Down => "down",
+                    State::LowerLayerDown => "lowerlayerdown",
+                    State::Dormant => "dormant",
+                    State::NotPresent => "notpresent",
+                    State::Testing => "testing",
+                    _ => "unknown",
+                }
+                .into()
+            }
+            LinkAttribute::Address(mac) if mac.len() == 6 => {
+                l.mac = Some(
+                    mac.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                )
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = k.to_string(),
+                        LinkInfo::Data(InfoData::Bridge(opts)) => {
+                            for o in opts {
+                                match o {
+                                    InfoBridge::VlanFiltering(v) => l.vlan_filtering = Some(*v),
+                                    InfoBridge::StpState(s) => {
+                                        l.stp = Some(!matches!(s, BridgeStpState::Disabled))
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        LinkInfo::Data(InfoData::Vlan(opts)) => {
+                            for o in opts {
+                                if let InfoVlan::Id(id) = o {
+                                    l.vlan_id = Some(*id);
+                                }
+                            }
+                        }
+                        LinkInfo::Data(InfoData::Bond(opts)) => {
+                            for o in opts {
+                                match o {
+                                    InfoBond::Mode(m) => l.bond_mode = Some(bond_mode_name(m)),
+                                    InfoBond::MiiMon(m) => l.miimon = Some(*m),
+                                    InfoBond::XmitHashPolicy(p) => {
+                                        l.xmit_hash_policy = Some(xmit_name(p))
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if l.kind != "vlan" {
+        l.vlan_parent = None;
+    }
+    l
+}
+
+impl Kernel {
+    /// Connects in the current network namespace, or in the one at `netns` (a file such as
+    /// `/run/netns/NAME`). The socket is created on a short-lived thread that entered the
+    /// namespace, so no runtime thread ever changes namespace; a socket stays in the namespace
+    /// it was created in.
+    pub fn connect(netns: Option<&Path>) -> Result<(Kernel, Events), KernelError> {
+        let ns_label = netns
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        let rt = tokio::runtime::Handle::current();
+        let netns = netns.map(Path::to_path_buf);
+        let label = ns_label.clone();
+        let made = std::thread::spawn(move || -> Result<_, KernelError> {
+            let _guard = rt.enter();
+            if let Some(p) = &netns {
+                let f = std::fs::File::open(p).map_err(|source| KernelError::Socket {
+                    ns: label.clone(),
+                    source,
+                })?;
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    KernelError::Socket {
+                        ns: label.clone(),
+                        source: std::io::Error::from(e),
+                    }
+                })?;
+            }
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|source| KernelError::Socket {
+                    ns: label.clone(),
+                    source,
+                })?;
+            // A second socket subscribed to link events, for drift detection.
+            let (mut econn, _ehandle, emsgs) =
+                rtnetlink::new_connection().map_err(|source| KernelError::Socket {
+                    ns: label.clone(),
+                    source,
+                })?;
+            let addr = netlink_sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+            econn
+                .socket_mut()
+                .socket_mut()
+                .bind(&addr)
+                .map_err(|source| KernelError::Socket {
+                    ns: label.clone(),
+                    source,
+                })?;
+            tokio::spawn(conn);
+            tokio::spawn(econn);
+            Ok((handle, emsgs))
+        })
+        .join()
+        .map_err(|_| KernelError::Socket {
+            ns: ns_label.clone(),
+            source: std::io::Error::other("netlink thread panicked"),
+        })??;
+        let (handle, events) = made;
+        Ok((
+            Kernel {
+                handle,
+                writes: std::sync::Arc::new(AtomicU64::new(0)),
+            },
+            events,
+        ))
+    }
+
+    /// Kernel writes made so far.
+    pub fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads every link, with bridge VLANs and addresses.
+    pub async fn snapshot(&self) -> Result<Snapshot, KernelError> {
+        let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing links", e))?
+        {
+            let l = parse_link(&msg);
+            by_index.insert(l.index, l);
+        }
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing bridge VLANs", e))?
+        {
+            let Some(l) = by_index.get_mut(&msg.header.index) else {
+                continue;
+            };
+            for a in &msg.attributes {
+                if let LinkAttribute::AfSpecBridge(specs) = a {
+                    let mut range_start: Option<u16> = None;
+                    for sp in specs {
+                        if let AfSpecBridge::VlanInfo(v) = sp {
+                            let f = VlanFlags {
+                                pvid: v.flags.contains(BridgeVlanInfoFlags::Pvid),
+                                untagged: v.flags.contains(BridgeVlanInfoFlags::Untagged),
+                            };
+                            if v.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+                                range_start = Some(v.vid);
+                            } else if v.flags.contains(BridgeVlanInfoFlags::RangeEnd) {
+                                for vid in range_start.take().unwrap_or(v.vid)..=v.vid {
+                                    l.vlans.insert(vid, f);
+                                }
+                            } else {
+                                l.vlans.insert(v.vid, f);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut s = self.handle.address().get().execute();
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
+        {
+            if let Some(a) = address_string(&msg) {
+                if let Some(l) = by_index.get_mut(&msg.header.index) {
+                    l.addresses.push(a);
+                }
+            }
+        }
+        Ok(by_index
+            .into_values()
+            .map(|l| (l.name.clone(), l))
+            .collect())
+    }
+
+    async fn exec_link_add(&self, op: &str, msg: LinkMessage) -> Result<(), KernelError> {
+        self.wrote();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(op, e))
+    }
+
+    async fn exec_link_set(&self, op: &str, msg: LinkMessage) -> Result<(), KernelError> {
+        self.wrote();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(op, e))
+    }
+
+    /// VLAN attributes are sent only for VLAN-aware bridges: kernels built without
+    /// CONFIG_BRIDGE_VLAN_FILTERING refuse them even when they say "off".
+    fn bridge_message(
+        name: &str,
+        index: Option<u32>,
+        vlan_filtering: bool,
+        stp: bool,
+        mtu: Option<u32>,
+    ) -> LinkMessage {
+        let mut b = LinkBridge::new(name).append_info_data(InfoBridge::StpState(if stp {
+            BridgeStpState::KernelStp
+        } else {
+            BridgeStpState::Disabled
+        }));
+        if vlan_filtering {
+            b = b
+                .append_info_data(InfoBridge::VlanFiltering(true))
+                .append_info_data(InfoBridge::VlanDefaultPvid(0));
+        }
+        if let Some(i) = index {
+            b = b.index(i);
+        }
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        b.build()
+    }
+
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        vlan_filtering: bool,
+        stp: bool,
+        mtu: Option<u32>,
+    ) -> Result<(), KernelError> {
+        self.exec_link_add(
+            &format!("creating bridge {name}"),
+            Self::bridge_message(name, None, vlan_filtering, stp, mtu),
+        )
+        .await
+    }
+
+    pub async fn set_bridge_options(
+        &self,
+        index: u32,
+        name: &str,
+        vlan_filtering: bool,
+        stp: bool,
+        currently_filtering: bool,
+    ) -> Result<(), KernelError> {
+        let mut msg = Self::bridge_message(name, Some(index), vlan_filtering, stp, None);
+        if !vlan_filtering && currently_filtering {
+            // Turning filtering off must say so explicitly.
+            if let Some(LinkAttribute::LinkInfo(infos)) = msg
+                .attributes
+                .iter_mut()
+                .find(|a| matches!(a, LinkAttribute::LinkInfo(_)))
+            {
+                for i in infos.iter_mut() {
+                    if let LinkInfo::Data(InfoData::Bridge(opts)) = i {
+                        opts.push(InfoBridge::VlanFiltering(false));
+                    }
+                }
+            }
+        }
+        self.wrote();
+        self.handle
+            .link()
+            .change(msg)
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("setting options of bridge {name}"), e))
+    }
+
+    pub async fn create_vlan(
+        &self,
+        name: &str,
+        parent: u32,
+        vid: u16,
+        mtu: Option<u32>,
+    ) -> Result<(), KernelError> {
+        let mut b = LinkVlan::new(name, parent, vid).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.exec_link_add(&format!("creating VLAN interface {name}"), b.build())
+            .await
+    }
+
+    pub async fn create_bond(
+        &self,
+        name: &str,
+        mode: &str,
+        miimon: u32,
+        xmit_policy: Option<&str>,
+        mtu: Option<u32>,
+    ) -> Result<(), KernelError> {
+        let mut b = LinkBond::new(name)
+            .mode(bond_mode(mode))
+            .miimon(miimon)
+            .up();
+        if let Some(p) = xmit_policy {
+            b = b.xmit_hash_policy(xmit(p));
+        }
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.exec_link_add(&format!("creating bond {name}"), b.build())
+            .await
+    }
+
+    pub async fn set_master(
+        &self,
+        index: u32,
+        name: &str,
+        master: Option<(u32, &str)>,
+    ) -> Result<(), KernelError> {
+        let b = LinkUnspec::new_with_index(index);
+        let (b, op) = match master {
+            Some((m, mname)) => (b.controller(m), format!("attaching {name} to {mname}")),
+            None => (
+                b.nocontroller(),
+                format!("detaching {name} from its master"),
+            ),
+        };
+        self.exec_link_set(&op, b.build()).await
+    }
+
+    pub async fn set_up(&self, index: u32, name: &str, up: bool) -> Result<(), KernelError> {
+        let b = LinkUnspec::new_with_index(index);
+        let b = if up { b.up() } else { b.down() };
+        self.exec_link_set(
+            &format!("setting {name} {}", if up { "up" } else { "down" }),
+            b.build(),
+        )
+        .await
+    }
+
+    pub async fn set_mtu(&self, index: u32, name: &str, mtu: u32) -> Result<(), KernelError> {
+        self.exec_link_set(
+            &format!("setting MTU {mtu} on {name}"),
+            LinkUnspec::new_with_index(index).mtu(mtu).build(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, index: u32, name: &str) -> Result<(), KernelError> {
+        self.wrote();
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("deleting {name}"), e))
+    }
+
+    /// Adds (or changes the flags of) a bridge VLAN entry on a port, or on the bridge itself.
+    pub async fn vlan_add(
+        &self,
+        index: u32,
+        name: &str,
+        vid: u16,
+        flags: VlanFlags,
+        bridge_self: bool,
+    ) -> Result<(), KernelError> {
+        let mut f = BridgeVlanInfoFlags::empty();
+        if flags.pvid {
+            f |= BridgeVlanInfoFlags::Pvid;
+        }
+        if flags.untagged {
+            f |= BridgeVlanInfoFlags::Untagged;
+        }
+        let mut b = LinkBridgeVlan::new(index).vlan(vid, f);
+        if bridge_self {
+            b = b.bridge_self();
+        }
+        self.wrote();
+        self.handle
+            .link()
+            .set_port(b.build())
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("adding VLAN {vid} to {name}"), e))
+    }
+
+    pub async fn vlan_del(
+        &self,
+        index: u32,
+        name: &str,
+        vid: u16,
+        bridge_self: bool,
+    ) -> Result<(), KernelError> {
+        let mut b = LinkBridgeVlan::new(index).vlan(vid, BridgeVlanInfoFlags::empty());
+        if bridge_self {
+            b = b.bridge_self();
+        }
+        self.wrote();
+        self.handle
+            .link()
+            .del_with_message(b.build())
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("removing VLAN {vid} from {name}"), e))
+    }
+
+    pub async fn addr_add(&self, index: u32, name: &str, cidr: &str) -> Result<(), KernelError> {
+        let (ip, len) = parse_cidr(cidr).ok_or_else(|| KernelError::Netlink {
+            op: format!("adding {cidr} to {name}"),
+            message: "not an address/prefix".into(),
+            errno: None,
+        })?;
+        self.wrote();
+        self.handle
+            .address()
+            .add(index, ip, len)
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("adding {cidr} to {name}"), e))
+    }
+
+    pub async fn addr_del(&self, index: u32, name: &str, cidr: &str) -> Result<(), KernelError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
+        {
+            if address_string(&msg).as_deref() == Some(cidr) {
+                self.wrote();
+                return self.handle.address().del(msg).execute().await.map_err(|e| {
+                    KernelError::from_rtnl(format!("removing {cidr} from {name}"), e)
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ip/prefix` of a non-link-local address message.
+fn address_string(msg: &AddressMessage) -> Option<String> {
+    let ip = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let ip = ip.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    if let IpAddr::V6(v6) = ip {
+        if (v6.segments()[0] & 0xffc0) == 0xfe80 {
+            return None;
+        }
+    }
+    Some(format!("{ip}/{}", msg.header.prefix_len))
+}
+
+/// Parses and normalizes `ip/prefix`.
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// Link events from the kernel (RTNLGRP_LINK), used to wake the reconciler.
+pub type Events = futures_channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+    netlink_sys::SocketAddr,
+)>;

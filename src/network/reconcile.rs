@@ -1,0 +1,506 @@
+//! Converging the kernel to the desired links, as one transaction: every step that changes the
+//! kernel records how to undo itself, and a failure undoes the completed steps in reverse.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::model::{normalize_cidr, Desired};
+use super::netlink::{Kernel, KernelError, LinkState, Snapshot, VlanFlags};
+
+/// How to undo one completed step.
+#[derive(Debug, Clone)]
+enum Undo {
+    Delete {
+        name: String,
+    },
+    Mtu {
+        name: String,
+        mtu: u32,
+    },
+    BridgeOptions {
+        name: String,
+        vlan_filtering: bool,
+        stp: bool,
+    },
+    Up {
+        name: String,
+        up: bool,
+    },
+    Master {
+        name: String,
+        master: Option<String>,
+    },
+    VlanRestore {
+        dev: String,
+        vid: u16,
+        old: Option<VlanFlags>,
+        bridge_self: bool,
+    },
+    AddrDel {
+        dev: String,
+        cidr: String,
+    },
+    AddrAdd {
+        dev: String,
+        cidr: String,
+    },
+}
+
+/// What a converge run did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Per object: the differences found (each was repaired).
+    pub drift: BTreeMap<String, Vec<String>>,
+    pub writes: u64,
+}
+
+/// A converge run failed; the kernel was put back as it was.
+#[derive(Debug)]
+pub struct Failed {
+    pub object: String,
+    pub error: KernelError,
+    pub undo_errors: Vec<String>,
+}
+
+struct Run<'a> {
+    k: &'a Kernel,
+    journal: Vec<Undo>,
+    report: Report,
+    current: String,
+}
+
+fn idx(s: &Snapshot, name: &str) -> Option<u32> {
+    s.get(name).map(|l| l.index)
+}
+
+fn name_of(s: &Snapshot, index: u32) -> Option<String> {
+    s.values()
+        .find(|l| l.index == index)
+        .map(|l| l.name.clone())
+}
+
+impl Run<'_> {
+    fn drift(&mut self, what: String) {
+        self.report
+            .drift
+            .entry(self.current.clone())
+            .or_default()
+            .push(what);
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, KernelError> {
+        self.k.snapshot().await
+    }
+
+    async fn undo_all(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        while let Some(u) = self.journal.pop() {
+            if let Err(e) = self.undo(&u).await {
+                errors.push(format!("{u:?}: {e}"));
+            }
+        }
+        errors
+    }
+
+    async fn undo(&self, u: &Undo) -> Result<(), KernelError> {
+        let s = self.k.snapshot().await?;
+        let need = |n: &str| {
+            idx(&s, n).ok_or_else(|| KernelError::Netlink {
+                op: format!("undo on {n}"),
+                message: "link vanished".into(),
+                errno: None,
+            })
+        };
+        match u {
+            Undo::Delete { name } => match idx(&s, name) {
+                Some(i) => self.k.delete(i, name).await,
+                None => Ok(()),
+            },
+            Undo::Mtu { name, mtu } => self.k.set_mtu(need(name)?, name, *mtu).await,
+            Undo::BridgeOptions {
+                name,
+                vlan_filtering,
+                stp,
+            } => {
+                let cur = s.get(name).and_then(|l| l.vlan_filtering).unwrap_or(false);
+                self.k
+                    .set_bridge_options(need(name)?, name, *vlan_filtering, *stp, cur)
+                    .await
+            }
+            Undo::Up { name, up } => self.k.set_up(need(name)?, name, *up).await,
+            Undo::Master { name, master } => {
+                let m = match master {
+                    Some(m) => Some((need(m)?, m.as_str())),
+                    None => None,
+                };
+                self.k.set_master(need(name)?, name, m).await
+            }
+            Undo::VlanRestore {
+                dev,
+                vid,
+                old,
+                bridge_self,
+            } => match old {
+                Some(f) => {
+                    self.k
+                        .vlan_add(need(dev)?, dev, *vid, *f, *bridge_self)
+                        .await
+                }
+                None => self.k.vlan_del(need(dev)?, dev, *vid, *bridge_self).await,
+            },
+            Undo::AddrDel { dev, cidr } => self.k.addr_del(need(dev)?, dev, cidr).await,
+            Undo::AddrAdd { dev, cidr } => self.k.addr_add(need(dev)?, dev, cidr).await,
+        }
+    }
+
+    fn missing(&self, name: &str) -> KernelError {
+        KernelError::Netlink {
+            op: format!("configuring {}", self.current),
+            message: format!("interface {name} does not exist"),
+            errno: Some(libc::ENODEV),
+        }
+    }
+
+    /// Phase 1: links that do not exist are created (bonds and bridges first, then VLANs,
+    /// whose parents may be either).
+    async fn create(
+        &mut self,
+        d: &Desired,
+        s: &Snapshot,
+        repairing: bool,
+    ) -> Result<(), KernelError> {
+        let name = d.name().to_string();
+        if let Some(l) = s.get(&name) {
+            let wrong = match d {
+                Desired::Vlan(v) => {
+                    l.kind != "vlan"
+                        || l.vlan_id != Some(v.vlan_id)
+                        || l.vlan_parent.and_then(|p| name_of(s, p)).as_deref()
+                            != Some(v.parent.as_str())
+                }
+                other => l.kind != other.kind(),
+            };
+            if !wrong {
+                return Ok(());
+            }
+            // Same name, different link: replace it (only ever reached for links we own).
+            self.drift(format!(
+                "{name} is a {} link with different identity; recreated",
+                l.kind
+            ));
+            self.k.delete(l.index, &name).await?;
+        } else if repairing {
+            self.drift(format!("{name} was missing; recreated"));
+        }
+        match d {
+            Desired::Bridge(b) => {
+                self.k
+                    .create_bridge(&name, b.vlan_aware, b.stp, b.mtu)
+                    .await?
+            }
+            Desired::Bond(b) => {
+                self.k
+                    .create_bond(
+                        &name,
+                        &b.mode,
+                        b.miimon,
+                        b.xmit_hash_policy.as_deref(),
+                        b.mtu,
+                    )
+                    .await?
+            }
+            Desired::Vlan(v) => {
+                let parent = idx(s, &v.parent).ok_or_else(|| self.missing(&v.parent))?;
+                self.k.create_vlan(&name, parent, v.vlan_id, v.mtu).await?
+            }
+        }
+        self.journal.push(Undo::Delete { name });
+        Ok(())
+    }
+
+    /// Phase 2: bridge options, up state.
+    async fn attributes(&mut self, d: &Desired, l: &LinkState) -> Result<(), KernelError> {
+        let name = d.name().to_string();
+        if let Desired::Bridge(b) = d {
+            let (vf, stp) = (l.vlan_filtering.unwrap_or(false), l.stp.unwrap_or(false));
+            if vf != b.vlan_aware || stp != b.stp {
+                self.drift(format!(
+                    "{name}: vlan_filtering={vf} stp={stp}, want {} {}",
+                    b.vlan_aware, b.stp
+                ));
+                self.k
+                    .set_bridge_options(l.index, &name, b.vlan_aware, b.stp, vf)
+                    .await?;
+                self.journal.push(Undo::BridgeOptions {
+                    name: name.clone(),
+                    vlan_filtering: vf,
+                    stp,
+                });
+            }
+        }
+        let want_up = match d {
+            Desired::Bridge(b) => b.autostart,
+            _ => true,
+        };
+        if l.up != want_up {
+            self.drift(format!("{name} is {}", if l.up { "up" } else { "down" }));
+            self.k.set_up(l.index, &name, want_up).await?;
+            self.journal.push(Undo::Up { name, up: l.up });
+        }
+        Ok(())
+    }
+
+    /// MTU, set after membership: attaching ports makes a bridge adopt their MTU.
+    async fn mtu(&mut self, d: &Desired, l: &LinkState) -> Result<(), KernelError> {
+        let name = d.name().to_string();
+        if let Some(m) = d.mtu() {
+            if l.mtu != m {
+                self.drift(format!("{name}: mtu {} instead of {m}", l.mtu));
+                self.k.set_mtu(l.index, &name, m).await?;
+                self.journal.push(Undo::Mtu { name, mtu: l.mtu });
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 3: bridge ports and bond members.
+    async fn membership(&mut self, d: &Desired, s: &Snapshot) -> Result<(), KernelError> {
+        let name = d.name().to_string();
+        let Some(master) = s.get(&name).cloned() else {
+            return Err(self.missing(&name));
+        };
+        let lower = d.lower_links();
+        for port in &lower {
+            let Some(p) = s.get(*port) else {
+                return Err(self.missing(port));
+            };
+            if p.master == Some(master.index) {
+                continue;
+            }
+            self.drift(format!("{port} is not attached to {name}"));
+            let old = p.master.and_then(|m| name_of(s, m));
+            if matches!(d, Desired::Bond(_)) && p.up {
+                // The kernel enslaves only links that are down.
+                self.k.set_up(p.index, port, false).await?;
+                self.journal.push(Undo::Up {
+                    name: port.to_string(),
+                    up: true,
+                });
+            }
+            self.k
+                .set_master(p.index, port, Some((master.index, &name)))
+                .await?;
+            self.journal.push(Undo::Master {
+                name: port.to_string(),
+                master: old,
+            });
+        }
+        // Links attached here that are no longer wanted are released.
+        for l in s.values() {
+            if l.master == Some(master.index) && !lower.contains(&l.name.as_str()) {
+                self.drift(format!(
+                    "{} is attached to {name} but not configured",
+                    l.name
+                ));
+                self.k.set_master(l.index, &l.name, None).await?;
+                self.journal.push(Undo::Master {
+                    name: l.name.clone(),
+                    master: Some(name.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ports must be up to forward.
+    async fn ports_up(&mut self, d: &Desired, s: &Snapshot) -> Result<(), KernelError> {
+        for port in d.lower_links() {
+            let Some(p) = s.get(port) else {
+                return Err(self.missing(port));
+            };
+            if !p.up {
+                self.drift(format!("port {port} is down"));
+                self.k.set_up(p.index, port, true).await?;
+                self.journal.push(Undo::Up {
+                    name: port.to_string(),
+                    up: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn vlan_table(
+        &mut self,
+        dev: &str,
+        l: &LinkState,
+        want: &BTreeMap<u16, VlanFlags>,
+        bridge_self: bool,
+    ) -> Result<(), KernelError> {
+        for (vid, f) in want {
+            let cur = l.vlans.get(vid).copied();
+            if cur != Some(*f) {
+                self.drift(format!(
+                    "{dev}: VLAN {vid} {}",
+                    if cur.is_some() {
+                        "has other flags"
+                    } else {
+                        "missing"
+                    }
+                ));
+                self.k.vlan_add(l.index, dev, *vid, *f, bridge_self).await?;
+                self.journal.push(Undo::VlanRestore {
+                    dev: dev.to_string(),
+                    vid: *vid,
+                    old: cur,
+                    bridge_self,
+                });
+            }
+        }
+        for (vid, f) in &l.vlans {
+            if !want.contains_key(vid) {
+                self.drift(format!("{dev}: VLAN {vid} not configured"));
+                self.k.vlan_del(l.index, dev, *vid, bridge_self).await?;
+                self.journal.push(Undo::VlanRestore {
+                    dev: dev.to_string(),
+                    vid: *vid,
+                    old: Some(*f),
+                    bridge_self,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 4: bridge VLAN entries on ports and on the bridge itself.
+    async fn vlans(&mut self, d: &Desired, s: &Snapshot) -> Result<(), KernelError> {
+        let Desired::Bridge(b) = d else { return Ok(()) };
+        if !b.vlan_aware {
+            return Ok(());
+        }
+        for (port, spec) in &b.ports {
+            let Some(l) = s.get(port) else {
+                return Err(self.missing(port));
+            };
+            self.vlan_table(port, l, &spec.table(), false).await?;
+        }
+        let Some(l) = s.get(&b.name) else {
+            return Err(self.missing(&b.name));
+        };
+        self.vlan_table(&b.name, l, &b.self_table(), true).await
+    }
+
+    /// Phase 5: host addresses (link-local ones are the kernel's and left alone).
+    async fn addresses(&mut self, d: &Desired, l: &LinkState) -> Result<(), KernelError> {
+        let name = d.name().to_string();
+        let want: Vec<String> = d.addresses().iter().map(|a| normalize_cidr(a)).collect();
+        for a in &want {
+            if !l.addresses.contains(a) {
+                self.drift(format!("{name}: address {a} missing"));
+                self.k.addr_add(l.index, &name, a).await?;
+                self.journal.push(Undo::AddrDel {
+                    dev: name.clone(),
+                    cidr: a.clone(),
+                });
+            }
+        }
+        for a in &l.addresses {
+            if !want.contains(a) {
+                self.drift(format!("{name}: address {a} not configured"));
+                self.k.addr_del(l.index, &name, a).await?;
+                self.journal.push(Undo::AddrAdd {
+                    dev: name.clone(),
+                    cidr: a.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn order(d: &Desired) -> u8 {
+    match d {
+        Desired::Bond(_) => 0,
+        Desired::Bridge(_) => 1,
+        Desired::Vlan(_) => 2,
+    }
+}
+
+/// Converges the kernel to `desired` (every managed link, or a subset). With `repairing`, the
+/// differences found are reported as drift. On failure every completed step is undone.
+pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool) -> Result<Report, Failed> {
+    let start = k.write_count();
+    let mut run = Run {
+        k,
+        journal: Vec::new(),
+        report: Report::default(),
+        current: String::new(),
+    };
+    let mut sorted: Vec<&Desired> = desired.iter().collect();
+    sorted.sort_by_key(|d| order(d));
+    let result: Result<(), KernelError> = async {
+        // VLANs may sit on bridges or bonds created just before, so re-read between kinds.
+        let mut s = run.snapshot().await?;
+        let mut last = None;
+        for d in &sorted {
+            if last.is_some() && last != Some(order(d)) {
+                s = run.snapshot().await?;
+            }
+            last = Some(order(d));
+            run.current = d.name().to_string();
+            run.create(d, &s, repairing).await?;
+        }
+        let s = run.snapshot().await?;
+        for d in &sorted {
+            run.current = d.name().to_string();
+            let l = s
+                .get(d.name())
+                .cloned()
+                .ok_or_else(|| run.missing(d.name()))?;
+            run.attributes(d, &l).await?;
+            run.membership(d, &s).await?;
+        }
+        let s = run.snapshot().await?;
+        for d in &sorted {
+            run.current = d.name().to_string();
+            let l = s
+                .get(d.name())
+                .cloned()
+                .ok_or_else(|| run.missing(d.name()))?;
+            run.mtu(d, &l).await?;
+            run.ports_up(d, &s).await?;
+            run.vlans(d, &s).await?;
+            run.addresses(d, &l).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            run.report.writes = k.write_count() - start;
+            Ok(run.report)
+        }
+        Err(error) => {
+            let object = run.current.clone();
+            let undo_errors = run.undo_all().await;
+            Err(Failed {
+                object,
+                error,
+                undo_errors,
+            })
+        }
+    }
+}
+
+/// Deletes a managed link (the kernel releases its ports and members).
+pub async fn remove(k: &Kernel, name: &str) -> Result<(), KernelError> {
+    let s = k.snapshot().await?;
+    match s.get(name) {
+        Some(l) => k.delete(l.index, name).await,
+        None => Ok(()),
+    }
+}
+
+/// Names of links by index, for presenting masters.
+pub fn names_by_index(s: &Snapshot) -> HashMap<u32, String> {
+    s.values().map(|l| (l.index, l.name.clone())).collect()
+}

@@ -1,0 +1,499 @@
+//! Networking against the real kernel, in namespaces each test creates: the daemon manages an
+//! "appliance" namespace (`--netns`), test hosts live in namespaces of their own, and every
+//! check of the kernel reads netlink through iproute2, not through Ferrite's store.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{kernel_supports, Daemon, NetNs};
+use serde_json::{json, Value};
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn master_of(links: &std::collections::BTreeMap<String, Value>, port: &str) -> Option<String> {
+    links
+        .get(port)
+        .and_then(|l| l["master"].as_str())
+        .map(String::from)
+}
+
+/// Two test hosts on a bridge: h1 and h2, addresses 10.77.0.1 and .2, ports p1 and p2.
+fn two_hosts(app: &NetNs) -> (NetNs, NetNs) {
+    let h1 = NetNs::new("h1");
+    let h2 = NetNs::new("h2");
+    for (h, port, addr) in [(&h1, "p1", "10.77.0.1/24"), (&h2, "p2", "10.77.0.2/24")] {
+        app.veth_to(port, h, "eth0");
+        h.ip(&format!("addr add {addr} dev eth0"));
+        h.ip("link set eth0 up");
+    }
+    (h1, h2)
+}
+
+#[test]
+fn bridge_is_built_in_the_kernel_and_hosts_talk_through_it() {
+    let app = NetNs::new("app");
+    let (h1, h2) = two_hosts(&app);
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let r = root.post("/network/bridges", json!({"name": "br0", "ports": {"p1": {}, "p2": {}}, "mtu": 1450, "addresses": ["10.77.0.254/24"], "stp": false, "tags": ["lab"]}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"]["present"], true);
+    // Read the kernel through netlink (iproute2), not through our store.
+    let links = app.links();
+    let br = &links["br0"];
+    assert_eq!(br["linkinfo"]["info_kind"], "bridge");
+    assert_eq!(br["mtu"], 1450);
+    assert!(br["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .any(|f| f == "UP"));
+    assert_eq!(master_of(&links, "p1").as_deref(), Some("br0"));
+    assert_eq!(master_of(&links, "p2").as_deref(), Some("br0"));
+    assert!(app.ip("addr show dev br0").contains("10.77.0.254/24"));
+    // Hosts reach each other and the bridge's own address.
+    wait_for("h1 to reach h2", || h1.exec_ok("ping -c1 -W1 10.77.0.2"));
+    assert!(h2.exec_ok("ping -c1 -W1 10.77.0.254"));
+    // The kernel's view through the API.
+    let ifs = root.get("/network/interfaces");
+    let items = ifs.body["items"].as_array().expect("items");
+    let b = items
+        .iter()
+        .find(|i| i["name"] == "br0")
+        .expect("br0 listed");
+    assert_eq!(b["managed"], true);
+    assert_eq!(b["kind"], "bridge");
+    assert!(items
+        .iter()
+        .any(|i| i["name"] == "p1" && i["master"] == "br0"));
+    assert_eq!(
+        root.get("/network/bridges?tag=lab").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        1
+    );
+    // Update in place: drop a port, change MTU.
+    let u = root.request(
+        "PUT",
+        "/network/bridges/br0",
+        Some(&json!({"ports": {"p1": {}}, "mtu": 1400})),
+        &[("If-Match", "\"1\"")],
+    );
+    assert_eq!(u.status, 200, "{}", u.text);
+    let links = app.links();
+    assert_eq!(links["br0"]["mtu"], 1400);
+    assert_eq!(master_of(&links, "p2"), None);
+    assert!(!h1.exec_ok("ping -c1 -W1 10.77.0.2"), "p2 was released");
+    // Delete: the link goes, the ports are released.
+    assert_eq!(root.delete("/network/bridges/br0").status, 204);
+    let links = app.links();
+    assert!(!links.contains_key("br0"));
+    assert_eq!(master_of(&links, "p1"), None);
+    assert_eq!(root.get("/network/bridges/br0").status, 404);
+}
+
+#[test]
+fn drift_is_detected_reported_and_repaired() {
+    let app = NetNs::new("app");
+    let (h1, _h2) = two_hosts(&app);
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "br0", "ports": {"p1": {}, "p2": {}}, "addresses": ["10.77.0.254/24"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let first_index = app.links()["br0"]["ifindex"].as_i64().expect("ifindex");
+    // Delete the bridge behind the daemon's back.
+    app.ip("link del br0");
+    wait_for("the bridge to come back with its ports", || {
+        let l = app.links();
+        l.contains_key("br0")
+            && master_of(&l, "p1").as_deref() == Some("br0")
+            && master_of(&l, "p2").as_deref() == Some("br0")
+    });
+    assert_ne!(app.links()["br0"]["ifindex"].as_i64(), Some(first_index));
+    wait_for("the address to come back", || {
+        app.ip("addr show dev br0").contains("10.77.0.254/24")
+    });
+    let v = root.get("/network/bridges/br0");
+    let status = &v.body["status"];
+    assert!(
+        status["repairs"].as_u64().expect("repairs") >= 1,
+        "{status}"
+    );
+    assert!(status["drift_detected_at"].is_string());
+    let drift = status["drift"].to_string();
+    assert!(
+        drift.contains("missing") || drift.contains("not attached"),
+        "{drift}"
+    );
+    wait_for("hosts to talk again", || {
+        h1.exec_ok("ping -c1 -W1 10.77.0.254")
+    });
+    // Detach a port and remove the address by hand: both come back.
+    app.ip("link set p2 nomaster");
+    app.ip("addr del 10.77.0.254/24 dev br0");
+    wait_for("port and address repaired", || {
+        master_of(&app.links(), "p2").as_deref() == Some("br0")
+            && app.ip("addr show dev br0").contains("10.77.0.254/24")
+    });
+    // Links the daemon does not own are never touched.
+    app.ip("link add mine type bridge");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(app.links().contains_key("mine"));
+}
+
+#[test]
+fn a_change_that_fails_half_way_is_rolled_back() {
+    let app = NetNs::new("app");
+    let (_h1, _h2) = two_hosts(&app);
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    assert_eq!(
+        root.post(
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"p1": {}}, "mtu": 1400})
+        )
+        .status,
+        201
+    );
+    // p2 attaches fine, then the kernel refuses the loopback device: p2 must be released again.
+    let r = root.put(
+        "/network/bridges/br0",
+        json!({"ports": {"p1": {}, "p2": {}, "lo": {}}, "mtu": 1300}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.body["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("rolled back"));
+    let links = app.links();
+    assert_eq!(master_of(&links, "p1").as_deref(), Some("br0"));
+    assert_eq!(
+        master_of(&links, "p2"),
+        None,
+        "p2 was attached and must be released by the rollback"
+    );
+    assert_eq!(master_of(&links, "lo"), None);
+    assert_eq!(links["br0"]["mtu"], 1400);
+    let v = root.get("/network/bridges/br0");
+    assert_eq!(v.body["revision"], 1);
+    assert_eq!(v.body["ports"], json!({"p1": {}}));
+    // A create that fails leaves no link and no row.
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "br1", "ports": {"p2": {}, "lo": {}}}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    let links = app.links();
+    assert!(!links.contains_key("br1"));
+    assert_eq!(master_of(&links, "p2"), None);
+    assert_eq!(root.get("/network/bridges/br1").status, 404);
+}
+
+#[test]
+fn restart_reconciles_with_zero_kernel_writes() {
+    let app = NetNs::new("app");
+    let (_h1, _h2) = two_hosts(&app);
+    let mut d = Daemon::start_in(&app);
+    let root = d.root();
+    assert_eq!(root.post("/network/bridges", json!({"name": "br0", "ports": {"p1": {}, "p2": {}}, "mtu": 1450, "addresses": ["10.77.0.254/24", "fd77::1/64"], "stp": true})).status, 201);
+    let before = app.links();
+    let st = d.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(st.success());
+    // The bridge stays while the daemon is down.
+    assert!(app.links().contains_key("br0"));
+    d.spawn();
+    wait_for("the initial reconcile", || {
+        d.log().matches("initial reconcile finished").count() >= 2
+    });
+    let last = d
+        .log()
+        .lines()
+        .rfind(|l| l.contains("initial reconcile finished"))
+        .expect("line")
+        .to_string();
+    assert!(
+        last.contains("writes=0"),
+        "restart changed the kernel: {last}"
+    );
+    assert!(last.contains("objects=1"), "{last}");
+    let after = app.links();
+    for name in ["br0", "p1", "p2"] {
+        assert_eq!(
+            before[name]["ifindex"], after[name]["ifindex"],
+            "{name} was recreated"
+        );
+    }
+    let root = d.root();
+    assert_eq!(
+        root.get("/network/bridges/br0").body["status"]["repairs"],
+        0
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_the_kernel_untouched() {
+    let app = NetNs::new("app");
+    let (_h1, _h2) = two_hosts(&app);
+    app.ip("link add hostbr type bridge");
+    app.ip("link add p3 type veth peer name p3peer");
+    app.ip("link set p3 master hostbr");
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let before: Vec<String> = app.links().keys().cloned().collect();
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "/network/vlans",
+            json!({"parent": "p1", "vlan_id": 0}),
+            400,
+            "/vlan_id",
+        ),
+        (
+            "/network/vlans",
+            json!({"parent": "p1", "vlan_id": 4095}),
+            400,
+            "/vlan_id",
+        ),
+        (
+            "/network/vlans",
+            json!({"parent": "nope", "vlan_id": 10}),
+            422,
+            "/parent",
+        ),
+        (
+            "/network/vlans",
+            json!({"parent": "p1", "vlan_id": 10, "name": "a-very-long-name0"}),
+            400,
+            "/name",
+        ),
+        ("/network/bridges", json!({"name": "br/0"}), 400, "/name"),
+        (
+            "/network/bridges",
+            json!({"name": "sixteen-chars-xx"}),
+            400,
+            "/name",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"br0": {}}}),
+            400,
+            "/ports/br0",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"p3": {}}}),
+            409,
+            "/ports/p3",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"ghost": {}}}),
+            422,
+            "/ports/ghost",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"hostbr": {}}}),
+            400,
+            "/ports/hostbr",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "mtu": 50}),
+            400,
+            "/mtu",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "mtu": 70000}),
+            400,
+            "/mtu",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"p1": {"pvid": 10}}}),
+            422,
+            "/vlan_aware",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"p1": {"pvid": 0}}, "vlan_aware": true}),
+            400,
+            "/ports/p1/pvid",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "addresses": ["10.0.0.1"]}),
+            400,
+            "/addresses/0",
+        ),
+        (
+            "/network/bridges",
+            json!({"name": "br0", "colour": "blue"}),
+            400,
+            "/colour",
+        ),
+        (
+            "/network/bonds",
+            json!({"name": "bond0", "mode": "fastest"}),
+            400,
+            "/mode",
+        ),
+        (
+            "/network/bonds",
+            json!({"name": "bond0", "mode": "active-backup", "members": ["p3"]}),
+            409,
+            "/members/0",
+        ),
+    ];
+    for (path, body, status, pointer) in cases {
+        let r = root.post(path, body.clone());
+        assert_eq!(r.status, status, "{path} {body}: {}", r.text);
+        assert!(
+            r.pointers().contains(&pointer.to_string()),
+            "{path} {body} should name {pointer}: {}",
+            r.text
+        );
+    }
+    // An existing unmanaged link is never taken over; duplicates conflict.
+    let r = root.post("/network/bridges", json!({"name": "hostbr"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        root.post(
+            "/network/bridges",
+            json!({"name": "br0", "ports": {"p1": {}}})
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        root.post("/network/bridges", json!({"name": "br0"})).status,
+        409
+    );
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "br1", "ports": {"p1": {}}}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.body["detail"].as_str().expect("detail").contains("br0"));
+    let after: Vec<String> = app.links().keys().cloned().collect();
+    let mut expected = before.clone();
+    expected.push("br0".into());
+    expected.sort();
+    let mut after_sorted = after.clone();
+    after_sorted.sort();
+    assert_eq!(after_sorted, expected, "only br0 was added");
+    assert_eq!(
+        master_of(&app.links(), "p3").as_deref(),
+        Some("hostbr"),
+        "unmanaged port untouched"
+    );
+}
+
+/// VLAN-aware bridges, 802.1Q interfaces and bonds need CONFIG_BRIDGE_VLAN_FILTERING,
+/// CONFIG_VLAN_8021Q and CONFIG_BONDING. Where the kernel lacks them the test says so and
+/// stops; it is not counted as proof.
+#[test]
+fn vlans_isolate_hosts_and_trunks_carry_both() {
+    let needs = [
+        ("CONFIG_BRIDGE_VLAN_FILTERING", "ip -n NS link add b type bridge vlan_filtering 1"),
+        ("CONFIG_VLAN_8021Q", "ip -n NS link add d type veth peer name e && ip -n NS link add link d name d.10 type vlan id 10"),
+        ("CONFIG_BONDING", "ip -n NS link add b0 type bond mode active-backup"),
+    ];
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(_, probe)| !kernel_supports(probe))
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        common::skip(
+            "network::vlans_isolate_hosts_and_trunks_carry_both",
+            &format!(
+                "this kernel lacks {} (uname -r: {})",
+                missing.join(", "),
+                common::sh("uname -r").trim()
+            ),
+        );
+        return;
+    }
+    let app = NetNs::new("app");
+    let hosts: Vec<NetNs> = (1..=4).map(|i| NetNs::new(&format!("v{i}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        app.veth_to(&format!("p{}", i + 1), h, "eth0");
+        h.ip("link set eth0 up");
+    }
+    // h1, h2 in VLAN 10; h3 in VLAN 20; h4 is a trunk with both, tagged.
+    hosts[0].ip("addr add 10.10.0.1/24 dev eth0");
+    hosts[1].ip("addr add 10.10.0.2/24 dev eth0");
+    hosts[2].ip("addr add 10.10.0.3/24 dev eth0");
+    hosts[3].ip("link add link eth0 name eth0.10 type vlan id 10");
+    hosts[3].ip("link add link eth0 name eth0.20 type vlan id 20");
+    hosts[3].ip("addr add 10.10.0.4/24 dev eth0.10");
+    hosts[3].ip("addr add 10.20.0.4/24 dev eth0.20");
+    hosts[3].ip("link set eth0.10 up");
+    hosts[3].ip("link set eth0.20 up");
+    hosts[2].ip("addr add 10.20.0.3/24 dev eth0");
+    // A bond of two veths as an uplink port.
+    app.ip("link add u1 type veth peer name u1p");
+    app.ip("link add u2 type veth peer name u2p");
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let r = root.post(
+        "/network/bonds",
+        json!({"name": "bond0", "mode": "active-backup", "members": ["u1", "u2"], "miimon": 100}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = root.post("/network/bridges", json!({
+        "name": "vbr0", "vlan_aware": true,
+        "ports": {"p1": {"pvid": 10}, "p2": {"pvid": 10}, "p3": {"pvid": 20}, "p4": {"vlans": [10, 20]}, "bond0": {"vlans": [{"from": 10, "to": 20}]}}
+    }));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let links = app.links();
+    assert_eq!(links["vbr0"]["linkinfo"]["info_data"]["vlan_filtering"], 1);
+    assert_eq!(links["bond0"]["linkinfo"]["info_kind"], "bond");
+    assert_eq!(master_of(&links, "u1").as_deref(), Some("bond0"));
+    assert_eq!(master_of(&links, "bond0").as_deref(), Some("vbr0"));
+    let vl = app.ip("-j vlan show");
+    assert!(
+        vl.contains("\"vlan\":10") || vl.contains("\"vlan\": 10"),
+        "{vl}"
+    );
+    wait_for("VLAN 10 hosts to talk", || {
+        hosts[0].exec_ok("ping -c1 -W1 10.10.0.2")
+    });
+    assert!(
+        !hosts[0].exec_ok("ping -c1 -W1 10.10.0.3"),
+        "VLAN 20 must not be reachable from VLAN 10"
+    );
+    assert!(
+        hosts[3].exec_ok("ping -c1 -W1 10.10.0.1"),
+        "trunk carries VLAN 10"
+    );
+    assert!(
+        hosts[3].exec_ok("ping -c1 -W1 10.20.0.3"),
+        "trunk carries VLAN 20"
+    );
+    // A VLAN interface on the bridge, and in-use protection.
+    let r = root.post(
+        "/network/vlans",
+        json!({"parent": "vbr0", "vlan_id": 10, "addresses": ["10.10.0.254/24"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["name"], "vbr0.10");
+    let r = root.delete("/network/bridges/vbr0");
+    assert_eq!(r.status, 409);
+    assert!(r.body["detail"].as_str().expect("d").contains("vbr0.10"));
+}
