@@ -92,9 +92,15 @@ impl Network {
                                 n.reconcile_all(&store).await;
                             }
                         }
-                        // Coalesce a burst of events (one change emits several).
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await {}
+                        // Coalesce a burst of events (one change emits several; a bulk change
+                        // many): wait for 300 ms of quiet, but no more than 5 s in all.
+                        let burst = tokio::time::Instant::now();
+                        while burst.elapsed() < Duration::from_secs(5) {
+                            match tokio::time::timeout(Duration::from_millis(300), events.next()).await {
+                                Ok(Some(_)) => continue,
+                                _ => break,
+                            }
+                        }
                     }
                     _ = tick.tick() => {}
                 }
@@ -127,7 +133,7 @@ impl Network {
         if desired.is_empty() {
             return;
         }
-        match reconcile::converge(&self.kernel, &desired, true).await {
+        match reconcile::converge(&self.kernel, &desired, true, reconcile::Scope::Full).await {
             Ok(report) => {
                 let now = crate::time::now_unix();
                 let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,7 +161,7 @@ impl Network {
 
     /// Converges the given links (the caller holds [`Network::lock`]).
     pub async fn apply(&self, desired: &[Desired]) -> Result<Report, Failed> {
-        let r = reconcile::converge(&self.kernel, desired, false).await;
+        let r = reconcile::converge(&self.kernel, desired, false, reconcile::Scope::Touched).await;
         if r.is_ok() {
             let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
             for d in desired {

@@ -61,8 +61,20 @@ pub struct Failed {
     pub undo_errors: Vec<String>,
 }
 
+/// Which links a converge run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every link (the background reconciler).
+    Full,
+    /// Only the desired links, their ports, members and parents (an API change).
+    Touched,
+}
+
 struct Run<'a> {
     k: &'a Kernel,
+    scope: Scope,
+    names: Vec<String>,
+    vlans: bool,
     journal: Vec<Undo>,
     report: Report,
     current: String,
@@ -88,7 +100,10 @@ impl Run<'_> {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, KernelError> {
-        self.k.snapshot().await
+        match self.scope {
+            Scope::Full => self.k.snapshot(self.vlans).await,
+            Scope::Touched => self.k.snapshot_of(&self.names, self.vlans).await,
+        }
     }
 
     async fn undo_all(&mut self) -> Vec<String> {
@@ -102,7 +117,7 @@ impl Run<'_> {
     }
 
     async fn undo(&self, u: &Undo) -> Result<(), KernelError> {
-        let s = self.k.snapshot().await?;
+        let s = self.k.snapshot(false).await?;
         let need = |n: &str| {
             idx(&s, n).ok_or_else(|| KernelError::Netlink {
                 op: format!("undo on {n}"),
@@ -427,10 +442,24 @@ fn order(d: &Desired) -> u8 {
 
 /// Converges the kernel to `desired` (every managed link, or a subset). With `repairing`, the
 /// differences found are reported as drift. On failure every completed step is undone.
-pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool) -> Result<Report, Failed> {
+pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool, scope: Scope) -> Result<Report, Failed> {
     let start = k.write_count();
+    let mut names: Vec<String> = Vec::new();
+    for d in desired {
+        names.push(d.name().to_string());
+        names.extend(d.lower_links().into_iter().map(String::from));
+        if let Desired::Vlan(v) = d {
+            names.push(v.parent.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    let vlans = desired.iter().any(|d| matches!(d, Desired::Bridge(b) if b.vlan_aware));
     let mut run = Run {
         k,
+        scope,
+        names,
+        vlans,
         journal: Vec::new(),
         report: Report::default(),
         current: String::new(),
@@ -438,34 +467,36 @@ pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool) -> Resul
     let mut sorted: Vec<&Desired> = desired.iter().collect();
     sorted.sort_by_key(|d| order(d));
     let result: Result<(), KernelError> = async {
-        // VLANs may sit on bridges or bonds created just before, so re-read between kinds.
+        // VLANs may sit on bridges or bonds created just before, so re-read between kinds;
+        // every later phase re-reads only when the one before it changed something.
         let mut s = run.snapshot().await?;
         let mut last = None;
+        let mut seen = k.write_count();
         for d in &sorted {
-            if last.is_some() && last != Some(order(d)) {
+            if last.is_some() && last != Some(order(d)) && k.write_count() != seen {
                 s = run.snapshot().await?;
+                seen = k.write_count();
             }
             last = Some(order(d));
             run.current = d.name().to_string();
             run.create(d, &s, repairing).await?;
         }
-        let s = run.snapshot().await?;
+        if k.write_count() != seen {
+            s = run.snapshot().await?;
+            seen = k.write_count();
+        }
         for d in &sorted {
             run.current = d.name().to_string();
-            let l = s
-                .get(d.name())
-                .cloned()
-                .ok_or_else(|| run.missing(d.name()))?;
+            let l = s.get(d.name()).cloned().ok_or_else(|| run.missing(d.name()))?;
             run.attributes(d, &l).await?;
             run.membership(d, &s).await?;
         }
-        let s = run.snapshot().await?;
+        if k.write_count() != seen {
+            s = run.snapshot().await?;
+        }
         for d in &sorted {
             run.current = d.name().to_string();
-            let l = s
-                .get(d.name())
-                .cloned()
-                .ok_or_else(|| run.missing(d.name()))?;
+            let l = s.get(d.name()).cloned().ok_or_else(|| run.missing(d.name()))?;
             run.mtu(d, &l).await?;
             run.ports_up(d, &s).await?;
             run.vlans(d, &s).await?;
@@ -493,8 +524,7 @@ pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool) -> Resul
 
 /// Deletes a managed link (the kernel releases its ports and members).
 pub async fn remove(k: &Kernel, name: &str) -> Result<(), KernelError> {
-    let s = k.snapshot().await?;
-    match s.get(name) {
+    match k.link(name).await? {
         Some(l) => k.delete(l.index, name).await,
         None => Ok(()),
     }

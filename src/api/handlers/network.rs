@@ -38,7 +38,30 @@ fn api(app: &App, o: &objects::Object, snap: &Snapshot) -> Value {
 async fn snapshot(app: &App) -> Result<Snapshot, ApiError> {
     app.network
         .kernel()
-        .snapshot()
+        .snapshot(true)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the kernel's links: {e}")))
+}
+
+/// The links a change to `body` touches: itself, its ports or members, its parent.
+fn touched(name: &str, body: &Value) -> Vec<String> {
+    let mut n = vec![name.to_string()];
+    if let Some(p) = body["ports"].as_object() {
+        n.extend(p.keys().cloned());
+    }
+    if let Some(m) = body["members"].as_array() {
+        n.extend(m.iter().filter_map(|x| x.as_str().map(String::from)));
+    }
+    if let Some(p) = body["parent"].as_str() {
+        n.push(p.to_string());
+    }
+    n
+}
+
+async fn snapshot_of(app: &App, names: &[String]) -> Result<Snapshot, ApiError> {
+    app.network
+        .kernel()
+        .snapshot_of(names, false)
         .await
         .map_err(|e| ApiError::internal(format!("reading the kernel's links: {e}")))
 }
@@ -274,7 +297,7 @@ async fn list(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiEr
 
 async fn view(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(kind, req.param("name"))?;
-    let snap = snapshot(&app).await?;
+    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
     Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
 }
 
@@ -303,7 +326,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             "a {k} named {name} already exists"
         )));
     }
-    let snap = snapshot(&app).await?;
+    let snap = snapshot_of(&app, &touched(&name, &body)).await?;
     if snap.contains_key(&name) {
         return Err(ApiError::conflict(format!(
             "interface {name} already exists on the host and is not managed by Ferrite"
@@ -330,7 +353,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let snap = snapshot(&app).await?;
+    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
     Ok(Resp::json(201, &api(&app, &o, &snap))
         .etag(o.revision)
         .location(format!(
@@ -362,7 +385,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
         }
     }
     let all = all_objects(&app)?;
-    let snap = snapshot(&app).await?;
+    let snap = snapshot_of(&app, &touched(&name, &body)).await?;
     check_lower(kind, &name, &body, &snap, &all)?;
     let desired = Desired::from_object(kind, &body)
         .map_err(|e| ApiError::field("body", "", e.to_string()))?;
@@ -383,7 +406,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let snap = snapshot(&app).await?;
+    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
     Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
 }
 
