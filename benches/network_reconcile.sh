@@ -48,7 +48,7 @@ IP_S=$( { /usr/bin/time -f "%e" ip -n "$NS2" -batch "$DATA/bridges.batch" >/dev/
 kill "$DPID"; wait "$DPID" 2>/dev/null || true
 start_daemon
 for _ in $(seq 200); do grep -q "initial reconcile finished" "$DATA/log" 2>/dev/null && [ "$(grep -c 'initial reconcile finished' "$DATA/log")" -ge 2 ] && break; sleep 0.1; done
-LINE=$(grep "initial reconcile finished" "$DATA/log" | tail -1)
+LINE=$(grep "initial reconcile finished" "$DATA/log" | tail -1); echo "daemon: $LINE" >&2
 echo "N=$N bridges with one port each ($(nproc) cores, $(uname -r))"
 echo "API (one POST per bridge, converge + store commit each): ${API_S} s"
 echo "ip -batch (same kernel objects, no store, no checks):     ${IP_S} s"

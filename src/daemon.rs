@@ -33,6 +33,9 @@ pub struct Config {
     /// Manage links in this network namespace (a file such as /run/netns/NAME) instead of
     /// the daemon's own.
     pub netns: Option<PathBuf>,
+    /// The interface carrying the management address: changes touching it are rolled back
+    /// unless confirmed.
+    pub management_interface: Option<String>,
 }
 
 /// Why the daemon could not start.
@@ -69,7 +72,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     bootstrap::root_user(&store, &cfg.data_dir)?;
     let access = Access::open(&cfg.data_dir, &store)?;
     let tasks = TaskManager::new(Arc::clone(&store))?;
-    let network = crate::network::Network::start(cfg.netns.as_deref(), Arc::clone(&store)).await?;
+    let network = crate::network::Network::start(
+        cfg.netns.as_deref(),
+        cfg.management_interface.clone(),
+        Arc::clone(&store),
+    )
+    .await?;
     let app = App::new(
         registry,
         Arc::clone(&store),

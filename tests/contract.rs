@@ -91,6 +91,7 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.put("/network/bonds/bond0", json!({"miimon": 200}));
     root.delete("/network/bonds/bond0");
     root.get("/network/interfaces");
+    root.post("/network/confirm", json!({}));
     root.delete("/network/bridges/br0");
 
     let doc = c.get("/openapi.json").body;

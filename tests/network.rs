@@ -497,3 +497,60 @@ fn vlans_isolate_hosts_and_trunks_carry_both() {
     assert_eq!(r.status, 409);
     assert!(r.body["detail"].as_str().expect("d").contains("vbr0.10"));
 }
+
+#[test]
+fn changes_to_the_management_interface_are_rolled_back_unless_confirmed() {
+    let app = NetNs::new("app");
+    let (_h1, _h2) = two_hosts(&app);
+    let path = app.path();
+    let d = Daemon::start_with(&["--no-tls", "--netns", &path, "--management-interface", "p1"]);
+    let root = d.root();
+    // Not confirmed: the bridge goes away again and p1 is released.
+    let r = root.post(
+        "/network/bridges?confirm_timeout=5",
+        json!({"name": "mgmt0", "ports": {"p1": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.header("x-ferrite-confirm-deadline").is_some());
+    assert!(r.body["status"]["confirm_deadline"].is_string());
+    assert_eq!(master_of(&app.links(), "p1").as_deref(), Some("mgmt0"));
+    let busy = root.put("/network/bridges/mgmt0", json!({"mtu": 1400}));
+    assert_eq!(
+        busy.status, 409,
+        "changes wait for the confirm: {}",
+        busy.text
+    );
+    wait_for("the unconfirmed bridge to be rolled back", || {
+        !app.links().contains_key("mgmt0") && root.get("/network/bridges/mgmt0").status == 404
+    });
+    assert_eq!(master_of(&app.links(), "p1"), None);
+    // Confirmed: it stays.
+    let r = root.post(
+        "/network/bridges?confirm_timeout=5",
+        json!({"name": "mgmt0", "ports": {"p1": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = root.post("/network/confirm", json!({}));
+    assert_eq!(c.body["confirmed"], json!(["mgmt0"]));
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(master_of(&app.links(), "p1").as_deref(), Some("mgmt0"));
+    assert!(root.get("/network/bridges/mgmt0").body["status"]["confirm_deadline"].is_null());
+    // Changes that do not touch p1 need no confirmation.
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "br1", "ports": {"p2": {}}}),
+    );
+    assert_eq!(r.status, 201);
+    assert!(r.header("x-ferrite-confirm-deadline").is_none());
+    // An update that takes p1 off the bridge, unconfirmed, is undone.
+    let r = root.put(
+        "/network/bridges/mgmt0?confirm_timeout=5",
+        json!({"ports": {}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(master_of(&app.links(), "p1"), None);
+    wait_for("p1 to be put back on mgmt0", || {
+        master_of(&app.links(), "p1").as_deref() == Some("mgmt0")
+            && root.get("/network/bridges/mgmt0").body["ports"] == json!({"p1": {}})
+    });
+}

@@ -35,6 +35,10 @@ struct Args {
     /// own: for tests and for appliances that keep guest networking in a namespace.
     #[arg(long, env = "FERRITE_NETNS")]
     netns: Option<PathBuf>,
+    /// The interface that carries the management address; network changes that touch it are
+    /// rolled back unless confirmed with POST /api/v1/network/confirm.
+    #[arg(long, env = "FERRITE_MANAGEMENT_INTERFACE")]
+    management_interface: Option<String>,
     /// Print the OpenAPI document generated from schema/ and exit.
     #[arg(long)]
     print_openapi: bool,
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
             ..Default::default()
         },
         netns: args.netns,
+        management_interface: args.management_interface,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

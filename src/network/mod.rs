@@ -36,11 +36,26 @@ pub struct Status {
     pub error: Option<String>,
 }
 
+/// A change that touched the management interface and waits for confirmation.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub kind: String,
+    /// The object before the change; `None` when the change created it.
+    pub previous: Option<Value>,
+    /// The object after the change; `None` when the change deleted it.
+    pub current: Option<Value>,
+    pub deadline: i64,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
 /// The networking engine.
 pub struct Network {
     kernel: Kernel,
     lock: tokio::sync::Mutex<()>,
     status: Mutex<HashMap<String, Status>>,
+    /// The interface that carries the management address (changes touching it need a confirm).
+    management: Option<String>,
+    pending: Mutex<HashMap<String, Pending>>,
 }
 
 /// Every managed link in the store.
@@ -63,6 +78,7 @@ impl Network {
     /// Connects to the kernel (in `netns` if given) and starts the reconciler.
     pub async fn start(
         netns: Option<&Path>,
+        management: Option<String>,
         store: Arc<Store>,
     ) -> Result<Arc<Network>, KernelError> {
         let (kernel, mut events) = Kernel::connect(netns)?;
@@ -70,14 +86,18 @@ impl Network {
             kernel,
             lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(HashMap::new()),
+            management,
+            pending: Mutex::new(HashMap::new()),
         });
         let n = Arc::clone(&net);
         tokio::spawn(async move {
             let before = n.kernel.write_count();
+            let t0 = std::time::Instant::now();
             n.reconcile_all(&store).await;
             tracing::info!(
                 objects = desired_all(&store).map(|d| d.len()).unwrap_or(0),
                 writes = n.kernel.write_count() - before,
+                duration_ms = t0.elapsed().as_secs_f64() * 1000.0,
                 "initial reconcile finished"
             );
             let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -178,6 +198,136 @@ impl Network {
         }
     }
 
+    /// The management interface, if configured.
+    pub fn management(&self) -> Option<&str> {
+        self.management.as_deref()
+    }
+
+    /// The pending confirmation for an object, if any.
+    pub fn pending(&self, name: &str) -> Option<Pending> {
+        self.pending.lock().ok()?.get(name).cloned()
+    }
+
+    /// Registers a change that must be confirmed within `timeout`, and arms its rollback.
+    pub fn await_confirm(
+        self: &Arc<Self>,
+        store: Arc<Store>,
+        name: &str,
+        kind: &str,
+        previous: Option<Value>,
+        current: Option<Value>,
+        timeout: Duration,
+    ) -> i64 {
+        let deadline = crate::time::now_unix() + timeout.as_secs() as i64;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let p = Pending {
+            kind: kind.to_string(),
+            previous,
+            current,
+            deadline,
+            cancel: cancel.clone(),
+        };
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(name.to_string(), p);
+        }
+        tracing::warn!(
+            object = name,
+            timeout_s = timeout.as_secs(),
+            "change touches the management interface: rolled back unless confirmed"
+        );
+        let me = Arc::clone(self);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(timeout) => me.roll_back_unconfirmed(&store, &name).await,
+            }
+        });
+        deadline
+    }
+
+    /// Confirms pending changes (all when `names` is empty); returns the confirmed names.
+    pub fn confirm(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(mut m) = self.pending.lock() {
+            let keys: Vec<String> = m
+                .keys()
+                .filter(|k| names.is_empty() || names.contains(k))
+                .cloned()
+                .collect();
+            for k in keys {
+                if let Some(p) = m.remove(&k) {
+                    p.cancel.cancel();
+                    tracing::info!(object = %k, "change confirmed");
+                    out.push(k);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Puts the store and the kernel back to what they were before an unconfirmed change.
+    async fn roll_back_unconfirmed(&self, store: &Store, name: &str) {
+        let _g = self.lock.lock().await;
+        let Some(p) = self.pending.lock().ok().and_then(|mut m| m.remove(name)) else {
+            return;
+        };
+        tracing::warn!(
+            object = name,
+            "change was not confirmed in time: rolling back"
+        );
+        let result: Result<(), String> = async {
+            match &p.previous {
+                None => {
+                    reconcile::remove(&self.kernel, name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    store
+                        .write(|tx| objects::delete(tx, &p.kind, name, None).map(|_| ()))
+                        .map_err(|e| e.to_string())?;
+                }
+                Some(prev) => {
+                    let d = Desired::from_object(&p.kind, prev).map_err(|e| e.to_string())?;
+                    reconcile::converge(
+                        &self.kernel,
+                        std::slice::from_ref(&d),
+                        false,
+                        reconcile::Scope::Full,
+                    )
+                    .await
+                    .map_err(|f| f.error.to_string())?;
+                    let tags: Vec<String> = prev["tags"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    store
+                        .write(|tx| match objects::get(tx, &p.kind, name)? {
+                            Some(_) => {
+                                objects::update(tx, &p.kind, name, None, prev, &tags).map(|_| ())
+                            }
+                            None => objects::insert(tx, &p.kind, name, name, None, prev, &tags)
+                                .map(|_| ()),
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(object = name, error = %e, "rolling back an unconfirmed change failed");
+            if let Ok(mut st) = self.status.lock() {
+                st.entry(name.to_string()).or_default().error =
+                    Some(format!("rolling back an unconfirmed change failed: {e}"));
+            }
+        }
+    }
+
     /// The `status` object of a link (schema `LinkStatus`).
     pub fn status_json(&self, name: &str, snap: &Snapshot) -> Value {
         let st = self
@@ -194,6 +344,9 @@ impl Network {
             "repairs": st.repairs,
             "error": st.error,
         });
+        v["confirm_deadline"] = json!(self
+            .pending(name)
+            .map(|p| crate::time::unix_to_rfc3339(p.deadline)));
         if let Some(l) = l {
             v["ifindex"] = json!(l.index);
             v["operstate"] = json!(l.operstate);

@@ -302,7 +302,11 @@ impl Kernel {
     pub async fn snapshot(&self, vlans: bool) -> Result<Snapshot, KernelError> {
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         let mut s = self.handle.link().get().execute();
-        while let Some(msg) = s.try_next().await.map_err(|e| KernelError::from_rtnl("listing links", e))? {
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing links", e))?
+        {
             let l = parse_link(&msg);
             by_index.insert(l.index, l);
         }
@@ -310,20 +314,31 @@ impl Kernel {
             self.fill_vlans(&mut by_index).await?;
         }
         let mut s = self.handle.address().get().execute();
-        while let Some(msg) = s.try_next().await.map_err(|e| KernelError::from_rtnl("listing addresses", e))? {
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
+        {
             if let Some(a) = address_string(&msg) {
                 if let Some(l) = by_index.get_mut(&msg.header.index) {
                     l.addresses.push(a);
                 }
             }
         }
-        Ok(by_index.into_values().map(|l| (l.name.clone(), l)).collect())
+        Ok(by_index
+            .into_values()
+            .map(|l| (l.name.clone(), l))
+            .collect())
     }
 
     /// Reads only the named links, the links attached to any of them, and their addresses:
     /// a change touches a handful of links, and a full dump costs time in proportion to every
     /// link on the host.
-    pub async fn snapshot_of(&self, names: &[String], vlans: bool) -> Result<Snapshot, KernelError> {
+    pub async fn snapshot_of(
+        &self,
+        names: &[String],
+        vlans: bool,
+    ) -> Result<Snapshot, KernelError> {
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         for n in names {
             let mut s = self.handle.link().get().match_name(n.clone()).execute();
@@ -333,16 +348,27 @@ impl Kernel {
                     by_index.insert(l.index, l);
                 }
                 Ok(None) => {}
-                Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(libc::ENODEV) => {}
+                Err(rtnetlink::Error::NetlinkError(m))
+                    if m.code.map(|c| -c.get()) == Some(libc::ENODEV) => {}
                 Err(e) => return Err(KernelError::from_rtnl(format!("reading link {n}"), e)),
             }
         }
-        let masters: Vec<u32> = by_index.values().filter(|l| l.kind == "bridge" || l.kind == "bond").map(|l| l.index).collect();
+        let masters: Vec<u32> = by_index
+            .values()
+            .filter(|l| l.kind == "bridge" || l.kind == "bond")
+            .map(|l| l.index)
+            .collect();
         for m in masters {
             let mut req = self.handle.link().get();
-            req.message_mut().attributes.push(LinkAttribute::Controller(m));
+            req.message_mut()
+                .attributes
+                .push(LinkAttribute::Controller(m));
             let mut s = req.execute();
-            while let Some(msg) = s.try_next().await.map_err(|e| KernelError::from_rtnl("listing attached links", e))? {
+            while let Some(msg) = s
+                .try_next()
+                .await
+                .map_err(|e| KernelError::from_rtnl("listing attached links", e))?
+            {
                 let l = parse_link(&msg);
                 // Older kernels ignore the filter; keep only real members.
                 if l.master == Some(m) {
@@ -358,7 +384,11 @@ impl Kernel {
             let mut req = self.handle.address().get().set_link_index_filter(i);
             req.message_mut().header.index = i;
             let mut s = req.execute();
-            while let Some(msg) = s.try_next().await.map_err(|e| KernelError::from_rtnl("listing addresses", e))? {
+            while let Some(msg) = s
+                .try_next()
+                .await
+                .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
+            {
                 if let Some(a) = address_string(&msg) {
                     if let Some(l) = by_index.get_mut(&msg.header.index) {
                         l.addresses.push(a);
@@ -366,12 +396,18 @@ impl Kernel {
                 }
             }
         }
-        Ok(by_index.into_values().map(|l| (l.name.clone(), l)).collect())
+        Ok(by_index
+            .into_values()
+            .map(|l| (l.name.clone(), l))
+            .collect())
     }
 
     /// Reads a single link by name.
     pub async fn link(&self, name: &str) -> Result<Option<LinkState>, KernelError> {
-        Ok(self.snapshot_of(&[name.to_string()], false).await?.remove(name))
+        Ok(self
+            .snapshot_of(&[name.to_string()], false)
+            .await?
+            .remove(name))
     }
 
     async fn fill_vlans(&self, by_index: &mut BTreeMap<u32, LinkState>) -> Result<(), KernelError> {
@@ -381,8 +417,14 @@ impl Kernel {
             .get()
             .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
             .execute();
-        while let Some(msg) = s.try_next().await.map_err(|e| KernelError::from_rtnl("listing bridge VLANs", e))? {
-            let Some(l) = by_index.get_mut(&msg.header.index) else { continue };
+        while let Some(msg) = s
+            .try_next()
+            .await
+            .map_err(|e| KernelError::from_rtnl("listing bridge VLANs", e))?
+        {
+            let Some(l) = by_index.get_mut(&msg.header.index) else {
+                continue;
+            };
             for a in &msg.attributes {
                 if let LinkAttribute::AfSpecBridge(specs) = a {
                     let mut range_start: Option<u16> = None;

@@ -442,7 +442,12 @@ fn order(d: &Desired) -> u8 {
 
 /// Converges the kernel to `desired` (every managed link, or a subset). With `repairing`, the
 /// differences found are reported as drift. On failure every completed step is undone.
-pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool, scope: Scope) -> Result<Report, Failed> {
+pub async fn converge(
+    k: &Kernel,
+    desired: &[Desired],
+    repairing: bool,
+    scope: Scope,
+) -> Result<Report, Failed> {
     let start = k.write_count();
     let mut names: Vec<String> = Vec::new();
     for d in desired {
@@ -454,7 +459,9 @@ pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool, scope: S
     }
     names.sort();
     names.dedup();
-    let vlans = desired.iter().any(|d| matches!(d, Desired::Bridge(b) if b.vlan_aware));
+    let vlans = desired
+        .iter()
+        .any(|d| matches!(d, Desired::Bridge(b) if b.vlan_aware));
     let mut run = Run {
         k,
         scope,
@@ -487,7 +494,10 @@ pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool, scope: S
         }
         for d in &sorted {
             run.current = d.name().to_string();
-            let l = s.get(d.name()).cloned().ok_or_else(|| run.missing(d.name()))?;
+            let l = s
+                .get(d.name())
+                .cloned()
+                .ok_or_else(|| run.missing(d.name()))?;
             run.attributes(d, &l).await?;
             run.membership(d, &s).await?;
         }
@@ -496,7 +506,10 @@ pub async fn converge(k: &Kernel, desired: &[Desired], repairing: bool, scope: S
         }
         for d in &sorted {
             run.current = d.name().to_string();
-            let l = s.get(d.name()).cloned().ok_or_else(|| run.missing(d.name()))?;
+            let l = s
+                .get(d.name())
+                .cloned()
+                .ok_or_else(|| run.missing(d.name()))?;
             run.mtu(d, &l).await?;
             run.ports_up(d, &s).await?;
             run.vlans(d, &s).await?;

@@ -260,6 +260,65 @@ fn check_vlan(
     Ok(())
 }
 
+/// Whether a change from `old` to `new` touches the management interface.
+fn touches_management(app: &App, name: &str, old: Option<&Value>, new: Option<&Value>) -> bool {
+    let Some(m) = app.network.management() else {
+        return false;
+    };
+    [old, new]
+        .into_iter()
+        .flatten()
+        .any(|b| touched(name, b).iter().any(|t| t == m))
+}
+
+/// Arms the confirm window when needed; returns the deadline header to send.
+fn maybe_await_confirm(
+    app: &App,
+    req: &Req,
+    kind: &str,
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Option<String> {
+    if !touches_management(app, name, old, new) {
+        return None;
+    }
+    let secs = req.query_i64("confirm_timeout").unwrap_or(60).max(5) as u64;
+    let deadline = app.network.await_confirm(
+        Arc::clone(&app.store),
+        name,
+        kind,
+        old.cloned(),
+        new.cloned(),
+        std::time::Duration::from_secs(secs),
+    );
+    Some(crate::time::unix_to_rfc3339(deadline))
+}
+
+fn refuse_if_pending(app: &App, name: &str) -> Result<(), ApiError> {
+    match app.network.pending(name) {
+        Some(p) => Err(ApiError::conflict(format!(
+            "a change to {name} touched the management interface and awaits POST /api/v1/network/confirm (rolled back at {})",
+            crate::time::unix_to_rfc3339(p.deadline)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `POST /network/confirm`.
+pub async fn network_confirm(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let names: Vec<String> = req.body["names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let confirmed = app.network.confirm(&names);
+    Ok(Resp::json(200, &json!({ "confirmed": confirmed })))
+}
+
 fn kernel_failure(f: Failed) -> ApiError {
     let status = match f.error {
         crate::network::KernelError::Netlink { errno: Some(e), .. }
@@ -297,7 +356,7 @@ async fn list(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiEr
 
 async fn view(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(kind, req.param("name"))?;
-    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
+    let snap = snapshot_of(&app, std::slice::from_ref(&o.id)).await?;
     Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
 }
 
@@ -326,6 +385,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             "a {k} named {name} already exists"
         )));
     }
+    refuse_if_pending(&app, &name)?;
     let snap = snapshot_of(&app, &touched(&name, &body)).await?;
     if snap.contains_key(&name) {
         return Err(ApiError::conflict(format!(
@@ -353,20 +413,24 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
-    Ok(Resp::json(201, &api(&app, &o, &snap))
-        .etag(o.revision)
-        .location(format!(
-            "{}/network/{}/{name}",
-            crate::API_PREFIX,
-            collection(kind)
-        )))
+    let confirm = maybe_await_confirm(&app, &req, kind, &name, None, Some(&body));
+    let snap = snapshot_of(&app, std::slice::from_ref(&o.id)).await?;
+    let mut resp = Resp::json(201, &api(&app, &o, &snap));
+    if let Some(d) = confirm {
+        resp.headers.push(("x-ferrite-confirm-deadline", d));
+    }
+    Ok(resp.etag(o.revision).location(format!(
+        "{}/network/{}/{name}",
+        crate::API_PREFIX,
+        collection(kind)
+    )))
 }
 
 async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let name = req.param("name").to_string();
     let _g = app.network.lock().await;
     let cur = app.store.read(|c| objects::require(c, kind, &name))?;
+    refuse_if_pending(&app, &name)?;
     if let Some(exp) = req.if_match {
         if exp != cur.revision {
             return Err(crate::store::StoreError::RevisionMismatch {
@@ -406,14 +470,20 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let snap = snapshot_of(&app, &[o.id.clone()]).await?;
-    Ok(Resp::json(200, &api(&app, &o, &snap)).etag(o.revision))
+    let confirm = maybe_await_confirm(&app, &req, kind, &name, Some(&cur.body), Some(&body));
+    let snap = snapshot_of(&app, std::slice::from_ref(&o.id)).await?;
+    let mut resp = Resp::json(200, &api(&app, &o, &snap)).etag(o.revision);
+    if let Some(d) = confirm {
+        resp.headers.push(("x-ferrite-confirm-deadline", d));
+    }
+    Ok(resp)
 }
 
 async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let name = req.param("name").to_string();
     let _g = app.network.lock().await;
     let cur = app.store.read(|c| objects::require(c, kind, &name))?;
+    refuse_if_pending(&app, &name)?;
     if let Some(exp) = req.if_match {
         if exp != cur.revision {
             return Err(crate::store::StoreError::RevisionMismatch {
@@ -445,7 +515,11 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     app.store
         .write(|tx| objects::delete(tx, kind, &name, Some(cur.revision)))?;
     app.network.forget(&name);
-    Ok(Resp::no_content())
+    let mut resp = Resp::no_content();
+    if let Some(d) = maybe_await_confirm(&app, &req, kind, &name, Some(&cur.body), None) {
+        resp.headers.push(("x-ferrite-confirm-deadline", d));
+    }
+    Ok(resp)
 }
 
 /// `GET /network/interfaces`: every link the kernel has.
