@@ -58,6 +58,33 @@ pub struct Network {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
+/// The links a network object refers to: bridge ports, bond members, a VLAN's parent.
+pub fn refs_of(body: &Value) -> Vec<String> {
+    let mut n: Vec<String> = Vec::new();
+    if let Some(p) = body["ports"].as_object() {
+        n.extend(p.keys().cloned());
+    }
+    if let Some(m) = body["members"].as_array() {
+        n.extend(m.iter().filter_map(|x| x.as_str().map(String::from)));
+    }
+    if let Some(p) = body["parent"].as_str() {
+        n.push(p.to_string());
+    }
+    n
+}
+
+/// Fills `object_refs` for objects stored before it existed.
+fn backfill_refs(store: &Store) -> Result<(), crate::store::StoreError> {
+    store.write(|tx| {
+        for kind in KINDS {
+            for o in objects::all(tx, kind)? {
+                objects::set_refs(tx, kind, &o.id, &refs_of(&o.body))?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Every managed link in the store.
 pub fn desired_all(store: &Store) -> Result<Vec<Desired>, crate::store::StoreError> {
     let mut out = Vec::new();
@@ -81,6 +108,9 @@ impl Network {
         management: Option<String>,
         store: Arc<Store>,
     ) -> Result<Arc<Network>, KernelError> {
+        if let Err(e) = backfill_refs(&store) {
+            tracing::error!(error = %e, "could not index network object references");
+        }
         let (kernel, mut events) = Kernel::connect(netns)?;
         let net = Arc::new(Network {
             kernel,
@@ -306,12 +336,14 @@ impl Network {
                         })
                         .unwrap_or_default();
                     store
-                        .write(|tx| match objects::get(tx, &p.kind, name)? {
-                            Some(_) => {
-                                objects::update(tx, &p.kind, name, None, prev, &tags).map(|_| ())
-                            }
-                            None => objects::insert(tx, &p.kind, name, name, None, prev, &tags)
-                                .map(|_| ()),
+                        .write(|tx| {
+                            match objects::get(tx, &p.kind, name)? {
+                                Some(_) => objects::update(tx, &p.kind, name, None, prev, &tags)?,
+                                None => {
+                                    objects::insert(tx, &p.kind, name, name, None, prev, &tags)?
+                                }
+                            };
+                            objects::set_refs(tx, &p.kind, name, &refs_of(prev))
                         })
                         .map_err(|e| e.to_string())?;
                 }

@@ -84,6 +84,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_user ON audit(user);
     "#,
+    // 2: which objects name which others (bridge ports, bond members, VLAN parents), so
+    // "who uses X" is an index lookup instead of a scan of every object.
+    r#"
+    CREATE TABLE object_refs (
+        ref TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (ref, kind, id),
+        FOREIGN KEY (kind, id) REFERENCES objects(kind, id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX object_refs_obj ON object_refs(kind, id);
+    "#,
 ];
 
 /// Brings the database to the newest version, each step in its own transaction.

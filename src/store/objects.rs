@@ -247,6 +247,33 @@ pub fn delete(
     Ok(cur)
 }
 
+/// Records the names an object refers to (replacing earlier ones).
+pub fn set_refs(
+    tx: &Transaction<'_>,
+    kind: &str,
+    id: &str,
+    refs: &[String],
+) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM object_refs WHERE kind = ?1 AND id = ?2")?
+        .execute(params![kind, id])?;
+    let mut ins =
+        tx.prepare_cached("INSERT OR IGNORE INTO object_refs (ref, kind, id) VALUES (?1, ?2, ?3)")?;
+    for r in refs {
+        ins.execute(params![r, kind, id])?;
+    }
+    Ok(())
+}
+
+/// Objects that refer to `name`, as (kind, id).
+pub fn referrers(conn: &Connection, name: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT kind, id FROM object_refs WHERE ref = ?1 ORDER BY kind, id")?;
+    let out = stmt
+        .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(out)
+}
+
 /// Allocates the next value of a named sequence (ids that never repeat, even after deletes).
 pub fn next_id(tx: &Transaction<'_>, name: &str) -> Result<i64, StoreError> {
     tx.prepare_cached(

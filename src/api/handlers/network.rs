@@ -117,6 +117,34 @@ fn all_objects(app: &App) -> Result<Vec<(String, objects::Object)>, ApiError> {
     Ok(out)
 }
 
+/// The objects that matter to a change of `names`: those named so, and those referring to
+/// them (found through the reference index, not by scanning every object).
+fn related_objects(
+    app: &App,
+    names: &[String],
+) -> Result<Vec<(String, objects::Object)>, ApiError> {
+    let mut out: Vec<(String, objects::Object)> = Vec::new();
+    let push =
+        |kind: &str, id: &str, out: &mut Vec<(String, objects::Object)>| -> Result<(), ApiError> {
+            if out.iter().any(|(k, o)| k == kind && o.id == id) {
+                return Ok(());
+            }
+            if let Some(o) = app.store.get_cached(kind, id)? {
+                out.push((kind.to_string(), (*o).clone()));
+            }
+            Ok(())
+        };
+    for n in names {
+        for k in KINDS {
+            push(k, n, &mut out)?;
+        }
+        for (k, id) in app.store.read(|c| objects::referrers(c, n))? {
+            push(&k, &id, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Checks a bridge's ports or a bond's members against the kernel and the other objects.
 fn check_lower(
     kind: &str,
@@ -379,7 +407,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     }
     let name = body["name"].as_str().unwrap_or_default().to_string();
     let _g = app.network.lock().await;
-    let all = all_objects(&app)?;
+    let all = related_objects(&app, &touched(&name, &body))?;
     if let Some((k, _)) = all.iter().find(|(_, o)| o.id == name) {
         return Err(ApiError::conflict(format!(
             "a {k} named {name} already exists"
@@ -402,9 +430,11 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
         .apply(std::slice::from_ref(&desired))
         .await
         .map_err(kernel_failure)?;
-    let stored = app
-        .store
-        .write(|tx| objects::insert(tx, kind, &name, &name, None, &body, &tags_of(&body)));
+    let stored = app.store.write(|tx| {
+        let o = objects::insert(tx, kind, &name, &name, None, &body, &tags_of(&body))?;
+        objects::set_refs(tx, kind, &name, &crate::network::refs_of(&body))?;
+        Ok::<_, crate::store::StoreError>(o)
+    });
     let o = match stored {
         Ok(o) => o,
         Err(e) => {
@@ -448,7 +478,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             m.insert(k.clone(), v.clone());
         }
     }
-    let all = all_objects(&app)?;
+    let all = related_objects(&app, &touched(&name, &body))?;
     let snap = snapshot_of(&app, &touched(&name, &body)).await?;
     check_lower(kind, &name, &body, &snap, &all)?;
     let desired = Desired::from_object(kind, &body)
@@ -457,9 +487,11 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
         .apply(std::slice::from_ref(&desired))
         .await
         .map_err(kernel_failure)?;
-    let stored = app
-        .store
-        .write(|tx| objects::update(tx, kind, &name, Some(cur.revision), &body, &tags_of(&body)));
+    let stored = app.store.write(|tx| {
+        let o = objects::update(tx, kind, &name, Some(cur.revision), &body, &tags_of(&body))?;
+        objects::set_refs(tx, kind, &name, &crate::network::refs_of(&body))?;
+        Ok::<_, crate::store::StoreError>(o)
+    });
     let o = match stored {
         Ok(o) => o,
         Err(e) => {
@@ -495,7 +527,11 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             .into());
         }
     }
-    let users = users_of(&all_objects(&app)?, &name, &name);
+    let users = users_of(
+        &related_objects(&app, std::slice::from_ref(&name))?,
+        &name,
+        &name,
+    );
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
             "{kind} {name} is in use by {}; change or delete them first",
