@@ -337,6 +337,7 @@ impl Kernel {
     pub async fn snapshot_of(
         &self,
         names: &[String],
+        addresses_of: &[String],
         vlans: bool,
     ) -> Result<Snapshot, KernelError> {
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
@@ -379,10 +380,21 @@ impl Kernel {
         if vlans {
             self.fill_vlans(&mut by_index).await?;
         }
-        let indexes: Vec<u32> = by_index.keys().copied().collect();
-        for i in indexes {
+        // Addresses matter only on the named links themselves, not on their ports.
+        let indexes: Vec<u32> = by_index
+            .values()
+            .filter(|l| addresses_of.contains(&l.name))
+            .map(|l| l.index)
+            .collect();
+        // One request per family: the kernel applies the interface filter per family, so a
+        // filtered dump costs one device instead of every device in the namespace.
+        let per_family = indexes
+            .iter()
+            .flat_map(|i| [(*i, AddressFamily::Inet), (*i, AddressFamily::Inet6)]);
+        for (i, family) in per_family {
             let mut req = self.handle.address().get().set_link_index_filter(i);
             req.message_mut().header.index = i;
+            req.message_mut().header.family = family;
             let mut s = req.execute();
             while let Some(msg) = s
                 .try_next()
@@ -404,10 +416,8 @@ impl Kernel {
 
     /// Reads a single link by name.
     pub async fn link(&self, name: &str) -> Result<Option<LinkState>, KernelError> {
-        Ok(self
-            .snapshot_of(&[name.to_string()], false)
-            .await?
-            .remove(name))
+        let n = [name.to_string()];
+        Ok(self.snapshot_of(&n, &n, false).await?.remove(name))
     }
 
     async fn fill_vlans(&self, by_index: &mut BTreeMap<u32, LinkState>) -> Result<(), KernelError> {

@@ -74,6 +74,8 @@ struct Run<'a> {
     k: &'a Kernel,
     scope: Scope,
     names: Vec<String>,
+    /// The desired links themselves (whose addresses are managed).
+    own: Vec<String>,
     vlans: bool,
     journal: Vec<Undo>,
     report: Report,
@@ -102,7 +104,7 @@ impl Run<'_> {
     async fn snapshot(&self) -> Result<Snapshot, KernelError> {
         match self.scope {
             Scope::Full => self.k.snapshot(self.vlans).await,
-            Scope::Touched => self.k.snapshot_of(&self.names, self.vlans).await,
+            Scope::Touched => self.k.snapshot_of(&self.names, &self.own, self.vlans).await,
         }
     }
 
@@ -462,10 +464,12 @@ pub async fn converge(
     let vlans = desired
         .iter()
         .any(|d| matches!(d, Desired::Bridge(b) if b.vlan_aware));
+    let own: Vec<String> = desired.iter().map(|d| d.name().to_string()).collect();
     let mut run = Run {
         k,
         scope,
         names,
+        own,
         vlans,
         journal: Vec::new(),
         report: Report::default(),

@@ -61,7 +61,7 @@ fn touched(name: &str, body: &Value) -> Vec<String> {
 async fn snapshot_of(app: &App, names: &[String]) -> Result<Snapshot, ApiError> {
     app.network
         .kernel()
-        .snapshot_of(names, false)
+        .snapshot_of(names, names, false)
         .await
         .map_err(|e| ApiError::internal(format!("reading the kernel's links: {e}")))
 }
