@@ -31,6 +31,16 @@ impl Resp {
         }
     }
 
+    /// A JSON response from already serialized bytes.
+    pub fn json_bytes(status: u16, body: Bytes) -> Self {
+        Resp {
+            status,
+            headers: Vec::new(),
+            json: Some(body),
+            stream: None,
+        }
+    }
+
     /// 204 No Content.
     pub fn no_content() -> Self {
         Resp {

@@ -313,22 +313,8 @@ impl Kernel {
         if vlans {
             self.fill_vlans(&mut by_index).await?;
         }
-        let mut s = self.handle.address().get().execute();
-        while let Some(msg) = s
-            .try_next()
-            .await
-            .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
-        {
-            if let Some(a) = address_string(&msg) {
-                if let Some(l) = by_index.get_mut(&msg.header.index) {
-                    l.addresses.push(a);
-                }
-            }
-        }
-        Ok(by_index
-            .into_values()
-            .map(|l| (l.name.clone(), l))
-            .collect())
+        add_addresses(&mut by_index, self.handle.address().get().execute()).await?;
+        Ok(into_snapshot(by_index))
     }
 
     /// Reads only the named links, the links attached to any of them, and their addresses:
@@ -395,23 +381,9 @@ impl Kernel {
             let mut req = self.handle.address().get().set_link_index_filter(i);
             req.message_mut().header.index = i;
             req.message_mut().header.family = family;
-            let mut s = req.execute();
-            while let Some(msg) = s
-                .try_next()
-                .await
-                .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
-            {
-                if let Some(a) = address_string(&msg) {
-                    if let Some(l) = by_index.get_mut(&msg.header.index) {
-                        l.addresses.push(a);
-                    }
-                }
-            }
+            add_addresses(&mut by_index, req.execute()).await?;
         }
-        Ok(by_index
-            .into_values()
-            .map(|l| (l.name.clone(), l))
-            .collect())
+        Ok(into_snapshot(by_index))
     }
 
     /// Reads a single link by name.
@@ -722,6 +694,33 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// Adds the addresses from an address dump to the links they belong to.
+async fn add_addresses(
+    by_index: &mut BTreeMap<u32, LinkState>,
+    stream: impl futures_util::Stream<Item = Result<AddressMessage, rtnetlink::Error>>,
+) -> Result<(), KernelError> {
+    futures_util::pin_mut!(stream);
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
+    {
+        if let Some(a) = address_string(&msg) {
+            if let Some(l) = by_index.get_mut(&msg.header.index) {
+                l.addresses.push(a);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn into_snapshot(by_index: BTreeMap<u32, LinkState>) -> Snapshot {
+    by_index
+        .into_values()
+        .map(|l| (l.name.clone(), l))
+        .collect()
 }
 
 /// `ip/prefix` of a non-link-local address message.

@@ -17,9 +17,19 @@ pub struct Object {
     pub tags: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The API rendering, memoized: a cached object is an immutable snapshot of one
+    /// revision, so hot GETs serialize it once.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Object {
+    /// The memoized rendering, produced by `render` on first use.
+    pub fn rendered_with(&self, render: impl FnOnce(&Object) -> Value) -> bytes::Bytes {
+        self.rendered
+            .get_or_init(|| bytes::Bytes::from(render(self).to_string()))
+            .clone()
+    }
+
     /// The API representation: the body plus revision and timestamps.
     pub fn to_api(&self) -> Value {
         let mut v = match &self.body {
@@ -82,6 +92,7 @@ fn row_to_object(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<Object, S
         tags,
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
+        rendered: std::sync::OnceLock::new(),
     })
 }
 

@@ -5,21 +5,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::paging;
+use super::paging::tags_of;
 use crate::api::{ApiError, App, Req, Resp};
 use crate::store::objects;
 
 const KIND: &str = "group";
-
-fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn with_members(app: &App, o: &objects::Object) -> Value {
     let st = app.access.snapshot();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::paging;
+use super::paging::tags_of;
 use crate::api::{ApiError, App, Req, Resp};
 use crate::network::{Desired, Failed, Snapshot, KINDS};
 use crate::store::objects;
@@ -16,17 +17,6 @@ fn collection(kind: &str) -> &'static str {
         "vlan" => "vlans",
         _ => "bonds",
     }
-}
-
-fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn api(app: &App, o: &objects::Object, snap: &Snapshot) -> Value {
@@ -46,15 +36,7 @@ async fn snapshot(app: &App) -> Result<Snapshot, ApiError> {
 /// The links a change to `body` touches: itself, its ports or members, its parent.
 fn touched(name: &str, body: &Value) -> Vec<String> {
     let mut n = vec![name.to_string()];
-    if let Some(p) = body["ports"].as_object() {
-        n.extend(p.keys().cloned());
-    }
-    if let Some(m) = body["members"].as_array() {
-        n.extend(m.iter().filter_map(|x| x.as_str().map(String::from)));
-    }
-    if let Some(p) = body["parent"].as_str() {
-        n.push(p.to_string());
-    }
+    n.extend(crate::network::refs_of(body));
     n
 }
 
@@ -347,6 +329,20 @@ pub async fn network_confirm(app: Arc<App>, req: Req) -> Result<Resp, ApiError> 
     Ok(Resp::json(200, &json!({ "confirmed": confirmed })))
 }
 
+/// If-Match is checked before the kernel is touched, not only at commit.
+fn check_if_match(req: &Req, kind: &str, name: &str, revision: i64) -> Result<(), ApiError> {
+    match req.if_match {
+        Some(expected) if expected != revision => Err(crate::store::StoreError::RevisionMismatch {
+            kind: kind.into(),
+            id: name.into(),
+            expected,
+            actual: revision,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 fn kernel_failure(f: Failed) -> ApiError {
     let status = match f.error {
         crate::network::KernelError::Netlink { errno: Some(e), .. }
@@ -461,17 +457,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     let _g = app.network.lock().await;
     let cur = app.store.read(|c| objects::require(c, kind, &name))?;
     refuse_if_pending(&app, &name)?;
-    if let Some(exp) = req.if_match {
-        if exp != cur.revision {
-            return Err(crate::store::StoreError::RevisionMismatch {
-                kind: kind.into(),
-                id: name,
-                expected: exp,
-                actual: cur.revision,
-            }
-            .into());
-        }
-    }
+    check_if_match(&req, kind, &name, cur.revision)?;
     let mut body = cur.body.clone();
     if let (Some(m), Some(p)) = (body.as_object_mut(), req.body.as_object()) {
         for (k, v) in p {
@@ -516,17 +502,7 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     let _g = app.network.lock().await;
     let cur = app.store.read(|c| objects::require(c, kind, &name))?;
     refuse_if_pending(&app, &name)?;
-    if let Some(exp) = req.if_match {
-        if exp != cur.revision {
-            return Err(crate::store::StoreError::RevisionMismatch {
-                kind: kind.into(),
-                id: name,
-                expected: exp,
-                actual: cur.revision,
-            }
-            .into());
-        }
-    }
+    check_if_match(&req, kind, &name, cur.revision)?;
     let users = users_of(
         &related_objects(&app, std::slice::from_ref(&name))?,
         &name,

@@ -34,7 +34,7 @@ pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 
 pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(KIND, req.param("roleid"))?;
-    Ok(Resp::json(200, &o.to_api()).etag(o.revision))
+    Ok(Resp::json_bytes(200, o.rendered_with(objects::Object::to_api)).etag(o.revision))
 }
 
 fn refuse_builtin(o: &objects::Object) -> Result<(), ApiError> {

@@ -5,22 +5,12 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::paging;
+use super::paging::tags_of;
 use crate::access::{password, ROOT_USER};
 use crate::api::{ApiError, App, Req, Resp};
 use crate::store::objects;
 
 const KIND: &str = "user";
-
-fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn api(o: &objects::Object) -> Value {
     let mut v = o.to_api();
@@ -94,7 +84,7 @@ pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("userid");
     req.require_owner_or_privileged(id, "this user")?;
     let o = app.store.require_cached(KIND, id)?;
-    Ok(Resp::json(200, &api(&o)).etag(o.revision))
+    Ok(Resp::json_bytes(200, o.rendered_with(api)).etag(o.revision))
 }
 
 pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
