@@ -62,7 +62,8 @@ impl StoreError {
     }
 }
 
-const READERS: usize = 4;
+/// Readers: one per runtime worker; hot single-object reads are served from the cache.
+const READERS: usize = 2;
 
 /// The store handle shared by the daemon.
 pub struct Store {
