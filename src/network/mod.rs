@@ -6,6 +6,7 @@
 //! commits the store. The background reconciler converges every managed link at start, on
 //! netlink link events and every 30 s, and records what it had to repair as drift.
 
+pub mod attach;
 pub mod model;
 pub mod netlink;
 pub mod reconcile;

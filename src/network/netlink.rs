@@ -17,7 +17,7 @@ use rtnetlink::packet_route::link::{
     LinkMessage, State,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBond, LinkBridge, LinkBridgeVlan, LinkUnspec, LinkVlan};
+use rtnetlink::{Handle, LinkBond, LinkBridge, LinkBridgeVlan, LinkUnspec, LinkVeth, LinkVlan};
 
 /// A kernel operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,7 @@ pub type Snapshot = HashMap<String, LinkState>;
 pub struct Kernel {
     handle: Handle,
     writes: std::sync::Arc<AtomicU64>,
+    netns: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 pub fn bond_mode_name(m: &BondMode) -> String {
@@ -235,6 +236,7 @@ impl Kernel {
             .unwrap_or_default();
         let rt = tokio::runtime::Handle::current();
         let netns = netns.map(Path::to_path_buf);
+        let ns_for_kernel = netns.clone().map(std::sync::Arc::new);
         let label = ns_label.clone();
         let made = std::thread::spawn(move || -> Result<_, KernelError> {
             let _guard = rt.enter();
@@ -284,9 +286,47 @@ impl Kernel {
             Kernel {
                 handle,
                 writes: std::sync::Arc::new(AtomicU64::new(0)),
+                netns: ns_for_kernel,
             },
             events,
         ))
+    }
+
+    /// Runs `f` on a short-lived thread inside this client's network namespace, for the few
+    /// operations that are not netlink (tap creation is an ioctl on /dev/net/tun, and creates
+    /// the device in the caller's namespace).
+    pub fn in_namespace<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, KernelError> + Send,
+    ) -> Result<T, KernelError> {
+        let Some(ns) = self.netns.clone() else {
+            return f();
+        };
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let file = std::fs::File::open(ns.as_path()).map_err(|source| {
+                        KernelError::Socket {
+                            ns: ns.display().to_string(),
+                            source,
+                        }
+                    })?;
+                    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        KernelError::Socket {
+                            ns: ns.display().to_string(),
+                            source: std::io::Error::from(e),
+                        }
+                    })?;
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(KernelError::Socket {
+                        ns: String::new(),
+                        source: std::io::Error::other("namespace thread panicked"),
+                    })
+                })
+        })
     }
 
     /// Kernel writes made so far.
@@ -562,6 +602,41 @@ impl Kernel {
         }
         self.exec_link_add(&format!("creating bond {name}"), b.build())
             .await
+    }
+
+    pub async fn create_veth(&self, host: &str, peer: &str) -> Result<(), KernelError> {
+        self.exec_link_add(
+            &format!("creating veth {host}/{peer}"),
+            LinkVeth::new(host, peer).build(),
+        )
+        .await
+    }
+
+    pub async fn set_address(
+        &self,
+        index: u32,
+        name: &str,
+        mac: Vec<u8>,
+    ) -> Result<(), KernelError> {
+        self.exec_link_set(
+            &format!("setting the MAC address of {name}"),
+            LinkUnspec::new_with_index(index).address(mac).build(),
+        )
+        .await
+    }
+
+    /// Moves a link into the network namespace open at `fd`.
+    pub async fn move_to_netns(
+        &self,
+        index: u32,
+        name: &str,
+        fd: std::os::fd::RawFd,
+    ) -> Result<(), KernelError> {
+        self.exec_link_set(
+            &format!("moving {name} into the guest's namespace"),
+            LinkUnspec::new_with_index(index).setns_by_fd(fd).build(),
+        )
+        .await
     }
 
     pub async fn set_master(

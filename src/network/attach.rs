@@ -1,0 +1,258 @@
+//! Guest NIC attachment: the host side of a container's or VM's network interface.
+//!
+//! A container gets a veth pair whose peer moves into its network namespace; a VM gets a
+//! persistent tap device its `ferrite-vmm` process opens. Either way the host end is attached
+//! to a bridge, brought up, and given the guest's VLANs (an access tag, or a trunk list) on a
+//! VLAN-aware bridge. Any failure removes what was created, so nothing is left half-made.
+
+use std::os::fd::AsRawFd;
+
+use sha2::{Digest, Sha256};
+
+use super::netlink::{Kernel, KernelError, VlanFlags};
+
+/// How the guest sees its NIC.
+#[derive(Debug, Clone)]
+pub enum NicKind {
+    /// A veth pair; `peer` is moved into the namespace open at `netns` (if given) under the
+    /// name `peer_name`.
+    Veth {
+        host: String,
+        peer: String,
+        netns: Option<std::path::PathBuf>,
+    },
+    /// A persistent tap device for a VMM to open.
+    Tap { name: String },
+}
+
+/// The guest attachment settings (the networking issue's "guest NIC").
+#[derive(Debug, Clone, Default)]
+pub struct NicSpec {
+    pub bridge: String,
+    /// Access VLAN: untagged on the guest side.
+    pub tag: Option<u16>,
+    /// Trunk: tagged VLANs.
+    pub trunks: Vec<u16>,
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// What was created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// The host-side link attached to the bridge.
+    pub host_if: String,
+    /// The guest's MAC address.
+    pub mac: String,
+}
+
+/// A stable, locally administered unicast MAC for a guest's NIC slot, so a guest keeps its
+/// address (and DHCP lease) for its whole life without storing one.
+pub fn stable_mac(guest_id: &str, slot: &str) -> String {
+    let h = Sha256::digest(format!("ferrite-mac\0{guest_id}\0{slot}").as_bytes());
+    let mut b = [h[0], h[1], h[2], h[3], h[4], h[5]];
+    b[0] = (b[0] & 0xfe) | 0x02;
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn parse_mac(s: &str) -> Option<Vec<u8>> {
+    let v: Vec<u8> = s
+        .split(':')
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
+    (v.len() == 6 && s.split(':').count() == 6).then_some(v)
+}
+
+fn invalid(op: &str, message: String) -> KernelError {
+    KernelError::Netlink {
+        op: op.to_string(),
+        message,
+        errno: Some(libc::EINVAL),
+    }
+}
+
+/// Creates a persistent tap device (`ip tuntap add` does the same ioctls; tun devices cannot be
+/// created over rtnetlink).
+fn create_tap(name: &str) -> Result<(), KernelError> {
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+    const IFF_TAP: libc::c_short = 0x0002;
+    const IFF_NO_PI: libc::c_short = 0x1000;
+    const IFF_VNET_HDR: libc::c_short = 0x4000;
+    let op = format!("creating tap {name}");
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(invalid(&op, "name must be 1 to 15 bytes".into()));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| KernelError::Netlink {
+            op: op.clone(),
+            message: format!("opening /dev/net/tun: {e}"),
+            errno: e.raw_os_error(),
+        })?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    // SAFETY: the fd is an open /dev/net/tun; TUNSETIFF reads and writes one ifreq, which
+    // lives for the duration of the call.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF as _, &mut ifr as *mut libc::ifreq) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(KernelError::Netlink {
+            op,
+            message: e.to_string(),
+            errno: e.raw_os_error(),
+        });
+    }
+    // SAFETY: TUNSETPERSIST takes an integer argument by value.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(KernelError::Netlink {
+            op,
+            message: format!("making it persistent: {e}"),
+            errno: e.raw_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the guest NIC's host side and attaches it. On error, nothing created is left.
+pub async fn attach(
+    k: &Kernel,
+    kind: &NicKind,
+    spec: &NicSpec,
+    mac: &str,
+) -> Result<Attachment, KernelError> {
+    let mac_bytes = parse_mac(mac).ok_or_else(|| {
+        invalid(
+            "attaching a guest NIC",
+            format!("{mac} is not a MAC address"),
+        )
+    })?;
+    let bridge = k
+        .link(&spec.bridge)
+        .await?
+        .filter(|l| l.kind == "bridge")
+        .ok_or_else(|| KernelError::Netlink {
+            op: "attaching a guest NIC".into(),
+            message: format!("bridge {} does not exist", spec.bridge),
+            errno: Some(libc::ENODEV),
+        })?;
+    let host = match kind {
+        NicKind::Veth { host, .. } => host.clone(),
+        NicKind::Tap { name } => name.clone(),
+    };
+    match kind {
+        NicKind::Veth { host, peer, .. } => k.create_veth(host, peer).await?,
+        NicKind::Tap { name } => k.in_namespace(|| create_tap(name))?,
+    }
+    let result = async {
+        let h = k
+            .link(&host)
+            .await?
+            .ok_or_else(|| invalid("attaching a guest NIC", format!("{host} vanished")))?;
+        if let Some(m) = spec.mtu {
+            k.set_mtu(h.index, &host, m).await?;
+        }
+        match kind {
+            NicKind::Veth { peer, netns, .. } => {
+                let p = k
+                    .link(peer)
+                    .await?
+                    .ok_or_else(|| invalid("attaching a guest NIC", format!("{peer} vanished")))?;
+                k.set_address(p.index, peer, mac_bytes.clone()).await?;
+                if let Some(m) = spec.mtu {
+                    k.set_mtu(p.index, peer, m).await?;
+                }
+                if let Some(ns) = netns {
+                    let f = std::fs::File::open(ns).map_err(|e| {
+                        invalid("moving the guest end", format!("{}: {e}", ns.display()))
+                    })?;
+                    k.move_to_netns(p.index, peer, f.as_raw_fd()).await?;
+                }
+            }
+            NicKind::Tap { .. } => {}
+        }
+        k.set_master(h.index, &host, Some((bridge.index, &spec.bridge)))
+            .await?;
+        k.set_up(h.index, &host, true).await?;
+        if bridge.vlan_filtering == Some(true) {
+            if let Some(t) = spec.tag {
+                k.vlan_add(
+                    h.index,
+                    &host,
+                    t,
+                    VlanFlags {
+                        pvid: true,
+                        untagged: true,
+                    },
+                    false,
+                )
+                .await?;
+            }
+            for v in &spec.trunks {
+                k.vlan_add(
+                    h.index,
+                    &host,
+                    *v,
+                    VlanFlags {
+                        pvid: false,
+                        untagged: false,
+                    },
+                    false,
+                )
+                .await?;
+            }
+        } else if spec.tag.is_some() || !spec.trunks.is_empty() {
+            return Err(invalid(
+                "attaching a guest NIC",
+                format!(
+                    "bridge {} is not VLAN-aware; a tag or trunks need vlan_aware",
+                    spec.bridge
+                ),
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(Attachment {
+            host_if: host,
+            mac: mac.to_string(),
+        }),
+        Err(e) => {
+            let _ = detach(k, &host).await;
+            Err(e)
+        }
+    }
+}
+
+/// Removes the host side (a veth's peer goes with it).
+pub async fn detach(k: &Kernel, host_if: &str) -> Result<(), KernelError> {
+    super::reconcile::remove(k, host_if).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_macs_are_local_unicast_and_stable() {
+        let a = stable_mac("101", "net0");
+        assert_eq!(a, stable_mac("101", "net0"));
+        assert_ne!(a, stable_mac("101", "net1"));
+        let first = u8::from_str_radix(&a[..2], 16).expect("hex");
+        assert_eq!(first & 0x03, 0x02, "locally administered, unicast");
+        assert!(parse_mac(&a).is_some());
+        assert!(parse_mac("zz:00:00:00:00:00").is_none());
+    }
+}

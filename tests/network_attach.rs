@@ -1,0 +1,131 @@
+//! Guest NIC attachment against the real kernel: veth pairs whose guest end moves into a
+//! namespace standing in for a container, and persistent taps for VMs, attached to a bridge.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::NetNs;
+use ferrite::network::attach::{attach, detach, stable_mac, NicKind, NicSpec};
+use ferrite::network::Kernel;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_on_a_bridge_talk_and_detach_leaves_nothing() {
+    let app = NetNs::new("att");
+    let g1 = NetNs::new("g1");
+    let g2 = NetNs::new("g2");
+    let (k, _events) =
+        Kernel::connect(Some(&PathBuf::from(app.path()))).expect("netlink in the namespace");
+    k.create_bridge("br0", false, false, None)
+        .await
+        .expect("bridge");
+    let mut atts = Vec::new();
+    for (i, g) in [&g1, &g2].into_iter().enumerate() {
+        let mac = stable_mac(&format!("10{i}"), "net0");
+        let kind = NicKind::Veth {
+            host: format!("veth10{i}"),
+            peer: format!("gp10{i}"),
+            netns: Some(PathBuf::from(g.path())),
+        };
+        let a = attach(
+            &k,
+            &kind,
+            &NicSpec {
+                bridge: "br0".into(),
+                mtu: Some(1400),
+                ..Default::default()
+            },
+            &mac,
+        )
+        .await
+        .expect("attach");
+        assert_eq!(a.host_if, format!("veth10{i}"));
+        // The guest end is in the guest's namespace with the stable MAC and MTU.
+        let links = g.links();
+        let peer = &links[&format!("gp10{i}")];
+        assert_eq!(peer["address"], mac.as_str());
+        assert_eq!(peer["mtu"], 1400);
+        g.ip(&format!("link set gp10{i} up"));
+        g.ip(&format!("addr add 10.88.0.{}/24 dev gp10{i}", i + 1));
+        atts.push(a);
+    }
+    let links = app.links();
+    assert_eq!(links["veth100"]["master"], "br0");
+    assert_eq!(links["veth101"]["master"], "br0");
+    let t0 = Instant::now();
+    while !g1.exec_ok("ping -c1 -W1 10.88.0.2") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "guests cannot reach each other"
+        );
+    }
+    // A tap for a VM, attached the same way.
+    let mac = stable_mac("200", "net0");
+    let a = attach(
+        &k,
+        &NicKind::Tap {
+            name: "tap200i0".into(),
+        },
+        &NicSpec {
+            bridge: "br0".into(),
+            ..Default::default()
+        },
+        &mac,
+    )
+    .await
+    .expect("tap");
+    let links = app.links();
+    assert_eq!(links["tap200i0"]["master"], "br0");
+    assert_eq!(links["tap200i0"]["linkinfo"]["info_kind"], "tun");
+    assert!(
+        !common::sh("ip -o link show").contains("tap200i0"),
+        "the tap must be made in the managed namespace, not the host's"
+    );
+    detach(&k, &a.host_if).await.expect("detach tap");
+    // Detaching a veth removes both ends.
+    detach(&k, &atts[0].host_if).await.expect("detach");
+    assert!(!app.links().contains_key("veth100"));
+    assert!(!g1.links().contains_key("gp100"));
+    // Failures leave nothing: unknown bridge, bad MAC, VLAN tag on a plain bridge.
+    let bad = [
+        (
+            NicSpec {
+                bridge: "nobr".into(),
+                ..Default::default()
+            },
+            stable_mac("300", "net0"),
+        ),
+        (
+            NicSpec {
+                bridge: "br0".into(),
+                ..Default::default()
+            },
+            "not-a-mac".to_string(),
+        ),
+        (
+            NicSpec {
+                bridge: "br0".into(),
+                tag: Some(10),
+                ..Default::default()
+            },
+            stable_mac("300", "net0"),
+        ),
+    ];
+    for (spec, mac) in bad {
+        let kind = NicKind::Veth {
+            host: "veth300".into(),
+            peer: "gp300".into(),
+            netns: None,
+        };
+        assert!(
+            attach(&k, &kind, &spec, &mac).await.is_err(),
+            "{spec:?} {mac}"
+        );
+        let links = app.links();
+        assert!(
+            !links.contains_key("veth300") && !links.contains_key("gp300"),
+            "left behind after {spec:?}"
+        );
+    }
+}
