@@ -238,10 +238,8 @@ fn restart_reconciles_with_zero_kernel_writes() {
         );
     }
     let root = d.root();
-    assert_eq!(
-        root.get("/network/bridges/br0").body["status"]["repairs"],
-        0
-    );
+    let status = root.get("/network/bridges/br0").body["status"].clone();
+    assert_eq!(status["repairs"], 0, "{status}");
 }
 
 #[test]
