@@ -341,7 +341,13 @@ impl Kernel {
     /// Reads every link, with bridge VLANs (when `vlans`) and addresses.
     pub async fn snapshot(&self, vlans: bool) -> Result<Snapshot, KernelError> {
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
-        let mut s = self.handle.link().get().execute();
+        // Statistics are most of a link message and of the kernel's work to build it; skip them.
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+            .execute();
         while let Some(msg) = s
             .try_next()
             .await
@@ -386,7 +392,11 @@ impl Kernel {
             .map(|l| l.index)
             .collect();
         for m in masters {
-            let mut req = self.handle.link().get();
+            let mut req = self
+                .handle
+                .link()
+                .get()
+                .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]);
             req.message_mut()
                 .attributes
                 .push(LinkAttribute::Controller(m));
