@@ -280,7 +280,12 @@ impl Run<'_> {
     }
 
     /// Phase 3: bridge ports and bond members.
-    async fn membership(&mut self, d: &Desired, s: &Snapshot) -> Result<(), KernelError> {
+    async fn membership(
+        &mut self,
+        d: &Desired,
+        s: &Snapshot,
+        children: &HashMap<u32, Vec<String>>,
+    ) -> Result<(), KernelError> {
         let name = d.name().to_string();
         let Some(master) = s.get(&name).cloned() else {
             return Err(self.missing(&name));
@@ -312,8 +317,9 @@ impl Run<'_> {
             });
         }
         // Links attached here that are no longer wanted are released.
-        for l in s.values() {
-            if l.master == Some(master.index) && !lower.contains(&l.name.as_str()) {
+        let attached = children.get(&master.index).cloned().unwrap_or_default();
+        for l in attached.iter().filter_map(|n| s.get(n)) {
+            if !lower.contains(&l.name.as_str()) {
                 self.drift(format!(
                     "{} is attached to {name} but not configured",
                     l.name
@@ -496,6 +502,8 @@ pub async fn converge(
             s = run.snapshot().await?;
             seen = k.write_count();
         }
+        // Links by master, built once: scanning every link per bridge is quadratic.
+        let children = children_of(&s);
         for d in &sorted {
             run.current = d.name().to_string();
             let l = s
@@ -503,7 +511,7 @@ pub async fn converge(
                 .cloned()
                 .ok_or_else(|| run.missing(d.name()))?;
             run.attributes(d, &l).await?;
-            run.membership(d, &s).await?;
+            run.membership(d, &s, &children).await?;
         }
         if k.write_count() != seen {
             s = run.snapshot().await?;
@@ -545,6 +553,17 @@ pub async fn remove(k: &Kernel, name: &str) -> Result<(), KernelError> {
         Some(l) => k.delete(l.index, name).await,
         None => Ok(()),
     }
+}
+
+/// Attached links, by the index of their master.
+fn children_of(s: &Snapshot) -> HashMap<u32, Vec<String>> {
+    let mut m: HashMap<u32, Vec<String>> = HashMap::new();
+    for l in s.values() {
+        if let Some(master) = l.master {
+            m.entry(master).or_default().push(l.name.clone());
+        }
+    }
+    m
 }
 
 /// Names of links by index, for presenting masters.
