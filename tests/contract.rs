@@ -92,6 +92,8 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.delete("/network/bonds/bond0");
     root.get("/network/interfaces");
     root.post("/network/confirm", json!({}));
+    root.post("/network/batch", json!({"bridges": [{"name": "br9"}]}));
+    root.delete("/network/bridges/br9");
     root.delete("/network/bridges/br0");
 
     let doc = c.get("/openapi.json").body;

@@ -552,3 +552,52 @@ fn changes_to_the_management_interface_are_rolled_back_unless_confirmed() {
             && root.get("/network/bridges/mgmt0").body["ports"] == json!({"p1": {}})
     });
 }
+
+#[test]
+fn a_batch_is_all_or_nothing() {
+    let app = NetNs::new("app");
+    for i in 0..6 {
+        app.ip(&format!("link add b{i} type veth peer name b{i}peer"));
+    }
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let bridges: Vec<Value> = (0..5)
+        .map(|i| json!({"name": format!("bb{i}"), "ports": {format!("b{i}"): {}}, "mtu": 1400}))
+        .collect();
+    let r = root.post("/network/batch", json!({"bridges": bridges}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["bridges"].as_array().expect("bridges").len(), 5);
+    let links = app.links();
+    for i in 0..5 {
+        assert_eq!(
+            master_of(&links, &format!("b{i}")).as_deref(),
+            Some(format!("bb{i}").as_str())
+        );
+        assert_eq!(links[&format!("bb{i}")]["mtu"], 1400);
+    }
+    assert_eq!(
+        root.get("/network/bridges?name=bb*").body["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        5
+    );
+    // A bad item is named by its place in the batch, and nothing is created.
+    let r = root.post("/network/batch", json!({"bridges": [{"name": "cc0", "ports": {"b5": {}}}, {"name": "cc1", "ports": {"ghost": {}}}]}));
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.pointers().contains(&"/bridges/1/ports/ghost".to_string()),
+        "{}",
+        r.text
+    );
+    // Two items claiming one port conflict.
+    let r = root.post("/network/batch", json!({"bridges": [{"name": "cc0", "ports": {"b5": {}}}, {"name": "cc1", "ports": {"b5": {}}}]}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    // The kernel refuses one item half way: everything is rolled back.
+    let r = root.post("/network/batch", json!({"bridges": [{"name": "cc0", "ports": {"b5": {}}}, {"name": "cc1", "ports": {"lo": {}}}]}));
+    assert_eq!(r.status, 422, "{}", r.text);
+    let links = app.links();
+    assert!(!links.contains_key("cc0") && !links.contains_key("cc1"));
+    assert_eq!(master_of(&links, "b5"), None);
+    assert_eq!(root.get("/network/bridges/cc0").status, 404);
+}

@@ -88,5 +88,6 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("bond_delete", network::bond_delete),
         h!("interface_list", network::interface_list),
         h!("network_confirm", network::network_confirm),
+        h!("network_batch", network::network_batch),
     ]
 }

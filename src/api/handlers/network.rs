@@ -599,3 +599,163 @@ kind_handlers!(
     bond_update,
     bond_delete
 );
+
+/// Prefixes the field pointers of a per-item error with the item's place in the batch.
+fn in_batch(mut e: ApiError, prefix: &str) -> ApiError {
+    for p in &mut e.invalid {
+        p.pointer = format!("{prefix}{}", p.pointer);
+    }
+    e.detail = format!("{prefix}: {}", e.detail);
+    e
+}
+
+fn synthetic(kind: &str, name: &str, body: &Value) -> (String, objects::Object) {
+    (
+        kind.to_string(),
+        objects::Object {
+            kind: kind.to_string(),
+            id: name.to_string(),
+            name: name.to_string(),
+            owner: None,
+            revision: 0,
+            body: body.clone(),
+            tags: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+            rendered: std::sync::OnceLock::new(),
+        },
+    )
+}
+
+/// `POST /network/batch`: many creates as one change. Items may refer to each other (a VLAN
+/// on a bridge of the same batch, a bond as a bridge port).
+pub async fn network_batch(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let mut items: Vec<(&'static str, String, Value, String)> = Vec::new();
+    for (kind, key) in [("bond", "bonds"), ("bridge", "bridges"), ("vlan", "vlans")] {
+        for (i, b) in req.body[key]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let prefix = format!("/{key}/{i}");
+            let mut body = with_defaults(kind, b);
+            if kind == "vlan" && body.get("name").is_none() {
+                let n = format!(
+                    "{}.{}",
+                    body["parent"].as_str().unwrap_or_default(),
+                    body["vlan_id"]
+                );
+                if n.len() > 15 {
+                    return Err(ApiError::field(
+                        "body",
+                        &format!("{prefix}/name"),
+                        format!("the default name {n} is longer than 15 characters; give a name"),
+                    ));
+                }
+                body["name"] = json!(n);
+            }
+            let name = body["name"].as_str().unwrap_or_default().to_string();
+            if let Some((_, _, _, other)) = items.iter().find(|(_, n, _, _)| *n == name) {
+                let mut e = ApiError::field(
+                    "body",
+                    &format!("{prefix}/name"),
+                    format!("{name} is also created by {other}"),
+                );
+                e.status = 409;
+                return Err(e);
+            }
+            items.push((kind, name, body, prefix));
+        }
+    }
+    let _g = app.network.lock().await;
+    if let Some(m) = app.network.management() {
+        if let Some((_, _, _, prefix)) = items
+            .iter()
+            .find(|(_, n, b, _)| touched(n, b).iter().any(|t| t == m))
+        {
+            return Err(ApiError::unprocessable(format!("{prefix} touches the management interface {m}; make that change on its own so it can be confirmed")));
+        }
+    }
+    let mut names: Vec<String> = items
+        .iter()
+        .flat_map(|(_, n, b, _)| touched(n, b))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut all = related_objects(&app, &names)?;
+    let snap = snapshot_of(&app, &names).await?;
+    for (_, name, _, prefix) in &items {
+        if let Some((k, _)) = all.iter().find(|(_, o)| o.id == *name) {
+            let mut e = ApiError::field(
+                "body",
+                &format!("{prefix}/name"),
+                format!("a {k} named {name} already exists"),
+            );
+            e.status = 409;
+            return Err(e);
+        }
+        if snap.contains_key(name) {
+            let mut e = ApiError::field(
+                "body",
+                &format!("{prefix}/name"),
+                format!(
+                    "interface {name} already exists on the host and is not managed by Ferrite"
+                ),
+            );
+            e.status = 409;
+            return Err(e);
+        }
+        refuse_if_pending(&app, name)?;
+    }
+    all.extend(items.iter().map(|(k, n, b, _)| synthetic(k, n, b)));
+    let mut desired = Vec::with_capacity(items.len());
+    for (kind, name, body, prefix) in &items {
+        check_lower(kind, name, body, &snap, &all).map_err(|e| in_batch(e, prefix))?;
+        if *kind == "vlan" {
+            check_vlan(body, &snap, &all, name).map_err(|e| in_batch(e, prefix))?;
+        }
+        desired.push(
+            Desired::from_object(kind, body)
+                .map_err(|e| ApiError::field("body", prefix, e.to_string()))?,
+        );
+    }
+    app.network.apply(&desired).await.map_err(kernel_failure)?;
+    let stored = app.store.write(|tx| {
+        let mut out = Vec::with_capacity(items.len());
+        for (kind, name, body, _) in &items {
+            out.push(objects::insert(
+                tx,
+                kind,
+                name,
+                name,
+                None,
+                body,
+                &tags_of(body),
+            )?);
+            objects::set_refs(tx, kind, name, &crate::network::refs_of(body))?;
+        }
+        Ok::<_, crate::store::StoreError>(out)
+    });
+    let objs = match stored {
+        Ok(o) => o,
+        Err(e) => {
+            // Take the kernel back too: VLANs first, then bridges, then bonds.
+            for (_, name, _, _) in items.iter().rev() {
+                let _ = crate::network::reconcile::remove(app.network.kernel(), name).await;
+            }
+            return Err(e.into());
+        }
+    };
+    let created: Vec<String> = objs.iter().map(|o| o.id.clone()).collect();
+    let snap = snapshot_of(&app, &created).await?;
+    let mut out = json!({"bonds": [], "bridges": [], "vlans": []});
+    for o in &objs {
+        let key = collection(&o.kind);
+        if let Some(a) = out[key].as_array_mut() {
+            a.push(api(&app, o, &snap));
+        }
+    }
+    Ok(Resp::json(201, &out))
+}
