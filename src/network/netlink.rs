@@ -84,6 +84,9 @@ pub struct LinkState {
     pub addresses: Vec<String>,
 }
 
+/// Above this many links a scoped read falls back to a full one.
+const SCOPED_READ_LIMIT: usize = 64;
+
 /// The kernel as Ferrite sees it: links by name.
 pub type Snapshot = HashMap<String, LinkState>;
 
@@ -372,6 +375,11 @@ impl Kernel {
         addresses_of: &[String],
         vlans: bool,
     ) -> Result<Snapshot, KernelError> {
+        // Past a few dozen links, per-link requests (each filtered dump still walks every
+        // device in the kernel) cost more than one full read.
+        if names.len() > SCOPED_READ_LIMIT {
+            return self.snapshot(vlans).await;
+        }
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         for n in names {
             let mut s = self.handle.link().get().match_name(n.clone()).execute();
