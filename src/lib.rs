@@ -8,6 +8,7 @@ pub mod access;
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod guest;
 pub mod network;
 pub mod node;
 pub mod schema;
