@@ -55,6 +55,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("network: {0}")]
     Network(#[from] crate::network::KernelError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {0}: {1}")]
@@ -78,12 +80,20 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Arc::clone(&store),
     )
     .await?;
+    let storage = {
+        let (store, dir) = (Arc::clone(&store), cfg.data_dir.clone());
+        tokio::task::spawn_blocking(move || crate::storage::Storage::open(store, &dir))
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("storage start: {e}")))??
+    };
+    let storage = Arc::new(storage);
     let app = App::new(
         registry,
         Arc::clone(&store),
         access,
         Arc::clone(&tasks),
         network,
+        storage,
         cfg.data_dir.clone(),
     )?;
 

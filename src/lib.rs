@@ -12,6 +12,7 @@ pub mod guest;
 pub mod network;
 pub mod node;
 pub mod schema;
+pub mod storage;
 pub mod store;
 pub mod tasks;
 pub mod time;

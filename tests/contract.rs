@@ -96,6 +96,44 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.delete("/network/bridges/br9");
     root.delete("/network/bridges/br0");
 
+    // Storage.
+    let v = "/storage/pools/local/volumes";
+    root.get("/storage/pools");
+    root.get("/storage/pools/local");
+    let extra = d.data().join("contract-pool");
+    root.post(
+        "/storage/pools",
+        json!({"name": "extra", "type": "dir", "path": extra.display().to_string()}),
+    );
+    root.put("/storage/pools/extra", json!({"comment": "c"}));
+    root.delete("/storage/pools/extra");
+    root.post(v, json!({"name": "d0", "size": 1048576}));
+    root.get(v);
+    root.get(&format!("{v}/d0"));
+    root.post(&format!("{v}/d0/resize"), json!({"size": 2097152}));
+    root.post(&format!("{v}/d0/snapshots"), json!({"name": "s1"}));
+    root.get(&format!("{v}/d0/snapshots"));
+    root.request("POST", &format!("{v}/d0/snapshots/s1/rollback"), None, &[]);
+    root.delete(&format!("{v}/d0/snapshots/s1"));
+    root.post(&format!("{v}/d0/clone?wait=30"), json!({"name": "d1"}));
+    root.request("POST", &format!("{v}/d0/template"), None, &[]);
+    root.delete(&format!("{v}/d1"));
+    root.delete(&format!("{v}/d0"));
+    let bytes = b"iso bytes";
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    root.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name=a.iso&content=iso&sha256={sum}"),
+        bytes,
+        "application/octet-stream",
+    );
+    let src = d.data().join("contract-import");
+    std::fs::write(&src, bytes).expect("write");
+    root.post(
+        "/storage/pools/local/import?wait=30",
+        json!({"path": src.display().to_string(), "name": "b.iso", "content": "iso"}),
+    );
+
     let doc = c.get("/openapi.json").body;
     let seen: HashSet<String> = SEEN
         .lock()

@@ -37,6 +37,7 @@ pub struct App {
     pub access: Access,
     pub tasks: Arc<TaskManager>,
     pub network: Arc<crate::network::Network>,
+    pub storage: Arc<crate::storage::Storage>,
     pub data_dir: PathBuf,
     pub node: String,
     /// The OpenAPI document, serialized once.
@@ -63,6 +64,7 @@ impl App {
         access: Access,
         tasks: Arc<TaskManager>,
         network: Arc<crate::network::Network>,
+        storage: Arc<crate::storage::Storage>,
         data_dir: PathBuf,
     ) -> Result<Arc<Self>, AppError> {
         let table: HashMap<&str, handlers::Handler> = handlers::table().into_iter().collect();
@@ -86,6 +88,7 @@ impl App {
             access,
             tasks,
             network,
+            storage,
             data_dir,
             node: crate::node::node_name(),
             openapi,

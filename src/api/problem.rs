@@ -150,3 +150,45 @@ impl From<TaskError> for ApiError {
         }
     }
 }
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError as S;
+        match e {
+            S::UnknownPool(_) | S::UnknownVolume(_) => ApiError::not_found(e.to_string()),
+            S::Exists(_) => {
+                let mut a = ApiError::conflict(e.to_string());
+                a.kind = "exists";
+                a.title = "Already exists";
+                a
+            }
+            S::Conflict(_) => ApiError::conflict(e.to_string()),
+            S::Invalid { field, message } => {
+                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
+                a.invalid = vec![InvalidParam {
+                    pointer: field,
+                    location: "body".into(),
+                    message,
+                }];
+                a
+            }
+            S::Full { .. } => ApiError::new(
+                507,
+                "insufficient-storage",
+                "Insufficient storage",
+                e.to_string(),
+            ),
+            S::Store(s) => s.into(),
+            S::Io { .. } | S::Tool(_) => {
+                let mut a = ApiError::new(
+                    500,
+                    "storage-failed",
+                    "Storage operation failed",
+                    e.to_string(),
+                );
+                a.log_detail = Some(e.to_string());
+                a
+            }
+        }
+    }
+}

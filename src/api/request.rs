@@ -28,6 +28,10 @@ pub struct Req {
     pub request_id: String,
     pub accept: Option<String>,
     pub peer: IpAddr,
+    /// The unread body of a `request_stream` route (uploads).
+    pub stream: Option<hyper::body::Incoming>,
+    /// The declared Content-Length, if any.
+    pub content_length: Option<u64>,
 }
 
 impl Req {

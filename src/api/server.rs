@@ -268,17 +268,93 @@ async fn pipeline(
     let query_string = parts.uri.query();
     // Read the (bounded) body before any refusal: answering while the client is still
     // sending would force hyper to close a keep-alive connection the client may reuse.
-    let raw = read_body(incoming).await?;
+    // Upload routes stream their body to the handler instead.
     let sub = full_path
         .strip_prefix(crate::API_PREFIX)
-        .filter(|s| s.is_empty() || s.starts_with('/'))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no route {full_path}; the API lives under {}",
-                crate::API_PREFIX
-            ))
-        })?;
-    let (index, params) = match app.router.find(&method, sub) {
+        .filter(|s| s.is_empty() || s.starts_with('/'));
+    let found = sub.map(|s| app.router.find(&method, s));
+    let streams = matches!(&found, Some(super::router::Match::Found { index, .. })
+        if app.registry.routes()[*index].request_stream.is_some());
+    let (raw, stream) = if streams {
+        (Bytes::new(), Some(incoming))
+    } else {
+        (read_body(incoming).await?, None)
+    };
+    let mut stream = stream;
+    let r = route_and_run(
+        app,
+        found,
+        Parts {
+            method,
+            full_path,
+            headers,
+            query_string,
+            peer,
+            rid,
+        },
+        raw,
+        &mut stream,
+        audit_ctx,
+    )
+    .await;
+    if r.is_err() {
+        if let Some(b) = stream.take() {
+            drain(b).await;
+        }
+    }
+    r
+}
+
+/// The request line and headers, carried into [`route_and_run`].
+struct Parts<'a> {
+    method: String,
+    full_path: &'a str,
+    headers: hyper::HeaderMap,
+    query_string: Option<&'a str>,
+    peer: IpAddr,
+    rid: &'a str,
+}
+
+/// Reads and drops what is left of a refused upload (up to a bound), so the client sees the
+/// answer instead of a broken pipe; beyond the bound the connection is closed.
+pub async fn drain(mut body: Incoming) {
+    const LIMIT: usize = 64 << 20;
+    let mut n = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(f)) = body.frame().await {
+            n += f.data_ref().map(|d| d.len()).unwrap_or(0);
+            if n > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Everything after the body is read: routing, auth, validation, idempotency, the handler.
+async fn route_and_run(
+    app: &Arc<App>,
+    found: Option<super::router::Match>,
+    parts: Parts<'_>,
+    raw: Bytes,
+    stream: &mut Option<Incoming>,
+    audit_ctx: &mut AuditCtx,
+) -> Result<Resp, ApiError> {
+    let Parts {
+        method,
+        full_path,
+        headers,
+        query_string,
+        peer,
+        rid,
+    } = parts;
+    let found = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no route {full_path}; the API lives under {}",
+            crate::API_PREFIX
+        ))
+    })?;
+    let (index, params) = match found {
         super::router::Match::Found { index, params } => (index, params),
         super::router::Match::MethodNotAllowed(allowed) => {
             let mut e = ApiError::new(
@@ -440,8 +516,28 @@ async fn pipeline(
             }
             v
         }
+        None if route.request_stream.is_some() => {
+            let want = route.request_stream.as_deref().unwrap_or_default();
+            if let Some(ct) = headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+            {
+                let base = ct.split(';').next().unwrap_or_default().trim();
+                if !base.eq_ignore_ascii_case(want) {
+                    return Err(ApiError::new(
+                        415,
+                        "unsupported-media-type",
+                        "Unsupported media type",
+                        format!("send the file as Content-Type: {want}, not {ct}"),
+                    ));
+                }
+            }
+            Value::Null
+        }
         None => {
-            if !raw.is_empty() {
+            // An empty JSON object is what many clients send for "no body"; accept it.
+            let trimmed = raw.trim_ascii();
+            if !trimmed.is_empty() && trimmed != b"{}" {
                 return Err(ApiError::field(
                     "body",
                     "",
@@ -486,6 +582,11 @@ async fn pipeline(
         request_id: rid.to_string(),
         accept,
         peer,
+        stream: stream.take(),
+        content_length: headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
     };
 
     match (idem_key, r.principal.clone()) {

@@ -26,6 +26,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("tasks.json", include_str!("../../schema/tasks.json")),
     ("access.json", include_str!("../../schema/access.json")),
     ("network.json", include_str!("../../schema/network.json")),
+    ("storage.json", include_str!("../../schema/storage.json")),
     ("routes.json", include_str!("../../schema/routes.json")),
 ];
 

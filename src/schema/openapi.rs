@@ -90,6 +90,9 @@ pub fn openapi_document(reg: &Registry) -> Value {
         if let Some(req) = &r.request {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(req)}}});
         }
+        if let Some(media) = &r.request_stream {
+            op["requestBody"] = json!({"required": true, "content": {media.as_str(): {"schema": {"type": "string", "format": "binary"}}}});
+        }
         let mut responses = Map::new();
         let status = r.response.status.to_string();
         let ok = if let Some(item) = &r.response.list {
@@ -139,6 +142,17 @@ pub fn openapi_document(reg: &Registry) -> Value {
                 "412".into(),
                 problem("If-Match did not match the current revision"),
             );
+        }
+        if r.path.starts_with("/storage") && r.method != "GET" && r.method != "DELETE" {
+            responses.insert(
+                "507".into(),
+                problem(
+                    "Insufficient storage: the pool lacks the space; the detail gives the numbers",
+                ),
+            );
+        }
+        if r.request_stream.is_some() {
+            responses.insert("415".into(), problem("Wrong Content-Type for the upload"));
         }
         responses.insert(
             "503".into(),

@@ -42,6 +42,10 @@ pub struct Route {
     pub params: BTreeMap<String, String>,
     pub query: Option<String>,
     pub request: Option<String>,
+    /// The body is raw bytes of this media type, streamed to the handler unread (uploads);
+    /// exclusive with `request`.
+    #[serde(default)]
+    pub request_stream: Option<String>,
     pub response: RouteResponse,
     /// Accepts `Idempotency-Key`.
     #[serde(default)]

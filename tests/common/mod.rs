@@ -133,16 +133,19 @@ impl Resp {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    /// Pointers named in a problem's invalid_params.
+    /// Pointers named in a problem's invalid_params (each once; a field that breaks two
+    /// rules of its schema is named twice by the daemon, once per rule).
     pub fn pointers(&self) -> Vec<String> {
-        self.body["invalid_params"]
+        let mut v: Vec<String> = self.body["invalid_params"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|p| p["pointer"].as_str().map(String::from))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.dedup();
+        v
     }
 }
 
@@ -319,6 +322,38 @@ impl Client {
         if let Some(schema) = resp["content"]["application/json"].get("schema") {
             validate(&doc, schema, &r.body, &key);
         }
+    }
+
+    /// Sends raw bytes (an upload) and checks the answer against the contract like any call.
+    pub fn send_bytes(&self, method: &str, path: &str, bytes: &[u8], content_type: &str) -> Resp {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let mut req = self.agent.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let res = req.set("Content-Type", content_type).send_bytes(bytes);
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: transport error {e}"),
+        };
+        let status = resp.status();
+        let headers: Vec<(String, String)> = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let ct = resp.content_type().to_string();
+        let text = resp.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let r = Resp {
+            status,
+            headers,
+            body,
+            text,
+        };
+        self.check_contract(method, path, &r, &ct);
+        r
     }
 
     pub fn get(&self, path: &str) -> Resp {

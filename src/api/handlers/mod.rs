@@ -10,6 +10,7 @@ mod network;
 mod nodes;
 mod paging;
 mod roles;
+mod storage;
 mod tasks;
 mod tokens;
 mod users;
@@ -89,5 +90,26 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("interface_list", network::interface_list),
         h!("network_confirm", network::network_confirm),
         h!("network_batch", network::network_batch),
+        h!("storage_pool_list", storage::storage_pool_list),
+        h!("storage_pool_create", storage::storage_pool_create),
+        h!("storage_pool_view", storage::storage_pool_view),
+        h!("storage_pool_update", storage::storage_pool_update),
+        h!("storage_pool_delete", storage::storage_pool_delete),
+        h!("volume_list", storage::volume_list),
+        h!("volume_create", storage::volume_create),
+        h!("volume_view", storage::volume_view),
+        h!("volume_delete", storage::volume_delete),
+        h!("volume_resize", storage::volume_resize),
+        h!("volume_template", storage::volume_template),
+        h!("volume_clone", storage::volume_clone),
+        h!("volume_snapshot_list", storage::volume_snapshot_list),
+        h!("volume_snapshot_create", storage::volume_snapshot_create),
+        h!(
+            "volume_snapshot_rollback",
+            storage::volume_snapshot_rollback
+        ),
+        h!("volume_snapshot_delete", storage::volume_snapshot_delete),
+        h!("volume_upload", storage::volume_upload),
+        h!("volume_import", storage::volume_import),
     ]
 }
