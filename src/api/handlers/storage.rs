@@ -7,7 +7,6 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::paging;
 use crate::api::{ApiError, App, Req, Resp};
@@ -526,34 +525,49 @@ async fn receive_upload(
     req: &Req,
 ) -> Result<Resp, ApiError> {
     let expected = req.query_str("sha256").unwrap_or_default().to_string();
-    let result: Result<String, ApiError> = async {
-        let file = tokio::fs::File::create(&incoming.staged)
-            .await
-            .map_err(|e| {
-                ApiError::internal(format!("creating {}: {e}", incoming.staged.display()))
-            })?;
-        let mut out = tokio::io::BufWriter::with_capacity(4 << 20, file);
+    // The network side only receives; hashing and writing run on a blocking thread fed
+    // through a bounded channel, so TLS decryption and disk writes overlap and memory stays
+    // bounded by the channel (32 frames).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+    let path = incoming.staged.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        use std::io::Write;
+        let f = std::fs::File::create(&path)
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(4 << 20, f);
         let mut h = Sha256::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            h.update(&chunk);
+            out.write_all(&chunk)
+                .map_err(|e| format!("writing the upload: {e}"))?;
+        }
+        let f = out
+            .into_inner()
+            .map_err(|e| format!("writing the upload: {e}"))?;
+        f.sync_all()
+            .map_err(|e| format!("syncing the upload: {e}"))?;
+        Ok(hex::encode(h.finalize()))
+    });
+    let received: Result<(), ApiError> = async {
         while let Some(frame) = body.frame().await {
             let frame = frame
                 .map_err(|e| ApiError::field("body", "", format!("the upload broke off: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                h.update(&data);
-                out.write_all(&data)
+                // A full channel makes this wait: backpressure onto the client.
+                tx.send(data)
                     .await
-                    .map_err(|e| ApiError::internal(format!("writing the upload: {e}")))?;
+                    .map_err(|_| ApiError::internal("the upload writer stopped"))?;
             }
         }
-        out.flush()
-            .await
-            .map_err(|e| ApiError::internal(format!("writing the upload: {e}")))?;
-        out.get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| ApiError::internal(format!("syncing the upload: {e}")))?;
-        Ok(hex::encode(h.finalize()))
+        Ok(())
     }
     .await;
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+        .and_then(|r| r.map_err(ApiError::internal));
+    let result = received.and(written);
     let st = Arc::clone(&app.storage);
     let o = match result {
         Ok(digest) => blocking(move || st.finish_file(&incoming, &digest, Some(&expected))).await?,

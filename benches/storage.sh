@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Storage speed, in one run on one machine, through a release ferrited on loopback (TLS, as
+# users run it):
+#   1. linked clone of a 10 GiB qcow2 template on the dir pool (API call until the task is done)
+#   2. linked clone of a 10 GiB thin LV on an lvmthin pool (skipped with the reason where the
+#      kernel has no device-mapper)
+#   3. upload of a 1 GiB file (POST .../upload, streamed, SHA-256 checked, fsynced) against
+#      `cp` of the same file to the same disk (plain, and followed by sync for a like-for-like
+#      durable copy).
+# Usage: benches/storage.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/prereqs.sh
+apt_install "${BUILD_PACKAGES[@]}" curl qemu-utils lvm2
+cargo build --release --bin ferrited >/dev/null 2>&1 || cargo build --release --bin ferrited
+DATA=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
+LOOP=""
+VG="ferritebench$$"
+cleanup() {
+    kill "$DPID" 2>/dev/null || true
+    if [ -n "$LOOP" ]; then lvm vgremove -q -f "$VG" >/dev/null 2>&1 || true; losetup -d "$LOOP" || true; fi
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+FERRITE_ROOT_PASSWORD=bench-root-password FERRITE_LOG=warn ./target/release/ferrited --data-dir "$DATA/d" --listen 127.0.0.1:0 2>"$DATA/log" &
+DPID=$!
+for _ in $(seq 100); do [ -s "$DATA/d/api.json" ] && break; sleep 0.1; done
+EP=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['endpoint'])" "$DATA/d/api.json")
+C=(curl -sfk)
+TICKET=$("${C[@]}" -H 'content-type: application/json' -d '{"username":"root@local","password":"bench-root-password"}' "$EP/api/v1/access/login" | python3 -c "import json,sys;print(json.load(sys.stdin)['ticket'])")
+A=(-H "Authorization: Bearer $TICKET")
+J=(-H 'content-type: application/json')
+ms() { python3 -c "import time;print(int(time.time()*1000))"; }
+echo "machine: $(nproc) cores, $(uname -r); data dir on $(df --output=source,fstype "$DATA" | tail -1)"
+
+# 1. qcow2 linked clone of a 10 GiB template with some data in it.
+"${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"tpl","size":10737418240,"format":"qcow2"}' "$EP/api/v1/storage/pools/local/volumes" >/dev/null
+qemu-io -f qcow2 -c "write -P 0x5a 0 256M" "$DATA/d/storage/local/images/tpl" >/dev/null
+"${C[@]}" "${A[@]}" -X POST "$EP/api/v1/storage/pools/local/volumes/tpl/template" >/dev/null
+for i in 1 2 3; do
+    t0=$(ms)
+    st=$("${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"lc$i\",\"linked\":true}" "$EP/api/v1/storage/pools/local/volumes/tpl/clone?wait=60" | python3 -c "import json,sys;print(json.load(sys.stdin)['state'])")
+    t1=$(ms)
+    echo "qcow2 linked clone of 10 GiB template #$i: $((t1 - t0)) ms ($st; target < 1000 ms)"
+done
+
+# 2. lvmthin linked clone.
+if grep -q device-mapper /proc/misc; then
+    truncate -s 12G "$DATA/pv.img"
+    LOOP=$(losetup --find --show "$DATA/pv.img")
+    lvm pvcreate -q "$LOOP" >/dev/null && lvm vgcreate -q "$VG" "$LOOP" >/dev/null && lvm lvcreate -q -L 11G -T "$VG/tp" >/dev/null
+    "${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"thin\",\"type\":\"lvmthin\",\"vg\":\"$VG\",\"thinpool\":\"tp\"}" "$EP/api/v1/storage/pools" >/dev/null
+    "${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"tpl","size":10737418240}' "$EP/api/v1/storage/pools/thin/volumes" >/dev/null
+    "${C[@]}" "${A[@]}" -X POST "$EP/api/v1/storage/pools/thin/volumes/tpl/template" >/dev/null
+    t0=$(ms)
+    "${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"lc","linked":true}' "$EP/api/v1/storage/pools/thin/volumes/tpl/clone?wait=60" >/dev/null
+    t1=$(ms)
+    echo "lvmthin linked clone of 10 GiB thin LV: $((t1 - t0)) ms (target < 1000 ms)"
+else
+    echo "lvmthin linked clone: SKIPPED (kernel $(uname -r) has no device-mapper, CONFIG_BLK_DEV_DM)"
+fi
+
+# 3. Upload of 1 GiB against cp on the same disk.
+SRC="$DATA/src.bin"
+head -c 1073741824 /dev/urandom > "$SRC"
+SUM=$(sha256sum "$SRC" | cut -d' ' -f1)
+sync
+t0=$(ms); cp "$SRC" "$DATA/cp.bin"; t1=$(ms); sync; t2=$(ms)
+rm -f "$DATA/cp.bin"; sync
+t3=$(ms)
+"${C[@]}" "${A[@]}" -H 'content-type: application/octet-stream' -X POST -T "$SRC" "$EP/api/v1/storage/pools/local/upload?name=big.iso&content=iso&sha256=$SUM" >/dev/null
+t4=$(ms)
+python3 - "$((t1 - t0))" "$((t2 - t0))" "$((t4 - t3))" <<'PY'
+import sys
+cp, cps, up = (int(x) for x in sys.argv[1:4])
+mib = 1024
+print(f"cp 1 GiB: {cp} ms ({mib / cp * 1000:.0f} MiB/s); cp + sync: {cps} ms ({mib / cps * 1000:.0f} MiB/s)")
+print(f"upload 1 GiB (TLS, SHA-256, fsync): {up} ms ({mib / up * 1000:.0f} MiB/s)")
+print(f"upload throughput vs cp: {cp / up:.2f}x; vs cp+sync: {cps / up:.2f}x (target >= 0.80x of cp)")
+PY
+echo "ferrited peak RSS: $(awk '/VmHWM/ {print $2}' /proc/$DPID/status) kB"
