@@ -723,9 +723,11 @@ impl Kernel {
             b = b.bridge_self();
         }
         self.wrote();
+        // RTM_SETLINK with AF_BRIDGE reaches the bridge's own handler. (rtnetlink's `set_port`
+        // sends RTM_NEWLINK, which the kernel acknowledges without adding the VLAN.)
         self.handle
             .link()
-            .set_port(b.build())
+            .set(b.build())
             .execute()
             .await
             .map_err(|e| KernelError::from_rtnl(format!("adding VLAN {vid} to {name}"), e))

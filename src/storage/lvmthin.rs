@@ -17,9 +17,14 @@ pub struct LvmThinPool {
 }
 
 fn lvm(what: &str, args: &[&str]) -> Result<String, StorageError> {
-    let out = super::tool("lvm")
-        .args(args)
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+    let mut cmd = super::tool("lvm");
+    cmd.args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1");
+    // Without a running udev (minimal appliances, test VMs) lvm must make its device nodes
+    // itself instead of waiting for udev to do it.
+    if !std::path::Path::new("/run/udev/control").exists() {
+        cmd.env("DM_DISABLE_UDEV", "1");
+    }
+    let out = cmd
         .output()
         .map_err(|e| StorageError::Tool(format!("{what}: cannot run lvm (install lvm2): {e}")))?;
     if !out.status.success() {
