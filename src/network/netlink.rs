@@ -51,7 +51,7 @@ impl KernelError {
 }
 
 /// A bridge VLAN entry as the kernel holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VlanFlags {
     pub pvid: bool,
     pub untagged: bool,
@@ -733,6 +733,90 @@ impl Kernel {
             .map_err(|e| KernelError::from_rtnl(format!("adding VLAN {vid} to {name}"), e))
     }
 
+    /// Adds many bridge VLAN entries in as few messages as the kernel allows: runs of
+    /// consecutive VIDs with the same flags go as one range (the kernel takes RANGE_BEGIN /
+    /// RANGE_END pairs, but never a PVID range), up to 256 entries per message.
+    pub async fn vlan_add_many(
+        &self,
+        index: u32,
+        name: &str,
+        vlans: &[(u16, VlanFlags)],
+        bridge_self: bool,
+    ) -> Result<(), KernelError> {
+        for chunk in vlan_runs(vlans).chunks(256) {
+            let mut b = LinkBridgeVlan::new(index);
+            for &(from, to, flags) in chunk {
+                let mut f = BridgeVlanInfoFlags::empty();
+                if flags.pvid {
+                    f |= BridgeVlanInfoFlags::Pvid;
+                }
+                if flags.untagged {
+                    f |= BridgeVlanInfoFlags::Untagged;
+                }
+                b = if from == to {
+                    b.vlan(from, f)
+                } else {
+                    b.vlan_range_start(from, f).vlan_range_end(to, f)
+                };
+            }
+            if bridge_self {
+                b = b.bridge_self();
+            }
+            self.wrote();
+            self.handle
+                .link()
+                .set(b.build())
+                .execute()
+                .await
+                .map_err(|e| {
+                    KernelError::from_rtnl(
+                        format!("adding {} VLAN entries to {name}", chunk.len()),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Removes many bridge VLAN entries, as ranges where consecutive.
+    pub async fn vlan_del_many(
+        &self,
+        index: u32,
+        name: &str,
+        vids: &[u16],
+        bridge_self: bool,
+    ) -> Result<(), KernelError> {
+        let plain: Vec<(u16, VlanFlags)> =
+            vids.iter().map(|v| (*v, VlanFlags::default())).collect();
+        for chunk in vlan_runs(&plain).chunks(256) {
+            let mut b = LinkBridgeVlan::new(index);
+            for &(from, to, _) in chunk {
+                let f = BridgeVlanInfoFlags::empty();
+                b = if from == to {
+                    b.vlan(from, f)
+                } else {
+                    b.vlan_range_start(from, f).vlan_range_end(to, f)
+                };
+            }
+            if bridge_self {
+                b = b.bridge_self();
+            }
+            self.wrote();
+            self.handle
+                .link()
+                .del_with_message(b.build())
+                .execute()
+                .await
+                .map_err(|e| {
+                    KernelError::from_rtnl(
+                        format!("removing {} VLAN entries from {name}", chunk.len()),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
     pub async fn vlan_del(
         &self,
         index: u32,
@@ -852,3 +936,58 @@ pub type Events = futures_channel::mpsc::UnboundedReceiver<(
     rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
     netlink_sys::SocketAddr,
 )>;
+
+/// Groups sorted (vid, flags) entries into runs `(from, to, flags)` of consecutive VIDs with
+/// equal flags; a PVID entry is always a run of one (the kernel refuses PVID ranges).
+pub fn vlan_runs(vlans: &[(u16, VlanFlags)]) -> Vec<(u16, u16, VlanFlags)> {
+    let mut sorted = vlans.to_vec();
+    sorted.sort_by_key(|(v, _)| *v);
+    let mut out: Vec<(u16, u16, VlanFlags)> = Vec::new();
+    for (vid, f) in sorted {
+        match out.last_mut() {
+            Some((_, to, lf))
+                if !f.pvid && !lf.pvid && *lf == f && to.checked_add(1) == Some(vid) =>
+            {
+                *to = vid
+            }
+            _ => out.push((vid, vid, f)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod vlan_run_tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_equal_entries_become_ranges_and_pvid_stays_single() {
+        let t = VlanFlags {
+            pvid: false,
+            untagged: false,
+        };
+        let u = VlanFlags {
+            pvid: false,
+            untagged: true,
+        };
+        let p = VlanFlags {
+            pvid: true,
+            untagged: true,
+        };
+        let input = vec![
+            (5, t),
+            (3, t),
+            (4, t),
+            (6, u),
+            (7, u),
+            (9, t),
+            (10, p),
+            (11, p),
+        ];
+        assert_eq!(
+            vlan_runs(&input),
+            vec![(3, 5, t), (6, 7, u), (9, 9, t), (10, 10, p), (11, 11, p)]
+        );
+        assert!(vlan_runs(&[]).is_empty());
+    }
+}

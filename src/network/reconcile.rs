@@ -177,14 +177,14 @@ impl Run<'_> {
         }
     }
 
-    /// Phase 1: links that do not exist are created (bonds and bridges first, then VLANs,
-    /// whose parents may be either).
-    async fn create(
+    /// Phase 1, first half: decides whether a link must be created, deleting a link of the
+    /// same name but another identity (only ever reached for links we own).
+    async fn needs_create(
         &mut self,
         d: &Desired,
         s: &Snapshot,
         repairing: bool,
-    ) -> Result<(), KernelError> {
+    ) -> Result<bool, KernelError> {
         let name = d.name().to_string();
         if let Some(l) = s.get(&name) {
             let wrong = match d {
@@ -197,9 +197,8 @@ impl Run<'_> {
                 other => l.kind != other.kind(),
             };
             if !wrong {
-                return Ok(());
+                return Ok(false);
             }
-            // Same name, different link: replace it (only ever reached for links we own).
             self.drift(format!(
                 "{name} is a {} link with different identity; recreated",
                 l.kind
@@ -208,30 +207,73 @@ impl Run<'_> {
         } else if repairing {
             self.drift(format!("{name} was missing; recreated"));
         }
-        match d {
-            Desired::Bridge(b) => {
-                self.k
-                    .create_bridge(&name, b.vlan_aware, b.stp, b.mtu)
-                    .await?
-            }
-            Desired::Bond(b) => {
-                self.k
-                    .create_bond(
-                        &name,
-                        &b.mode,
-                        b.miimon,
-                        b.xmit_hash_policy.as_deref(),
-                        b.mtu,
-                    )
-                    .await?
-            }
-            Desired::Vlan(v) => {
-                let parent = idx(s, &v.parent).ok_or_else(|| self.missing(&v.parent))?;
-                self.k.create_vlan(&name, parent, v.vlan_id, v.mtu).await?
+        Ok(true)
+    }
+
+    /// Phase 1, second half: creates links, many requests in flight at once (the kernel
+    /// handles them in order; the round trips overlap). Every link that was made is journaled
+    /// before the first failure is returned.
+    async fn create_all(&mut self, ds: &[&Desired], s: &Snapshot) -> Result<(), KernelError> {
+        use futures_util::StreamExt;
+        let k = self.k;
+        let mut parents = Vec::with_capacity(ds.len());
+        for d in ds {
+            parents.push(match d {
+                Desired::Vlan(v) => Some(idx(s, &v.parent).ok_or_else(|| self.missing(&v.parent))?),
+                _ => None,
+            });
+        }
+        type Op = std::pin::Pin<
+            Box<dyn std::future::Future<Output = (String, Result<(), KernelError>)> + Send>,
+        >;
+        let ops: Vec<Op> = ds
+            .iter()
+            .zip(parents)
+            .map(|(d, parent)| {
+                let k = k.clone();
+                let d = (*d).clone();
+                Box::pin(async move {
+                    let name = d.name().to_string();
+                    let r = match &d {
+                        Desired::Bridge(b) => {
+                            k.create_bridge(&name, b.vlan_aware, b.stp, b.mtu).await
+                        }
+                        Desired::Bond(b) => {
+                            k.create_bond(
+                                &name,
+                                &b.mode,
+                                b.miimon,
+                                b.xmit_hash_policy.as_deref(),
+                                b.mtu,
+                            )
+                            .await
+                        }
+                        Desired::Vlan(v) => {
+                            k.create_vlan(&name, parent.unwrap_or_default(), v.vlan_id, v.mtu)
+                                .await
+                        }
+                    };
+                    (name, r)
+                }) as Op
+            })
+            .collect();
+        let results: Vec<(String, Result<(), KernelError>)> = futures_util::stream::iter(ops)
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut first_err = None;
+        for (name, r) in results {
+            match r {
+                Ok(()) => self.journal.push(Undo::Delete { name }),
+                Err(e) => {
+                    if first_err.is_none() {
+                        self.current = name;
+                        first_err = Some(e);
+                    }
+                }
             }
         }
-        self.journal.push(Undo::Delete { name });
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Phase 2: bridge options, up state.
@@ -359,6 +401,9 @@ impl Run<'_> {
         want: &BTreeMap<u16, VlanFlags>,
         bridge_self: bool,
     ) -> Result<(), KernelError> {
+        // Plan first, then send the changes as ranges in few messages: a trunk of 1,000 VLANs
+        // is one netlink request, not a thousand.
+        let mut adds: Vec<(u16, VlanFlags)> = Vec::new();
         for (vid, f) in want {
             let cur = l.vlans.get(vid).copied();
             if cur != Some(*f) {
@@ -370,23 +415,42 @@ impl Run<'_> {
                         "missing"
                     }
                 ));
-                self.k.vlan_add(l.index, dev, *vid, *f, bridge_self).await?;
+                adds.push((*vid, *f));
+            }
+        }
+        let dels: Vec<u16> = l
+            .vlans
+            .keys()
+            .filter(|vid| !want.contains_key(vid))
+            .copied()
+            .collect();
+        for vid in &dels {
+            self.drift(format!("{dev}: VLAN {vid} not configured"));
+        }
+        // 256 entries at most per call: one message each, so the journal records exactly
+        // what reached the kernel if a later chunk fails.
+        for adds in adds.chunks(256) {
+            self.k
+                .vlan_add_many(l.index, dev, adds, bridge_self)
+                .await?;
+            for (vid, _) in adds {
                 self.journal.push(Undo::VlanRestore {
                     dev: dev.to_string(),
                     vid: *vid,
-                    old: cur,
+                    old: l.vlans.get(vid).copied(),
                     bridge_self,
                 });
             }
         }
-        for (vid, f) in &l.vlans {
-            if !want.contains_key(vid) {
-                self.drift(format!("{dev}: VLAN {vid} not configured"));
-                self.k.vlan_del(l.index, dev, *vid, bridge_self).await?;
+        for dels in dels.chunks(256) {
+            self.k
+                .vlan_del_many(l.index, dev, dels, bridge_self)
+                .await?;
+            for vid in dels {
                 self.journal.push(Undo::VlanRestore {
                     dev: dev.to_string(),
                     vid: *vid,
-                    old: Some(*f),
+                    old: l.vlans.get(vid).copied(),
                     bridge_self,
                 });
             }
@@ -489,14 +553,20 @@ pub async fn converge(
         let mut s = run.snapshot().await?;
         let mut last = None;
         let mut seen = k.write_count();
-        for d in &sorted {
-            if last.is_some() && last != Some(order(d)) && k.write_count() != seen {
+        for group in sorted.chunk_by(|a, b| order(a) == order(b)) {
+            if last.is_some() && k.write_count() != seen {
                 s = run.snapshot().await?;
                 seen = k.write_count();
             }
-            last = Some(order(d));
-            run.current = d.name().to_string();
-            run.create(d, &s, repairing).await?;
+            last = Some(order(group[0]));
+            let mut fresh: Vec<&Desired> = Vec::new();
+            for d in group {
+                run.current = d.name().to_string();
+                if run.needs_create(d, &s, repairing).await? {
+                    fresh.push(d);
+                }
+            }
+            run.create_all(&fresh, &s).await?;
         }
         if k.write_count() != seen {
             s = run.snapshot().await?;
