@@ -18,7 +18,7 @@ ip netns add "$NS"; ip netns add "$NS2"
 { for i in $(seq 0 $((N-1))); do echo "link add v$i type veth peer name w$i"; done; } > "$DATA/ports.batch"
 ip -n "$NS" -batch "$DATA/ports.batch"; ip -n "$NS2" -batch "$DATA/ports.batch"
 start_daemon() {
-    FERRITE_ROOT_PASSWORD=bench-root-password FERRITE_LOG=info ./target/release/ferrited --data-dir "$DATA" --listen 127.0.0.1:0 --no-tls --netns "/run/netns/$NS" 2>>"$DATA/log" &
+    FERRITE_ROOT_PASSWORD=bench-root-password FERRITE_LOG=info,ferrite::network=debug ./target/release/ferrited --data-dir "$DATA" --listen 127.0.0.1:0 --no-tls --netns "/run/netns/$NS" 2>>"$DATA/log" &
     DPID=$!
     rm -f "$DATA/api.json"; for _ in $(seq 200); do [ -s "$DATA/api.json" ] && break; sleep 0.05; done
 }
@@ -49,7 +49,7 @@ IP_S=$( { /usr/bin/time -f "%e" ip -n "$NS2" -batch "$DATA/bridges.batch" >/dev/
 kill "$DPID"; wait "$DPID" 2>/dev/null || true
 start_daemon
 for _ in $(seq 200); do grep -q "initial reconcile finished" "$DATA/log" 2>/dev/null && [ "$(grep -c 'initial reconcile finished' "$DATA/log")" -ge 2 ] && break; sleep 0.1; done
-LINE=$(grep "initial reconcile finished" "$DATA/log" | tail -1); echo "daemon: $LINE" >&2
+LINE=$(grep "initial reconcile finished" "$DATA/log" | tail -1); echo "daemon: $LINE" >&2; grep -E "reconcile phases|converge: kernel read" "$DATA/log" | tail -2 >&2
 EP=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['endpoint'])" "$DATA/api.json")
 BATCH_S=$(python3 - "$EP" "$N" <<'PY'
 import http.client, json, sys, time, urllib.parse

@@ -663,3 +663,64 @@ fn a_batch_is_all_or_nothing() {
     assert_eq!(master_of(&links, "b5"), None);
     assert_eq!(root.get("/network/bridges/cc0").status, 404);
 }
+
+/// The reconciler's lean link dump must read exactly what rtnetlink's full decoder reads, for
+/// every kind of link we manage. Where this kernel lacks VLANs or bonds, the test runs in the
+/// kernel VM so those kinds are compared too.
+#[test]
+fn lean_link_dump_matches_the_full_decoder() {
+    let vlan_probe = "ip -n NS link add name pv0 type veth peer name pv1 && ip -n NS link add link pv0 name pv0.10 type vlan id 10";
+    let bond_probe = "ip -n NS link add name pb0 type bond mode active-backup";
+    let full = kernel_supports(vlan_probe) && kernel_supports(bond_probe);
+    if !full && common::rerun_in_kernel_vm("lean_link_dump_matches_the_full_decoder") {
+        return;
+    }
+    let ns = NetNs::new("dump");
+    ns.ip("link add name br0 type bridge stp_state 1");
+    ns.ip("link set br0 mtu 1400 up");
+    ns.ip("link add name a0 type veth peer name a1");
+    ns.ip("link set a0 master br0");
+    ns.ip("link set a0 up");
+    ns.ip("addr add 192.0.2.1/24 dev br0");
+    ns.ip("addr add 2001:db8::1/64 dev br0");
+    ns.ip("link add name t0 type veth peer name t1");
+    if full {
+        ns.ip("link add name br1 type bridge vlan_filtering 1");
+        ns.ip("link add link t0 name t0.42 type vlan id 42");
+        ns.ip(
+            "link add name bond0 type bond mode balance-xor xmit_hash_policy layer3+4 miimon 150",
+        );
+        ns.ip("link set t1 master bond0");
+    } else {
+        common::skip(
+            "network::lean_link_dump_matches_the_full_decoder (VLAN and bond kinds)",
+            "this kernel lacks 802.1Q or bonding and no kernel VM is available",
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let path = std::path::PathBuf::from(ns.path());
+        let (k, _events) =
+            ferrite::network::netlink::Kernel::connect(Some(&path)).expect("connect");
+        for vlans in [false, true] {
+            let lean = k.snapshot(vlans).await.expect("lean");
+            let reference = k.snapshot_rtnl(vlans).await.expect("reference");
+            assert_eq!(lean.len(), reference.len());
+            for (name, l) in &reference {
+                assert_eq!(lean.get(name), Some(l), "{name} differs");
+            }
+            assert_eq!(lean["br0"].stp, Some(true));
+            assert_eq!(lean["br0"].mtu, 1400);
+            assert!(lean["br0"].addresses.contains(&"192.0.2.1/24".to_string()));
+            if full {
+                assert_eq!(lean["t0.42"].vlan_id, Some(42));
+                assert_eq!(lean["bond0"].bond_mode.as_deref(), Some("balance-xor"));
+                assert_eq!(lean["bond0"].miimon, Some(150));
+                assert_eq!(lean["br1"].vlan_filtering, Some(true));
+            }
+        }
+    });
+}

@@ -7,6 +7,7 @@
 //! netlink link events and every 30 s, and records what it had to repair as drift.
 
 pub mod attach;
+pub mod linkdump;
 pub mod model;
 pub mod netlink;
 pub mod reconcile;
@@ -174,6 +175,7 @@ impl Network {
     /// Converges every managed link and records drift; never fails (errors go to status).
     pub async fn reconcile_all(&self, store: &Store) {
         let _g = self.lock.lock().await;
+        let t0 = std::time::Instant::now();
         let desired = match desired_all(store) {
             Ok(d) => d,
             Err(e) => {
@@ -184,7 +186,16 @@ impl Network {
         if desired.is_empty() {
             return;
         }
-        match reconcile::converge(&self.kernel, &desired, true, reconcile::Scope::Full).await {
+        let t_load = t0.elapsed();
+        let result =
+            reconcile::converge(&self.kernel, &desired, true, reconcile::Scope::Full).await;
+        tracing::debug!(
+            objects = desired.len(),
+            load_ms = t_load.as_secs_f64() * 1000.0,
+            converge_ms = (t0.elapsed() - t_load).as_secs_f64() * 1000.0,
+            "reconcile phases"
+        );
+        match result {
             Ok(report) => {
                 let now = crate::time::now_unix();
                 let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());

@@ -58,7 +58,7 @@ pub struct VlanFlags {
 }
 
 /// One link as read from the kernel.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LinkState {
     pub index: u32,
     pub name: String,
@@ -94,6 +94,8 @@ pub type Snapshot = HashMap<String, LinkState>;
 #[derive(Clone)]
 pub struct Kernel {
     handle: Handle,
+    /// A socket of its own for full link dumps (see `linkdump`).
+    dumper: std::sync::Arc<super::linkdump::LinkDumper>,
     writes: std::sync::Arc<AtomicU64>,
     netns: Option<std::sync::Arc<std::path::PathBuf>>,
 }
@@ -275,19 +277,25 @@ impl Kernel {
                     ns: label.clone(),
                     source,
                 })?;
+            let dumper =
+                super::linkdump::LinkDumper::new().map_err(|source| KernelError::Socket {
+                    ns: label.clone(),
+                    source,
+                })?;
             tokio::spawn(conn);
             tokio::spawn(econn);
-            Ok((handle, emsgs))
+            Ok((handle, emsgs, dumper))
         })
         .join()
         .map_err(|_| KernelError::Socket {
             ns: ns_label.clone(),
             source: std::io::Error::other("netlink thread panicked"),
         })??;
-        let (handle, events) = made;
+        let (handle, events, dumper) = made;
         Ok((
             Kernel {
                 handle,
+                dumper: std::sync::Arc::new(dumper),
                 writes: std::sync::Arc::new(AtomicU64::new(0)),
                 netns: ns_for_kernel,
             },
@@ -343,6 +351,27 @@ impl Kernel {
 
     /// Reads every link, with bridge VLANs (when `vlans`) and addresses.
     pub async fn snapshot(&self, vlans: bool) -> Result<Snapshot, KernelError> {
+        let dumper = std::sync::Arc::clone(&self.dumper);
+        let links = tokio::task::spawn_blocking(move || dumper.dump())
+            .await
+            .map_err(|e| KernelError::Netlink {
+                op: "listing links".into(),
+                message: e.to_string(),
+                errno: None,
+            })??;
+        let mut by_index: BTreeMap<u32, LinkState> =
+            links.into_iter().map(|l| (l.index, l)).collect();
+        if vlans {
+            self.fill_vlans(&mut by_index).await?;
+        }
+        add_addresses(&mut by_index, self.handle.address().get().execute()).await?;
+        Ok(into_snapshot(by_index))
+    }
+
+    /// [`Kernel::snapshot`] through rtnetlink's full decoder: the reference the lean dump is
+    /// tested against.
+    #[doc(hidden)]
+    pub async fn snapshot_rtnl(&self, vlans: bool) -> Result<Snapshot, KernelError> {
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         // Statistics are most of a link message and of the kernel's work to build it; skip them.
         let mut s = self

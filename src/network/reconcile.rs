@@ -550,7 +550,13 @@ pub async fn converge(
     let result: Result<(), KernelError> = async {
         // VLANs may sit on bridges or bonds created just before, so re-read between kinds;
         // every later phase re-reads only when the one before it changed something.
+        let t_read = std::time::Instant::now();
         let mut s = run.snapshot().await?;
+        tracing::debug!(
+            links = s.len(),
+            read_ms = t_read.elapsed().as_secs_f64() * 1000.0,
+            "converge: kernel read"
+        );
         let mut last = None;
         let mut seen = k.write_count();
         for group in sorted.chunk_by(|a, b| order(a) == order(b)) {
