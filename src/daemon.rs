@@ -87,13 +87,28 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             .map_err(|e| StartError::Bootstrap(format!("storage start: {e}")))??
     };
     let storage = Arc::new(storage);
+    crate::container::become_subreaper();
+    let containers = Arc::new(crate::container::Containers::new(
+        Arc::clone(&store),
+        Arc::clone(&storage),
+        &cfg.data_dir,
+    ));
+    {
+        let c = Arc::clone(&containers);
+        tokio::task::spawn_blocking(move || c.adopt_and_boot())
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("containers start: {e}")))?;
+    }
     let app = App::new(
         registry,
         Arc::clone(&store),
         access,
         Arc::clone(&tasks),
-        network,
-        storage,
+        crate::api::Engines {
+            network,
+            storage,
+            containers,
+        },
         cfg.data_dir.clone(),
     )?;
 

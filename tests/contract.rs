@@ -134,6 +134,49 @@ fn every_route_answers_according_to_the_openapi_document() {
         json!({"path": src.display().to_string(), "name": "b.iso", "content": "iso"}),
     );
 
+    // Containers (a tiny root filesystem: busybox, made here).
+    let bb = d.data().join("ctroot");
+    std::fs::create_dir_all(bb.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", bb.join("bin/busybox")).expect("busybox-static");
+    std::os::unix::fs::symlink("busybox", bb.join("bin/sh")).expect("symlink");
+    std::os::unix::fs::symlink("busybox", bb.join("bin/sleep")).expect("symlink");
+    let tarball = d.data().join("ct.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&bb)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .expect("tar")
+        .success());
+    let data = std::fs::read(&tarball).expect("read");
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    root.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name=ct.tar&content=template&sha256={sum}"),
+        &data,
+        "application/octet-stream",
+    );
+    let ct = root.post(
+        "/containers",
+        json!({"name": "ct1", "template": "local:ct.tar", "init": ["/bin/sh", "-c", "while true; do sleep 1; done"]}),
+    );
+    let id = ct.body["id"].as_i64().expect("container id");
+    root.get("/containers");
+    root.get(&format!("/containers/{id}"));
+    root.put(&format!("/containers/{id}"), json!({"memory": 128}));
+    root.post(&format!("/containers/{id}/start"), json!({}));
+    root.post(
+        &format!("/containers/{id}/exec"),
+        json!({"command": ["/bin/sh", "-c", "true"]}),
+    );
+    root.post(&format!("/containers/{id}/freeze"), json!({}));
+    root.post(&format!("/containers/{id}/unfreeze"), json!({}));
+    root.post(&format!("/containers/{id}/stop"), json!({}));
+    root.post(&format!("/containers/{id}/shutdown"), json!({"timeout": 1}));
+    root.request("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
+
     let doc = c.get("/openapi.json").body;
     let seen: HashSet<String> = SEEN
         .lock()

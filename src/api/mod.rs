@@ -38,6 +38,7 @@ pub struct App {
     pub tasks: Arc<TaskManager>,
     pub network: Arc<crate::network::Network>,
     pub storage: Arc<crate::storage::Storage>,
+    pub containers: Arc<crate::container::Containers>,
     pub data_dir: PathBuf,
     pub node: String,
     /// The OpenAPI document, serialized once.
@@ -56,6 +57,13 @@ pub enum AppError {
     UnroutedHandler(String),
 }
 
+/// The engines handlers reach through the app.
+pub struct Engines {
+    pub network: Arc<crate::network::Network>,
+    pub storage: Arc<crate::storage::Storage>,
+    pub containers: Arc<crate::container::Containers>,
+}
+
 impl App {
     /// Wires the app together, checking that every route has exactly one handler.
     pub fn new(
@@ -63,10 +71,14 @@ impl App {
         store: Arc<Store>,
         access: Access,
         tasks: Arc<TaskManager>,
-        network: Arc<crate::network::Network>,
-        storage: Arc<crate::storage::Storage>,
+        engines: Engines,
         data_dir: PathBuf,
     ) -> Result<Arc<Self>, AppError> {
+        let Engines {
+            network,
+            storage,
+            containers,
+        } = engines;
         let table: HashMap<&str, handlers::Handler> = handlers::table().into_iter().collect();
         let mut ordered = Vec::new();
         for r in registry.routes() {
@@ -89,6 +101,7 @@ impl App {
             tasks,
             network,
             storage,
+            containers,
             data_dir,
             node: crate::node::node_name(),
             openapi,

@@ -192,3 +192,34 @@ impl From<crate::storage::StorageError> for ApiError {
         }
     }
 }
+
+impl From<crate::container::ContainerError> for ApiError {
+    fn from(e: crate::container::ContainerError) -> Self {
+        use crate::container::ContainerError as C;
+        match e {
+            C::NotFound(_) => ApiError::not_found(e.to_string()),
+            C::Conflict(_) => ApiError::conflict(e.to_string()),
+            C::Invalid { field, message } => {
+                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
+                a.invalid = vec![InvalidParam {
+                    pointer: field,
+                    location: "body".into(),
+                    message,
+                }];
+                a
+            }
+            C::Storage(s) => s.into(),
+            C::Store(s) => s.into(),
+            C::Runtime(_) => {
+                let mut a = ApiError::new(
+                    500,
+                    "container-failed",
+                    "Container operation failed",
+                    e.to_string(),
+                );
+                a.log_detail = Some(e.to_string());
+                a
+            }
+        }
+    }
+}

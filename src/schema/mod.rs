@@ -27,6 +27,10 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("access.json", include_str!("../../schema/access.json")),
     ("network.json", include_str!("../../schema/network.json")),
     ("storage.json", include_str!("../../schema/storage.json")),
+    (
+        "containers.json",
+        include_str!("../../schema/containers.json"),
+    ),
     ("routes.json", include_str!("../../schema/routes.json")),
 ];
 

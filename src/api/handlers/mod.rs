@@ -4,6 +4,7 @@
 mod access_login;
 mod acl;
 mod audit;
+mod containers;
 mod groups;
 mod meta;
 mod network;
@@ -111,5 +112,16 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("volume_snapshot_delete", storage::volume_snapshot_delete),
         h!("volume_upload", storage::volume_upload),
         h!("volume_import", storage::volume_import),
+        h!("container_list", containers::container_list),
+        h!("container_create", containers::container_create),
+        h!("container_view", containers::container_view),
+        h!("container_update", containers::container_update),
+        h!("container_delete", containers::container_delete),
+        h!("container_start", containers::container_start),
+        h!("container_stop", containers::container_stop),
+        h!("container_shutdown", containers::container_shutdown),
+        h!("container_freeze", containers::container_freeze),
+        h!("container_unfreeze", containers::container_unfreeze),
+        h!("container_exec", containers::container_exec),
     ]
 }

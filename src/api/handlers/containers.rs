@@ -1,0 +1,167 @@
+//! Containers: thin handlers over `crate::container`; slow parts run on blocking threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::paging;
+use crate::api::{ApiError, App, Req, Resp};
+use crate::container::{ContainerError, Containers, KIND};
+use crate::store::{objects, Object};
+
+fn render(c: &Containers, o: &Object) -> Value {
+    let mut v = o.to_api();
+    v["status"] = c.status(&o.id);
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ContainerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn respond(app: &App, status: u16, id: String) -> Result<Resp, ApiError> {
+    let c = Arc::clone(&app.containers);
+    let (v, rev) = blocking(move || {
+        let o = c.get(&id)?;
+        Ok((render(&c, &o), o.revision))
+    })
+    .await?;
+    let mut r = Resp::json(status, &v).etag(rev);
+    if status == 201 {
+        r = r.location(format!(
+            "{}/containers/{}",
+            crate::API_PREFIX,
+            v["id"].as_i64().unwrap_or_default()
+        ));
+    }
+    Ok(r)
+}
+
+pub async fn container_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let f = paging::filter(&req)?;
+    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
+    let c = Arc::clone(&app.containers);
+    let items =
+        blocking(move || Ok(page.items.iter().map(|o| render(&c, o)).collect::<Vec<_>>())).await?;
+    Ok(paging::list_response(items, page.next))
+}
+
+pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let body = req.body.clone();
+    let requested = body["id"].as_u64().map(|i| i as u32);
+    let id = app
+        .store
+        .write(|tx| crate::guest::allocate_id(tx, requested))
+        .map_err(|e| match e {
+            crate::guest::GuestIdError::Store(s) => ApiError::from(s),
+            other => {
+                let mut a = ApiError::field("body", "/id", other.to_string());
+                a.status = 409;
+                a
+            }
+        })?;
+    if let Some(p) = body["pool"].as_str() {
+        app.store
+            .require_cached(crate::storage::POOL_KIND, p)
+            .map_err(|_| {
+                let mut e =
+                    ApiError::field("body", "/pool", format!("storage pool {p} does not exist"));
+                e.status = 422;
+                e
+            })?;
+    }
+    let c = Arc::clone(&app.containers);
+    blocking(move || c.create(id, &body)).await?;
+    respond(&app, 201, id.to_string()).await
+}
+
+pub async fn container_view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    respond(&app, 200, req.param("id").to_string()).await
+}
+
+pub async fn container_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
+    let mut body = cur.body.clone();
+    if let (Value::Object(b), Value::Object(u)) = (&mut body, &req.body) {
+        for (k, v) in u {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let tags: Vec<String> = paging::tags_of(&body);
+    app.store
+        .write(|tx| objects::update(tx, KIND, &id, req.if_match, &body, &tags))?;
+    let c = Arc::clone(&app.containers);
+    let i2 = id.clone();
+    blocking(move || c.apply_limits(&i2)).await?;
+    respond(&app, 200, id).await
+}
+
+pub async fn container_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let force = req.query_bool("force").unwrap_or(false);
+    let c = Arc::clone(&app.containers);
+    blocking(move || c.delete(&id, force)).await?;
+    Ok(Resp::no_content())
+}
+
+async fn power(
+    app: Arc<App>,
+    req: Req,
+    f: impl FnOnce(&Containers, &str) -> Result<Value, ContainerError> + Send + 'static,
+) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let c = Arc::clone(&app.containers);
+    let i2 = id.clone();
+    blocking(move || f(&c, &i2)).await?;
+    respond(&app, 200, id).await
+}
+
+pub async fn container_start(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |c, id| c.start(id)).await
+}
+
+pub async fn container_stop(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |c, id| c.stop(id)).await
+}
+
+pub async fn container_shutdown(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let t = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(30));
+    power(app, req, move |c, id| c.shutdown(id, t)).await
+}
+
+pub async fn container_freeze(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |c, id| c.freeze(id, true)).await
+}
+
+pub async fn container_unfreeze(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |c, id| c.freeze(id, false)).await
+}
+
+pub async fn container_exec(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let command: Vec<String> = req.body["command"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let timeout = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(60));
+    let v = app
+        .containers
+        .exec(&id, &command, timeout)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Resp::json(200, &json!(v)))
+}

@@ -1,0 +1,301 @@
+//! Container cgroups on a pure v2 hierarchy (appliances) or on a v1/v2 hybrid (this CI host:
+//! memory, pids, cpu and freezer are v1 controllers). One `Cgroup` hides which.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// v1 controllers a container is placed in.
+const V1_CONTROLLERS: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
+
+/// The cgroup layout of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// cgroup2 mounted at /sys/fs/cgroup.
+    V2,
+    /// v1 controllers under /sys/fs/cgroup/<controller>.
+    Hybrid,
+}
+
+impl Mode {
+    pub fn detect() -> Mode {
+        if Path::new(ROOT).join("cgroup.controllers").exists() {
+            Mode::V2
+        } else {
+            Mode::Hybrid
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::V2 => "v2",
+            Mode::Hybrid => "hybrid (v1 controllers)",
+        }
+    }
+}
+
+/// Limits applied to a container's cgroup.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub swap: Option<u64>,
+    pub pids: Option<u64>,
+    /// CPU limit in cores (e.g. 1.5).
+    pub cpu: Option<f64>,
+    /// Relative weight, 1..10000 (v2 semantics).
+    pub weight: Option<u64>,
+}
+
+/// Why a cgroup operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cgroup {path}: {source}")]
+pub struct CgroupError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+fn write(path: &Path, v: &str) -> Result<(), CgroupError> {
+    fs::write(path, v).map_err(|source| CgroupError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One container's cgroup (one directory per v1 controller, or one v2 directory).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub mode: Mode,
+    name: String,
+}
+
+impl Cgroup {
+    /// The cgroup at `name` (a path relative to each hierarchy's root; not created yet).
+    pub fn new(name: &str) -> Cgroup {
+        Cgroup {
+            mode: Mode::detect(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Its path relative to the hierarchy root.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every directory of this cgroup.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self.mode {
+            Mode::V2 => vec![Path::new(ROOT).join(&self.name)],
+            Mode::Hybrid => V1_CONTROLLERS
+                .iter()
+                .map(|c| Path::new(ROOT).join(c).join(&self.name))
+                .filter(|p| p.parent().and_then(Path::parent).is_some_and(Path::exists))
+                .collect(),
+        }
+    }
+
+    fn dir(&self, controller: &str) -> PathBuf {
+        match self.mode {
+            Mode::V2 => Path::new(ROOT).join(&self.name),
+            Mode::Hybrid => Path::new(ROOT).join(controller).join(&self.name),
+        }
+    }
+
+    /// Creates the cgroup and applies `limits`.
+    pub fn create(&self, limits: &Limits) -> Result<(), CgroupError> {
+        if self.mode == Mode::V2 {
+            // Controllers must be enabled down the path for the leaf to get their files.
+            let parent = Path::new(ROOT).join(
+                Path::new(&self.name)
+                    .parent()
+                    .unwrap_or_else(|| Path::new("ferrite")),
+            );
+            fs::create_dir_all(&parent).map_err(|source| CgroupError {
+                path: parent.clone(),
+                source,
+            })?;
+            for p in [Path::new(ROOT).to_path_buf(), parent] {
+                for c in ["+memory", "+pids", "+cpu"] {
+                    let _ = fs::write(p.join("cgroup.subtree_control"), c);
+                }
+            }
+        }
+        for d in self.dirs() {
+            fs::create_dir_all(&d).map_err(|source| CgroupError {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        self.apply(limits)
+    }
+
+    /// Writes limits (also used for live updates).
+    pub fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
+        match self.mode {
+            Mode::V2 => {
+                let d = self.dir("");
+                if let Some(m) = l.memory {
+                    write(&d.join("memory.max"), &m.to_string())?;
+                }
+                if let Some(s) = l.swap {
+                    if d.join("memory.swap.max").exists() {
+                        write(&d.join("memory.swap.max"), &s.to_string())?;
+                    }
+                }
+                if let Some(p) = l.pids {
+                    write(&d.join("pids.max"), &p.to_string())?;
+                }
+                if let Some(c) = l.cpu {
+                    write(
+                        &d.join("cpu.max"),
+                        &format!("{} 100000", (c * 100_000.0) as u64),
+                    )?;
+                }
+                if let Some(w) = l.weight {
+                    write(&d.join("cpu.weight"), &w.to_string())?;
+                }
+            }
+            Mode::Hybrid => {
+                if let Some(m) = l.memory {
+                    let d = self.dir("memory");
+                    write(&d.join("memory.limit_in_bytes"), &m.to_string())?;
+                    if let Some(s) = l.swap {
+                        let f = d.join("memory.memsw.limit_in_bytes");
+                        if f.exists() {
+                            write(&f, &(m + s).to_string())?;
+                        }
+                    }
+                }
+                if let Some(p) = l.pids {
+                    write(&self.dir("pids").join("pids.max"), &p.to_string())?;
+                }
+                if let Some(c) = l.cpu {
+                    let d = self.dir("cpu");
+                    write(&d.join("cpu.cfs_period_us"), "100000")?;
+                    write(
+                        &d.join("cpu.cfs_quota_us"),
+                        &((c * 100_000.0) as u64).to_string(),
+                    )?;
+                }
+                if let Some(w) = l.weight {
+                    // v2 weight 100 = v1 shares 1024.
+                    write(
+                        &self.dir("cpu").join("cpu.shares"),
+                        &(w * 1024 / 100).max(2).to_string(),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a process into the cgroup.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Freezes or thaws every process in the cgroup.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self.mode {
+            Mode::V2 => write(
+                &self.dir("").join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+            ),
+            Mode::Hybrid => write(
+                &self.dir("freezer").join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            ),
+        }
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn frozen(&self) -> bool {
+        match self.mode {
+            Mode::V2 => fs::read_to_string(self.dir("").join("cgroup.freeze"))
+                .is_ok_and(|s| s.trim() == "1"),
+            Mode::Hybrid => fs::read_to_string(self.dir("freezer").join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN"),
+        }
+    }
+
+    /// Processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let d = match self.mode {
+            Mode::V2 => self.dir(""),
+            Mode::Hybrid => self.dir("pids"),
+        };
+        fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Memory in use, and the OOM kills seen, read from the cgroup.
+    pub fn usage(&self) -> serde_json::Value {
+        let read = |p: PathBuf| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        let num = |s: Option<String>| s.and_then(|v| v.parse::<u64>().ok());
+        match self.mode {
+            Mode::V2 => {
+                let d = self.dir("");
+                let cpu = read(d.join("cpu.stat")).and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec ").map(String::from))
+                });
+                let oom = read(d.join("memory.events")).and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("oom_kill ").map(String::from))
+                });
+                serde_json::json!({
+                    "memory_bytes": num(read(d.join("memory.current"))),
+                    "pids": num(read(d.join("pids.current"))),
+                    "cpu_usec": num(cpu),
+                    "oom_kills": num(oom),
+                })
+            }
+            Mode::Hybrid => {
+                let oom = read(self.dir("memory").join("memory.oom_control")).and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("oom_kill ").map(String::from))
+                });
+                serde_json::json!({
+                    "memory_bytes": num(read(self.dir("memory").join("memory.usage_in_bytes"))),
+                    "pids": num(read(self.dir("pids").join("pids.current"))),
+                    "cpu_usec": num(read(self.dir("cpuacct").join("cpuacct.usage"))).map(|n| n / 1000),
+                    "oom_kills": num(oom),
+                })
+            }
+        }
+    }
+
+    /// Removes the cgroup (every process must have exited).
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        if self.frozen() {
+            let _ = self.freeze(false);
+        }
+        for d in self.dirs() {
+            if d.exists() {
+                let mut tries = 0;
+                loop {
+                    match fs::remove_dir(&d) {
+                        Ok(()) => break,
+                        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && tries < 100 => {
+                            tries += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        Err(source) => return Err(CgroupError { path: d, source }),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any of the cgroup's directories exist.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.exists())
+    }
+}

@@ -1,0 +1,626 @@
+//! System containers: desired configuration in the store (kind `container`), a root filesystem
+//! volume from storage, namespaces and cgroups set up by the `ferrite-ctr` helper, and runtime
+//! state (init PID and its start time) in `DATA/containers/ID/runtime.json`, so a restarted
+//! daemon re-adopts running containers instead of losing them.
+
+pub mod cgroup;
+pub mod runtime;
+pub mod template;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::storage::{Content, Format, Storage, StorageError, VolumeSpec};
+use crate::store::{objects, Object, Store, StoreError};
+
+/// Store kind of containers.
+pub const KIND: &str = "container";
+/// Subordinate id range every unprivileged container maps root to (as LXC does by default).
+pub const ID_BASE: u32 = 100_000;
+pub const ID_COUNT: u32 = 65_536;
+
+/// Why a container operation failed; each variant is one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, m: impl Into<String>) -> ContainerError {
+    ContainerError::Invalid {
+        field: field.into(),
+        message: m.into(),
+    }
+}
+
+/// The running state a daemon records for each started container.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RuntimeState {
+    pid: i32,
+    /// Field 22 of /proc/PID/stat: tells a recycled PID from ours.
+    starttime: u64,
+    started_at: String,
+}
+
+fn proc_starttime(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
+    Some((f.get(19)?.parse().ok()?, state))
+}
+
+/// The container engine.
+pub struct Containers {
+    store: Arc<Store>,
+    storage: Arc<Storage>,
+    dir: PathBuf,
+    helper: PathBuf,
+    busy: Mutex<HashSet<String>>,
+    /// This daemon's cgroup directory (`ferrite-<hash of the data dir>`), so several daemons on
+    /// one host (tests) never share a container's cgroup.
+    scope: String,
+}
+
+/// Marks a container busy for one operation.
+pub struct Busy<'a>(&'a Mutex<HashSet<String>>, String);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&self.1);
+        }
+    }
+}
+
+impl Containers {
+    pub fn new(store: Arc<Store>, storage: Arc<Storage>, data_dir: &Path) -> Self {
+        let helper = std::env::current_exe()
+            .map(|p| p.with_file_name("ferrite-ctr"))
+            .unwrap_or_else(|_| PathBuf::from("ferrite-ctr"));
+        Containers {
+            store,
+            storage,
+            dir: data_dir.join("containers"),
+            helper,
+            busy: Mutex::new(HashSet::new()),
+            scope: scope_of(data_dir),
+        }
+    }
+
+    /// The cgroup of container `id`.
+    pub fn cg(&self, id: &str) -> cgroup::Cgroup {
+        cgroup::Cgroup::new(&format!("{}/ct-{id}", self.scope))
+    }
+
+    fn claim(&self, id: &str) -> Result<Busy<'_>, ContainerError> {
+        let mut s = self
+            .busy
+            .lock()
+            .map_err(|_| ContainerError::Runtime("lock poisoned".into()))?;
+        if !s.insert(id.to_string()) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is busy with another operation; retry when it finishes"
+            )));
+        }
+        Ok(Busy(&self.busy, id.to_string()))
+    }
+
+    fn ct_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn recorded_pid(&self, id: &str) -> Option<i32> {
+        let s = std::fs::read_to_string(self.ct_dir(id).join("runtime.json")).ok()?;
+        serde_json::from_str::<RuntimeState>(&s)
+            .ok()
+            .map(|st| st.pid)
+    }
+
+    fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
+        let s = std::fs::read_to_string(self.ct_dir(id).join("runtime.json")).ok()?;
+        let st: RuntimeState = serde_json::from_str(&s).ok()?;
+        match proc_starttime(st.pid) {
+            Some((t, state)) if t == st.starttime && state != 'Z' && state != 'X' => Some(st),
+            Some((_, 'Z')) => {
+                reap(st.pid);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The container's row.
+    pub fn get(&self, id: &str) -> Result<Object, ContainerError> {
+        self.store
+            .read(|c| objects::get(c, KIND, id))?
+            .ok_or_else(|| ContainerError::NotFound(id.to_string()))
+    }
+
+    /// Whether the container's init is alive.
+    pub fn running(&self, id: &str) -> bool {
+        self.runtime_state(id).is_some()
+    }
+
+    /// Observed state: power state, PID, resource usage.
+    pub fn status(&self, id: &str) -> Value {
+        let cg = self.cg(id);
+        match self.runtime_state(id) {
+            Some(st) => json!({
+                "state": if cg.frozen() { "frozen" } else { "running" },
+                "pid": st.pid,
+                "started_at": st.started_at,
+                "cgroup_mode": cg.mode.as_str(),
+                "usage": cg.usage(),
+            }),
+            None => json!({"state": "stopped", "cgroup_mode": cg.mode.as_str()}),
+        }
+    }
+
+    /// Creates a container: its row, its root filesystem volume, the template unpacked into
+    /// it. On any failure nothing of it remains.
+    pub fn create(&self, id: u32, body: &Value) -> Result<Object, ContainerError> {
+        let id_s = id.to_string();
+        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let pool = body["pool"]
+            .as_str()
+            .unwrap_or(crate::storage::DEFAULT_POOL)
+            .to_string();
+        let template = body["template"].as_str().unwrap_or_default().to_string();
+        let tpl_row = self.storage.row(&template).map_err(|_| {
+            invalid(
+                "/template",
+                format!("template volume {template} does not exist"),
+            )
+        })?;
+        if tpl_row.vref.content != Content::Template {
+            return Err(invalid(
+                "/template",
+                format!(
+                    "{template} is a {} volume, not a template",
+                    tpl_row.vref.content.as_str()
+                ),
+            ));
+        }
+        let tpl_path = self.storage.path(&template)?;
+        let rootfs_name = format!("ct-{id}-rootfs");
+        let rootfs = format!("{pool}:{rootfs_name}");
+        let mut stored = body.clone();
+        stored["id"] = json!(id);
+        stored["rootfs"] = json!(rootfs);
+        if stored.get("hostname").is_none() {
+            stored["hostname"] = json!(name);
+        }
+        // The row first (it reserves id and name), then the volume, then the unpack.
+        self.store.write(|tx| -> Result<(), ContainerError> {
+            let taken = objects::all(tx, KIND)?
+                .into_iter()
+                .find(|o| o.body["name"] == json!(name));
+            if let Some(o) = taken {
+                return Err(ContainerError::Conflict(format!(
+                    "a container named {name} already exists (id {})",
+                    o.id
+                )));
+            }
+            objects::insert(tx, KIND, &id_s, &name, None, &stored, &tags(&stored))?;
+            Ok(())
+        })?;
+        let undo_row = || {
+            let _ = self.store.write(|tx| -> Result<(), StoreError> {
+                objects::set_refs(tx, KIND, &id_s, &[])?;
+                objects::delete(tx, KIND, &id_s, None).map(|_| ())
+            });
+        };
+        let size = body["rootfs_size"].as_u64().unwrap_or(4096) * 1024 * 1024;
+        let vol = match self.storage.create_volume(
+            &pool,
+            &VolumeSpec {
+                name: rootfs_name,
+                content: Content::Rootdir,
+                format: Some(Format::Subvol),
+                size,
+                owner: Some(format!("ct/{id}")),
+                comment: None,
+            },
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                undo_row();
+                return Err(e.into());
+            }
+        };
+        let unpack = self
+            .storage
+            .path(&vol.id)
+            .map_err(ContainerError::from)
+            .and_then(|p| {
+                let shift = if body["privileged"].as_bool().unwrap_or(false) {
+                    0
+                } else {
+                    ID_BASE
+                };
+                template::unpack(&tpl_path, &p, shift)
+                    .map_err(|e| invalid("/template", e.to_string()))
+            });
+        if let Err(e) = unpack {
+            let _ = self.storage.delete_volume(&vol.id);
+            undo_row();
+            return Err(e);
+        }
+        let refs = vec![
+            crate::guest::volume_ref(&rootfs),
+            crate::guest::volume_ref(&template),
+        ];
+        let o = self.store.write(|tx| -> Result<Object, StoreError> {
+            objects::set_refs(tx, KIND, &id_s, &refs)?;
+            objects::require(tx, KIND, &id_s)
+        });
+        match o {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let _ = self.storage.delete_volume(&vol.id);
+                undo_row();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn limits(body: &Value) -> cgroup::Limits {
+        let mib = |k: &str| body[k].as_u64().map(|m| m * 1024 * 1024);
+        cgroup::Limits {
+            memory: mib("memory"),
+            swap: mib("swap"),
+            pids: body["pids_limit"].as_u64(),
+            cpu: body["cpu_limit"].as_f64(),
+            weight: body["cpu_weight"].as_u64(),
+        }
+    }
+
+    /// Starts a stopped container; on failure no process or cgroup is left.
+    pub fn start(&self, id: &str) -> Result<Value, ContainerError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        if self.running(id) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is already running"
+            )));
+        }
+        let b = &o.body;
+        let rootfs = self
+            .storage
+            .path(b["rootfs"].as_str().unwrap_or_default())?;
+        let dir = self.ct_dir(id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ContainerError::Runtime(format!("creating {}: {e}", dir.display())))?;
+        let cg = self.cg(id);
+        cg.create(&Self::limits(b))
+            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+        let spec = runtime::StartSpec {
+            id: id.to_string(),
+            cgroup: cg.name().to_string(),
+            scope: self.scope.clone(),
+            rootfs,
+            hostname: b["hostname"].as_str().unwrap_or(id).to_string(),
+            init: b["init"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_else(|| vec!["/sbin/init".into()]),
+            privileged: b["privileged"].as_bool().unwrap_or(false),
+            id_base: ID_BASE,
+            id_count: ID_COUNT,
+            console_log: dir.join("console.log"),
+            keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
+        };
+        let started = (|| -> Result<i32, ContainerError> {
+            use std::io::Write;
+            let mut child = std::process::Command::new(&self.helper)
+                .arg("start")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| {
+                    ContainerError::Runtime(format!("running {}: {e}", self.helper.display()))
+                })?;
+            if let Some(mut i) = child.stdin.take() {
+                let spec_json = serde_json::to_vec(&spec)
+                    .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+                i.write_all(&spec_json)
+                    .map_err(|e| ContainerError::Runtime(format!("sending the spec: {e}")))?;
+            }
+            let out = child
+                .wait_with_output()
+                .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+            if !out.status.success() {
+                return Err(ContainerError::Runtime(format!(
+                    "starting container {id} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .map_err(|e| ContainerError::Runtime(format!("bad helper answer: {e}")))?;
+            v["pid"]
+                .as_i64()
+                .map(|p| p as i32)
+                .ok_or_else(|| ContainerError::Runtime("the helper did not report a PID".into()))
+        })();
+        let pid = match started {
+            Ok(p) => p,
+            Err(e) => {
+                self.kill_cgroup(&cg);
+                let _ = cg.remove();
+                return Err(e);
+            }
+        };
+        let (starttime, _) = proc_starttime(pid).unwrap_or((0, 'R'));
+        let st = RuntimeState {
+            pid,
+            starttime,
+            started_at: crate::time::now_rfc3339(),
+        };
+        let _ = std::fs::write(
+            dir.join("runtime.json"),
+            serde_json::to_vec(&st).unwrap_or_default(),
+        );
+        Ok(self.status(id))
+    }
+
+    fn kill_cgroup(&self, cg: &cgroup::Cgroup) {
+        if cg.frozen() {
+            let _ = cg.freeze(false);
+        }
+        for p in cg.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let t0 = Instant::now();
+        while !cg.pids().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Applies the stored limits to a running container's cgroup (after an update).
+    pub fn apply_limits(&self, id: &str) -> Result<(), ContainerError> {
+        let o = self.get(id)?;
+        if self.running(id) {
+            self.cg(id)
+                .apply(&Self::limits(&o.body))
+                .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Kills the container's processes and removes its cgroup.
+    pub fn stop(&self, id: &str) -> Result<Value, ContainerError> {
+        let _b = self.claim(id)?;
+        self.get(id)?;
+        self.stop_locked(id);
+        Ok(self.status(id))
+    }
+
+    fn stop_locked(&self, id: &str) {
+        let cg = self.cg(id);
+        if let Some(st) = self.runtime_state(id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let pid = self.recorded_pid(id);
+        self.kill_cgroup(&cg);
+        let t0 = Instant::now();
+        while self.runtime_state(id).is_some() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(p) = pid {
+            reap(p);
+        }
+        let _ = cg.remove();
+        let _ = std::fs::remove_file(self.ct_dir(id).join("runtime.json"));
+    }
+
+    /// Asks init to stop (SIGTERM, or `signal`), then kills after `timeout`.
+    pub fn shutdown(&self, id: &str, timeout: Duration) -> Result<Value, ContainerError> {
+        let _b = self.claim(id)?;
+        self.get(id)?;
+        if let Some(st) = self.runtime_state(id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let t0 = Instant::now();
+            while self.runtime_state(id).is_some() && t0.elapsed() < timeout {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.stop_locked(id);
+        Ok(self.status(id))
+    }
+
+    /// Freezes or thaws every process of a running container.
+    pub fn freeze(&self, id: &str, frozen: bool) -> Result<Value, ContainerError> {
+        let _b = self.claim(id)?;
+        self.get(id)?;
+        if !self.running(id) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        self.cg(id)
+            .freeze(frozen)
+            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+        Ok(self.status(id))
+    }
+
+    /// Runs a command inside; returns stdout, stderr and the exit code.
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<Value, ContainerError> {
+        let o = self.get(id)?;
+        let st = self
+            .runtime_state(id)
+            .ok_or_else(|| ContainerError::Conflict(format!("container {id} is not running")))?;
+        if self.cg(id).frozen() {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is frozen"
+            )));
+        }
+        let mut cmd = tokio::process::Command::new(&self.helper);
+        cmd.arg("exec")
+            .arg("--cgroup")
+            .arg(self.cg(id).name())
+            .arg("--pid")
+            .arg(st.pid.to_string());
+        if o.body["privileged"].as_bool().unwrap_or(false) {
+            cmd.arg("--privileged");
+        }
+        if o.body["features"]["keyctl"].as_bool().unwrap_or(false) {
+            cmd.arg("--keyctl");
+        }
+        cmd.arg("--").args(command).kill_on_drop(true);
+        cmd.stdin(std::process::Stdio::null());
+        let t0 = Instant::now();
+        let out = tokio::time::timeout(timeout, cmd.output())
+            .await
+            .map_err(|_| {
+                ContainerError::Conflict(format!(
+                    "the command did not finish within {} s and was killed",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| ContainerError::Runtime(format!("running the exec helper: {e}")))?;
+        let code = out.status.code().unwrap_or(128);
+        if code == 125 {
+            return Err(ContainerError::Runtime(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        const MAX: usize = 1 << 20;
+        let cut = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX)]).into_owned();
+        Ok(json!({
+            "exit_code": code,
+            "stdout": cut(&out.stdout),
+            "stderr": cut(&out.stderr),
+            "truncated": out.stdout.len() > MAX || out.stderr.len() > MAX,
+            "duration_ms": t0.elapsed().as_millis() as u64,
+        }))
+    }
+
+    /// Deletes a container and its root filesystem; refused while running unless `force`.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        if self.running(id) {
+            if !force {
+                return Err(ContainerError::Conflict(format!(
+                    "container {id} is running; stop it first or delete with force=true"
+                )));
+            }
+            self.stop_locked(id);
+        }
+        let _ = self.cg(id).remove();
+        self.store
+            .write(|tx| objects::set_refs(tx, KIND, id, &[]))?;
+        if let Some(rootfs) = o.body["rootfs"].as_str() {
+            match self.storage.delete_volume(rootfs) {
+                Ok(()) | Err(StorageError::UnknownVolume(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store.write(|tx| objects::delete(tx, KIND, id, None))?;
+        let _ = std::fs::remove_dir_all(self.ct_dir(id));
+        Ok(())
+    }
+
+    /// At daemon start: reports which containers are still running (their runtime state is
+    /// kept), drops stale state of dead ones, then starts `onboot` containers in order.
+    pub fn adopt_and_boot(&self) {
+        let all = self
+            .store
+            .read(|c| objects::all(c, KIND))
+            .unwrap_or_default();
+        let mut boot: Vec<(i64, String)> = Vec::new();
+        for o in &all {
+            if let Some(st) = self.runtime_state(&o.id) {
+                tracing::info!(container = %o.id, pid = st.pid, "re-adopted a running container");
+            } else {
+                let _ = std::fs::remove_file(self.ct_dir(&o.id).join("runtime.json"));
+                let cg = self.cg(&o.id);
+                if cg.exists() {
+                    self.kill_cgroup(&cg);
+                    let _ = cg.remove();
+                }
+                if o.body["onboot"].as_bool().unwrap_or(false) {
+                    boot.push((
+                        o.body["startup_order"].as_i64().unwrap_or(i64::MAX),
+                        o.id.clone(),
+                    ));
+                }
+            }
+        }
+        boot.sort();
+        for (_, id) in boot {
+            match self.start(&id) {
+                Ok(_) => tracing::info!(container = %id, "started on boot"),
+                Err(e) => tracing::error!(container = %id, error = %e, "onboot start failed"),
+            }
+        }
+    }
+}
+
+/// `ferrite-` and the first 8 hex digits of SHA-256 of the data directory's path.
+pub fn scope_of(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(data_dir.display().to_string().as_bytes());
+    format!("ferrite-{}", &hex::encode(h)[..8])
+}
+
+/// Collects a dead container init if this daemon is its (sub)reaper; an init re-adopted after
+/// a daemon restart belongs to the host's init, which collects it instead.
+fn reap(pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+}
+
+/// Makes this process the reaper of the container inits its helper double-forks (call once at
+/// start), so stopped containers do not linger as zombies of a host init that never reaps.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+fn tags(body: &Value) -> Vec<String> {
+    body["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,443 @@
+//! The part of the container runtime that runs in `ferrite-ctr`, a small single-threaded helper
+//! process: forking into new namespaces is only safe from a single-threaded process, never from
+//! the daemon's tokio runtime. `start` double-forks so the container's init is not a child of
+//! the helper or of `ferrited`: the daemon can die and restart without touching it.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+/// What `ferrite-ctr start` needs to start a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartSpec {
+    pub id: String,
+    /// The container's cgroup, relative to the hierarchy roots.
+    pub cgroup: String,
+    /// The daemon's scope (keeps mount points of several daemons apart).
+    pub scope: String,
+    pub rootfs: PathBuf,
+    pub hostname: String,
+    pub init: Vec<String>,
+    pub privileged: bool,
+    /// First host id of the container's subordinate range (unprivileged only).
+    pub id_base: u32,
+    pub id_count: u32,
+    /// Where the init's stdout and stderr go.
+    pub console_log: PathBuf,
+    /// Allow keyctl/add_key/request_key (systemd in containers wants them).
+    pub keyctl: bool,
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+fn write_all(fd: &OwnedFd, b: &[u8]) {
+    let _ = nix::unistd::write(fd, b);
+}
+
+fn read_exact(fd: &OwnedFd, n: usize) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match nix::unistd::read(fd.as_raw_fd(), &mut out[got..]) {
+            Ok(0) => return Err("the container process exited during setup".into()),
+            Ok(k) => got += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(fail("reading from the container process", e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Capabilities taken out of the bounding set: a system container keeps the rest.
+const DROPPED_CAPS: [i32; 9] = [16, 17, 25, 30, 32, 33, 35, 36, 37];
+
+/// The default seccomp filter: calls that act on the host kernel as a whole answer EPERM.
+fn seccomp(keyctl: bool) -> Result<(), String> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    let mut names: Vec<i64> = vec![
+        nix::libc::SYS_kexec_load,
+        nix::libc::SYS_kexec_file_load,
+        nix::libc::SYS_init_module,
+        nix::libc::SYS_finit_module,
+        nix::libc::SYS_delete_module,
+        nix::libc::SYS_open_by_handle_at,
+        nix::libc::SYS_acct,
+        nix::libc::SYS_swapon,
+        nix::libc::SYS_swapoff,
+        nix::libc::SYS_iopl,
+        nix::libc::SYS_ioperm,
+        nix::libc::SYS_lookup_dcookie,
+        nix::libc::SYS_perf_event_open,
+    ];
+    if !keyctl {
+        names.extend([
+            nix::libc::SYS_keyctl,
+            nix::libc::SYS_add_key,
+            nix::libc::SYS_request_key,
+        ]);
+    }
+    let rules = names.into_iter().map(|n| (n, vec![])).collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(nix::libc::EPERM as u32),
+        std::env::consts::ARCH
+            .try_into()
+            .map_err(|e| fail("seccomp arch", e))?,
+    )
+    .map_err(|e| fail("building the seccomp filter", e))?;
+    let prog: BpfProgram = filter
+        .try_into()
+        .map_err(|e| fail("compiling the seccomp filter", e))?;
+    seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))
+}
+
+fn drop_caps() -> Result<(), String> {
+    for c in DROPPED_CAPS {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, c, 0, 0, 0) };
+        if r != 0 {
+            return Err(fail(
+                &format!("dropping capability {c}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>, String> {
+    v.iter()
+        .map(|s| CString::new(s.as_str()).map_err(|e| fail("argument", e)))
+        .collect()
+}
+
+fn env() -> Vec<CString> {
+    [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "container=ferrite",
+        "TERM=linux",
+        "HOME=/root",
+    ]
+    .iter()
+    .filter_map(|s| CString::new(*s).ok())
+    .collect()
+}
+
+fn mnt(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(src, target, fstype, flags, data)
+        .map_err(|e| fail(&format!("mounting {}", target.display()), e))
+}
+
+/// Inside the new namespaces, as the container's PID 1: filesystem, hostname, limits, exec.
+fn become_init(
+    spec: &StartSpec,
+    root: &Path,
+    log: &std::fs::File,
+    null: &std::fs::File,
+) -> Result<std::convert::Infallible, String> {
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    mnt(
+        Some(&root.to_string_lossy()),
+        root,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    for d in ["proc", "sys", "dev", "tmp"] {
+        let _ = std::fs::create_dir_all(root.join(d));
+    }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mnt(Some("proc"), &root.join("proc"), Some("proc"), nosuid, None)?;
+    if mnt(
+        Some("sysfs"),
+        &root.join("sys"),
+        Some("sysfs"),
+        nosuid | MsFlags::MS_RDONLY,
+        None,
+    )
+    .is_err()
+    {
+        // Without a network namespace of its own sysfs cannot be mounted; a read-only bind
+        // of the host's is the fallback.
+        mnt(
+            Some("/sys"),
+            &root.join("sys"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
+    let dev = root.join("dev");
+    mnt(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let t = dev.join(d);
+        std::fs::File::create(&t).map_err(|e| fail(&format!("creating /dev/{d}"), e))?;
+        mnt(Some(&format!("/dev/{d}")), &t, None, MsFlags::MS_BIND, None)?;
+    }
+    let _ = std::fs::create_dir_all(dev.join("pts"));
+    mnt(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
+    let _ = std::fs::create_dir_all(dev.join("shm"));
+    mnt(
+        Some("tmpfs"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    for (l, t) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(t, dev.join(l));
+    }
+    let old = root.join(".ferrite-oldroot");
+    let _ = std::fs::create_dir_all(&old);
+    nix::unistd::pivot_root(root, &old).map_err(|e| fail("pivot_root", e))?;
+    nix::unistd::chdir("/").map_err(|e| fail("chdir /", e))?;
+    umount2("/.ferrite-oldroot", MntFlags::MNT_DETACH)
+        .map_err(|e| fail("detaching the host root", e))?;
+    let _ = std::fs::remove_dir("/.ferrite-oldroot");
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| fail("sethostname", e))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| fail("stdin", e))?;
+    nix::unistd::dup2(log.as_raw_fd(), 1).map_err(|e| fail("stdout", e))?;
+    nix::unistd::dup2(log.as_raw_fd(), 2).map_err(|e| fail("stderr", e))?;
+    drop_caps()?;
+    seccomp(spec.keyctl)?;
+    let argv = cstrings(&spec.init)?;
+    let prog = argv.first().ok_or("the init command is empty")?.clone();
+    nix::unistd::execve(&prog, &argv, &env())
+        .map_err(|e| fail(&format!("executing {}", spec.init[0]), e))
+}
+
+/// Where a container's root filesystem is bound for its start: under /run, which every user
+/// may traverse. The bind lives only in the container's own mount namespaces.
+pub fn mount_point(scope: &str, id: &str) -> PathBuf {
+    PathBuf::from(format!("/run/ferrite/{scope}/{id}/rootfs"))
+}
+
+/// Starts a container and returns its init's host PID once the init has been executed.
+pub fn start(
+    spec: &StartSpec,
+    add_to_cgroup: &dyn Fn(i32) -> Result<(), String>,
+) -> Result<i32, String> {
+    let (c2p_r, c2p_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail("pipe", e))?;
+    let (p2c_r, p2c_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail("pipe", e))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail("pipe", e))?;
+    // SAFETY: this helper process is single-threaded.
+    match unsafe { fork() }.map_err(|e| fail("fork", e))? {
+        ForkResult::Child => {
+            drop((c2p_r, p2c_w, err_r));
+            let r = (|| -> Result<(), String> {
+                nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
+                // As real root, in a mount namespace of its own: open the console log and bind
+                // the root filesystem at a path every user can traverse (the data directory is
+                // 0700, closed to the container's mapped root).
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&spec.console_log)
+                    .map_err(|e| fail("opening the console log", e))?;
+                let null =
+                    std::fs::File::open("/dev/null").map_err(|e| fail("opening /dev/null", e))?;
+                unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail("new mount namespace", e))?;
+                mnt(
+                    None,
+                    Path::new("/"),
+                    None,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None,
+                )?;
+                let mp = mount_point(&spec.scope, &spec.id);
+                std::fs::create_dir_all(&mp).map_err(|e| fail("creating the mount point", e))?;
+                mnt(
+                    Some(&spec.rootfs.to_string_lossy()),
+                    &mp,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )?;
+                if !spec.privileged {
+                    unshare(CloneFlags::CLONE_NEWUSER)
+                        .map_err(|e| fail("new user namespace", e))?;
+                }
+                write_all(&c2p_w, b"U");
+                read_exact(&p2c_r, 1)?;
+                if !spec.privileged {
+                    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                        .map_err(|e| fail("setresgid", e))?;
+                    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                        .map_err(|e| fail("setresuid", e))?;
+                }
+                unshare(
+                    CloneFlags::CLONE_NEWNS
+                        | CloneFlags::CLONE_NEWUTS
+                        | CloneFlags::CLONE_NEWIPC
+                        | CloneFlags::CLONE_NEWNET
+                        | CloneFlags::CLONE_NEWCGROUP
+                        | CloneFlags::CLONE_NEWPID,
+                )
+                .map_err(|e| fail("new namespaces", e))?;
+                // SAFETY: still single-threaded.
+                match unsafe { fork() }.map_err(|e| fail("fork into the PID namespace", e))? {
+                    ForkResult::Child => {
+                        let e = match become_init(spec, &mp, &log, &null) {
+                            Err(e) => e,
+                            Ok(never) => match never {},
+                        };
+                        write_all(&err_w, e.as_bytes());
+                        std::process::exit(1);
+                    }
+                    ForkResult::Parent { child } => {
+                        write_all(&c2p_w, &child.as_raw().to_ne_bytes());
+                        Ok(())
+                    }
+                }
+            })();
+            if let Err(e) = r {
+                write_all(&err_w, e.as_bytes());
+                std::process::exit(1);
+            }
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => {
+            drop((c2p_w, p2c_r, err_w));
+            let r = (|| -> Result<i32, String> {
+                read_exact(&c2p_r, 1)?;
+                if !spec.privileged {
+                    let map = format!("0 {} {}\n", spec.id_base, spec.id_count);
+                    std::fs::write(format!("/proc/{child}/uid_map"), &map)
+                        .map_err(|e| fail("writing uid_map", e))?;
+                    std::fs::write(format!("/proc/{child}/gid_map"), &map)
+                        .map_err(|e| fail("writing gid_map", e))?;
+                }
+                add_to_cgroup(child.as_raw())?;
+                write_all(&p2c_w, b"G");
+                let b = read_exact(&c2p_r, 4)?;
+                Ok(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            })();
+            let _ = waitpid(child, None);
+            // The error pipe closes without data when the init's exec succeeded.
+            let mut msg = String::new();
+            let mut f = std::fs::File::from(err_r);
+            let _ = f.read_to_string(&mut msg);
+            match (r, msg.is_empty()) {
+                (Ok(pid), true) => Ok(pid),
+                (Ok(pid), false) => {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    Err(msg)
+                }
+                (Err(e), _) => Err(if msg.is_empty() { e } else { msg }),
+            }
+        }
+    }
+}
+
+/// Runs `cmd` inside the running container whose init is `pid`, with this process's stdio,
+/// and returns its exit code (128 + signal when killed).
+pub fn exec(
+    pid: i32,
+    privileged: bool,
+    keyctl: bool,
+    cmd: &[String],
+    add_to_cgroup: &dyn Fn(i32) -> Result<(), String>,
+) -> Result<i32, String> {
+    let open = |ns: &str| {
+        std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
+            .map_err(|e| fail(&format!("opening the container's {ns} namespace"), e))
+    };
+    let mut order: Vec<(&str, CloneFlags)> = Vec::new();
+    if !privileged {
+        order.push(("user", CloneFlags::CLONE_NEWUSER));
+    }
+    order.extend([
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ]);
+    let files = order
+        .iter()
+        .map(|(n, f)| open(n).map(|file| (file, *f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    add_to_cgroup(std::process::id() as i32)?;
+    for (file, flag) in files {
+        setns(file, flag).map_err(|e| fail("joining the container's namespaces", e))?;
+    }
+    if !privileged {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| fail("setresgid", e))?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| fail("setresuid", e))?;
+    }
+    let argv = cstrings(cmd)?;
+    // SAFETY: single-threaded helper.
+    match unsafe { fork() }.map_err(|e| fail("fork", e))? {
+        ForkResult::Child => {
+            let r = (|| -> Result<std::convert::Infallible, String> {
+                nix::unistd::chdir("/").map_err(|e| fail("chdir /", e))?;
+                drop_caps()?;
+                seccomp(keyctl)?;
+                let prog = argv.first().ok_or("the command is empty")?.clone();
+                nix::unistd::execvpe(&prog, &argv, &env())
+                    .map_err(|e| fail(&format!("executing {}", cmd[0]), e))
+            })();
+            let Err(e) = r;
+            let _ = std::io::stderr().write_all(format!("ferrite-ctr: {e}\n").as_bytes());
+            std::process::exit(127);
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(fail("waiting for the command", e)),
+            }
+        },
+    }
+}

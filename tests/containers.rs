@@ -1,0 +1,452 @@
+//! System containers through the real daemon: a busybox root filesystem built by the test,
+//! real namespaces, a real user namespace mapping, real cgroups (v2 or this host's hybrid), and
+//! the kernel checked for leftovers after every failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Client, Daemon};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Builds a busybox root filesystem tarball (gzip) from the host's busybox-static.
+fn busybox_template(dir: &Path) -> PathBuf {
+    let root = dir.join("bbroot");
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static is a test prerequisite (/bin/busybox)");
+    for a in [
+        "sh", "hostname", "id", "cat", "sleep", "echo", "ls", "ps", "head", "tail", "tr", "seq",
+        "true", "grep", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).expect("symlink");
+    }
+    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init")).expect("symlink");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    let out = dir.join("busybox.tar.gz");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-czf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    out
+}
+
+fn upload(c: &Client, path: &Path, name: &str) -> Value {
+    let data = std::fs::read(path).expect("read");
+    let sum = hex::encode(Sha256::digest(&data));
+    let r = c.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name={name}&content=template&sha256={sum}"),
+        &data,
+        "application/octet-stream",
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}
+
+fn setup() -> (Daemon, Client) {
+    let d = Daemon::start();
+    let root = d.root();
+    let tpl = busybox_template(&d.data());
+    upload(&root, &tpl, "busybox.tar.gz");
+    (d, root)
+}
+
+fn exec(c: &Client, id: i64, cmd: &str) -> Value {
+    let r = c.post(
+        &format!("/containers/{id}/exec"),
+        json!({"command": ["/bin/sh", "-c", cmd], "timeout": 60}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+fn host_uid_of(pid: i64) -> u32 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("uid")
+}
+
+fn ns_of(pid: &str, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// What a container leaves in the kernel: its cgroup directories and its mount point.
+fn leftovers(d: &Daemon, id: i64) -> Vec<String> {
+    let scope = ferrite::container::scope_of(&d.data());
+    let mut out = Vec::new();
+    for base in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuacct",
+        "/sys/fs/cgroup/freezer",
+    ] {
+        let p = Path::new(base).join(format!("{scope}/ct-{id}"));
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounts.contains(&format!("ct-{id}-rootfs")) && mounts.contains(&scope) {
+        out.push(format!("a mount of ct-{id}-rootfs"));
+    }
+    out
+}
+
+#[test]
+fn a_container_starts_isolated_runs_commands_and_leaves_nothing() {
+    let (d, c) = setup();
+    let r = c.post(
+        "/containers",
+        json!({"name": "web1", "template": "local:busybox.tar.gz", "memory": 64, "pids_limit": 64,
+               "init": ["/bin/sh", "-c", "echo booted; trap 'exit 0' TERM; while true; do sleep 1; done"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().expect("id");
+    assert!(id >= 100);
+    assert_eq!(r.body["status"]["state"], "stopped");
+    assert_eq!(r.body["rootfs"], format!("local:ct-{id}-rootfs"));
+    // The root filesystem volume is owned by the container and refuses deletion.
+    let v = c
+        .get(&format!("/storage/pools/local/volumes/ct-{id}-rootfs"))
+        .body;
+    assert_eq!(v["used_by"], json!([format!("container/{id}")]));
+    assert_eq!(
+        c.delete(&format!("/storage/pools/local/volumes/ct-{id}-rootfs"))
+            .status,
+        409
+    );
+
+    let r = c.post(&format!("/containers/{id}/start"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "running");
+    let pid = r.body["status"]["pid"].as_i64().expect("pid");
+    eprintln!("cgroup mode: {}", r.body["status"]["cgroup_mode"]);
+    // Unprivileged: container root is a subordinate id on the host.
+    assert_eq!(host_uid_of(pid), 100_000);
+    let me = std::process::id().to_string();
+    for ns in ["mnt", "pid", "uts", "ipc", "net", "user", "cgroup"] {
+        assert_ne!(
+            ns_of(&pid.to_string(), ns),
+            ns_of(&me, ns),
+            "{ns} namespace is shared"
+        );
+    }
+    let out = exec(
+        &c,
+        id,
+        "hostname; id -u; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps | wc -l",
+    );
+    let lines: Vec<&str> = out["stdout"].as_str().unwrap_or_default().lines().collect();
+    assert_eq!(lines[0], "web1");
+    assert_eq!(lines[1], "0", "mapped root inside");
+    assert!(lines[2].starts_with("/bin/sh -c echo booted"), "{lines:?}");
+    assert_eq!(out["exit_code"], 0);
+    let out = exec(&c, id, "echo to-stderr >&2; exit 3");
+    assert_eq!(out["exit_code"], 3);
+    assert_eq!(out["stderr"], "to-stderr\n");
+    // The default seccomp filter refuses keyctl-class calls only where asked; module loading
+    // and the like are refused regardless (no CAP_SYS_MODULE in the bounding set either).
+    let caps = exec(&c, id, "grep CapBnd /proc/self/status");
+    let bnd = u64::from_str_radix(
+        caps["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0"),
+        16,
+    )
+    .unwrap_or(0);
+    assert_eq!(bnd & (1 << 16), 0, "CAP_SYS_MODULE dropped");
+    assert_eq!(
+        std::fs::read_to_string(d.data().join(format!("containers/{id}/console.log")))
+            .expect("log"),
+        "booted\n"
+    );
+
+    // Freeze and thaw.
+    let r = c.post(&format!("/containers/{id}/freeze"), json!({}));
+    assert_eq!(r.body["status"]["state"], "frozen", "{}", r.text);
+    assert_eq!(
+        c.post(
+            &format!("/containers/{id}/exec"),
+            json!({"command": ["true"]})
+        )
+        .status,
+        409
+    );
+    let r = c.post(&format!("/containers/{id}/unfreeze"), json!({}));
+    assert_eq!(r.body["status"]["state"], "running");
+
+    // Running: delete is refused without force; shutdown lets init exit on SIGTERM.
+    assert_eq!(c.delete(&format!("/containers/{id}")).status, 409);
+    let r = c.post(
+        &format!("/containers/{id}/shutdown"),
+        json!({"timeout": 20}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "stopped");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "init {pid} is gone (reaped)"
+    );
+    assert!(leftovers(&d, id).is_empty(), "{:?}", leftovers(&d, id));
+    let r = c.post(
+        &format!("/containers/{id}/exec"),
+        json!({"command": ["true"]}),
+    );
+    assert_eq!(r.status, 409, "exec in a stopped container: {}", r.text);
+
+    // Start again, then delete with force: nothing remains.
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        200
+    );
+    assert_eq!(
+        c.request("DELETE", &format!("/containers/{id}?force=true"), None, &[])
+            .status,
+        204
+    );
+    assert_eq!(c.get(&format!("/containers/{id}")).status, 404);
+    assert_eq!(
+        c.get(&format!("/storage/pools/local/volumes/ct-{id}-rootfs"))
+            .status,
+        404
+    );
+    assert!(!d
+        .data()
+        .join(format!("storage/local/private/ct-{id}-rootfs"))
+        .exists());
+    assert!(leftovers(&d, id).is_empty(), "{:?}", leftovers(&d, id));
+}
+
+#[test]
+fn memory_and_pids_limits_are_enforced_inside() {
+    let (d, c) = setup();
+    let r = c.post(
+        "/containers",
+        json!({"name": "limits", "template": "local:busybox.tar.gz", "memory": 32, "swap": 0, "pids_limit": 16,
+               "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
+    );
+    let id = r.body["id"].as_i64().expect("id");
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        200
+    );
+    // (Init is a lone `sleep`: an init that forks would itself fail under the limits below.)
+    // A process that grows past 32 MiB is killed inside; the daemon and host carry on.
+    let out = exec(&c, id, "x=aaaaaaaa; while true; do x=$x$x; done");
+    assert_eq!(
+        out["exit_code"], 137,
+        "the memory hog was not OOM-killed: {out}"
+    );
+    let st = c.get(&format!("/containers/{id}")).body["status"].clone();
+    assert_eq!(st["state"], "running", "init survives: {st}");
+    assert!(st["usage"]["oom_kills"].as_u64().unwrap_or(0) >= 1, "{st}");
+    // More processes than pids_limit: forks fail inside.
+    let out = exec(
+        &c,
+        id,
+        "for i in $(seq 1 40); do sleep 5 & done 2>&1; wait; echo done",
+    );
+    let text = format!("{}{}", out["stdout"], out["stderr"]);
+    assert!(
+        text.contains("fork") || text.contains("Resource"),
+        "no fork failure seen: {out}"
+    );
+    let pids = c.get(&format!("/containers/{id}")).body["status"]["usage"]["pids"].as_u64();
+    assert!(pids.unwrap_or(0) <= 16, "{pids:?}");
+    // A live update of the limit reaches the cgroup.
+    let r = c.put(&format!("/containers/{id}"), json!({"pids_limit": 64}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let out = exec(
+        &c,
+        id,
+        "for i in $(seq 1 30); do sleep 2 & done; wait; echo done",
+    );
+    assert_eq!(out["stdout"], "done\n", "{out}");
+    assert_eq!(
+        c.request("DELETE", &format!("/containers/{id}?force=true"), None, &[])
+            .status,
+        204
+    );
+    assert!(leftovers(&d, id).is_empty());
+}
+
+#[test]
+fn containers_survive_a_daemon_kill_and_are_readopted() {
+    let (mut d, c) = setup();
+    let r = c.post(
+        "/containers",
+        json!({"name": "sturdy", "template": "local:busybox.tar.gz",
+               "init": ["/bin/sh", "-c", "while true; do sleep 1; done"]}),
+    );
+    let id = r.body["id"].as_i64().expect("id");
+    let r = c.post(&format!("/containers/{id}/start"), json!({}));
+    let pid = r.body["status"]["pid"].as_i64().expect("pid");
+    d.stop(nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        host_uid_of(pid),
+        100_000,
+        "the container outlived the daemon"
+    );
+    d.spawn();
+    let c = d.root();
+    let r = c.get(&format!("/containers/{id}"));
+    assert_eq!(r.body["status"]["state"], "running", "{}", r.text);
+    assert_eq!(r.body["status"]["pid"].as_i64(), Some(pid));
+    assert!(d.log().contains("re-adopted a running container"));
+    assert_eq!(exec(&c, id, "hostname")["stdout"], "sturdy\n");
+    let r = c.post(&format!("/containers/{id}/stop"), json!({}));
+    assert_eq!(r.body["status"]["state"], "stopped");
+    assert!(leftovers(&d, id).is_empty());
+    assert_eq!(c.delete(&format!("/containers/{id}")).status, 204);
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let (d, c) = setup();
+    let count = |c: &Client| {
+        c.get("/containers").body["items"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    let vols = |c: &Client| {
+        c.get("/storage/pools/local/volumes?content=rootdir").body["items"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    // Schema-level refusals name the field.
+    for (body, pointer) in [
+        (
+            json!({"name": "x", "template": "local:busybox.tar.gz", "memory": 8}),
+            "/memory",
+        ),
+        (
+            json!({"name": "bad name", "template": "local:busybox.tar.gz"}),
+            "/name",
+        ),
+        (json!({"name": "x"}), "/template"),
+        (
+            json!({"name": "x", "template": "local:busybox.tar.gz", "id": 5}),
+            "/id",
+        ),
+        (
+            json!({"name": "x", "template": "local:busybox.tar.gz", "colour": 1}),
+            "/colour",
+        ),
+    ] {
+        let r = c.post("/containers", body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.pointers(), vec![pointer], "{body}");
+    }
+    // A template that does not exist, or is not a template.
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:nope.tar.gz"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/template"]);
+    // A corrupt template and one whose members try to escape: 422, nothing written outside.
+    let junk = d.data().join("junk.tar.gz");
+    std::fs::write(&junk, b"\x1f\x8b\x08\x00 definitely not gzip").expect("junk");
+    upload(&c, &junk, "junk.tar.gz");
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:junk.tar.gz"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    let evil_dir = d.data().join("evil");
+    std::fs::create_dir_all(evil_dir.join("a")).expect("mkdir");
+    std::fs::write(evil_dir.join("a/f"), "x").expect("f");
+    let evil = d.data().join("evil.tar");
+    let st = Command::new("tar")
+        .args(["-C"])
+        .arg(&evil_dir)
+        .args(["-cf"])
+        .arg(&evil)
+        .args(["--transform", "s,^a/f,../../escaped,", "a/f"])
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    upload(&c, &evil, "evil.tar");
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:evil.tar"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside"),
+        "{}",
+        r.text
+    );
+    assert!(!d.data().join("storage/local/escaped").exists());
+    assert!(!d.data().join("storage/escaped").exists());
+    assert_eq!(count(&c), 0, "no rows left");
+    assert_eq!(vols(&c), 0, "no root filesystems left");
+    // Duplicate names and ids.
+    let r = c.post(
+        "/containers",
+        json!({"name": "dup", "template": "local:busybox.tar.gz", "id": 150}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = c.post(
+        "/containers",
+        json!({"name": "dup", "template": "local:busybox.tar.gz"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = c.post(
+        "/containers",
+        json!({"name": "other", "template": "local:busybox.tar.gz", "id": 150}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/id"]);
+    assert_eq!(count(&c), 1);
+    assert_eq!(vols(&c), 1);
+    // A start that fails (no such init) leaves no process or cgroup.
+    let r = c.put("/containers/150", json!({"init": ["/no/such/init"]}));
+    assert_eq!(r.status, 200);
+    let r = c.post("/containers/150/start", json!({}));
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/no/such/init"),
+        "{}",
+        r.text
+    );
+    assert_eq!(c.get("/containers/150").body["status"]["state"], "stopped");
+    assert!(leftovers(&d, 150).is_empty(), "{:?}", leftovers(&d, 150));
+    assert_eq!(
+        c.post("/containers/150/exec", json!({"command": ["true"]}))
+            .status,
+        409
+    );
+    assert_eq!(c.delete("/containers/150").status, 204);
+    assert_eq!(c.delete("/containers/150").status, 404);
+}
