@@ -91,6 +91,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let containers = Arc::new(crate::container::Containers::new(
         Arc::clone(&store),
         Arc::clone(&storage),
+        Arc::clone(&network),
         &cfg.data_dir,
     ));
     {

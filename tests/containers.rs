@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, Daemon};
+use common::{Client, Daemon, NetNs};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,7 @@ fn busybox_template(dir: &Path) -> PathBuf {
         .expect("busybox-static is a test prerequisite (/bin/busybox)");
     for a in [
         "sh", "hostname", "id", "cat", "sleep", "echo", "ls", "ps", "head", "tail", "tr", "seq",
-        "true", "grep", "wc",
+        "true", "grep", "wc", "ping", "ip",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).expect("symlink");
     }
@@ -52,6 +52,22 @@ fn upload(c: &Client, path: &Path, name: &str) -> Value {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     r.body
+}
+
+/// Force-deletes every container when a test ends, passed or failed: containers outlive
+/// their daemon by design, so a failed test must not leave them running.
+struct Reap(Client);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let items = self.0.get("/containers").body["items"].clone();
+        for ct in items.as_array().into_iter().flatten() {
+            if let Some(id) = ct["id"].as_i64() {
+                self.0
+                    .request("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
+            }
+        }
+    }
 }
 
 fn setup() -> (Daemon, Client) {
@@ -113,6 +129,7 @@ fn leftovers(d: &Daemon, id: i64) -> Vec<String> {
 #[test]
 fn a_container_starts_isolated_runs_commands_and_leaves_nothing() {
     let (d, c) = setup();
+    let _reap = Reap(c.clone());
     let r = c.post(
         "/containers",
         json!({"name": "web1", "template": "local:busybox.tar.gz", "memory": 64, "pids_limit": 64,
@@ -241,6 +258,7 @@ fn a_container_starts_isolated_runs_commands_and_leaves_nothing() {
 #[test]
 fn memory_and_pids_limits_are_enforced_inside() {
     let (d, c) = setup();
+    let _reap = Reap(c.clone());
     let r = c.post(
         "/containers",
         json!({"name": "limits", "template": "local:busybox.tar.gz", "memory": 32, "swap": 0, "pids_limit": 16,
@@ -311,6 +329,7 @@ fn containers_survive_a_daemon_kill_and_are_readopted() {
     );
     d.spawn();
     let c = d.root();
+    let _reap = Reap(c.clone());
     let r = c.get(&format!("/containers/{id}"));
     assert_eq!(r.body["status"]["state"], "running", "{}", r.text);
     assert_eq!(r.body["status"]["pid"].as_i64(), Some(pid));
@@ -325,6 +344,7 @@ fn containers_survive_a_daemon_kill_and_are_readopted() {
 #[test]
 fn bad_input_is_refused_and_leaves_nothing() {
     let (d, c) = setup();
+    let _reap = Reap(c.clone());
     let count = |c: &Client| {
         c.get("/containers").body["items"]
             .as_array()
@@ -449,4 +469,166 @@ fn bad_input_is_refused_and_leaves_nothing() {
     );
     assert_eq!(c.delete("/containers/150").status, 204);
     assert_eq!(c.delete("/containers/150").status, 404);
+}
+
+fn net_setup(tag: &str) -> (NetNs, Daemon, Client) {
+    let ns = NetNs::new(tag);
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    let tpl = busybox_template(&d.data());
+    upload(&c, &tpl, "busybox.tar.gz");
+    (ns, d, c)
+}
+
+fn ct_with_nic(c: &Client, name: &str, nic: Value) -> i64 {
+    let r = c.post(
+        "/containers",
+        json!({"name": name, "template": "local:busybox.tar.gz", "net": {"net0": nic},
+               "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().expect("id");
+    let r = c.post(&format!("/containers/{id}/start"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    id
+}
+
+fn pings(c: &Client, id: i64, ip: &str) -> bool {
+    // Three tries: the first may spend its time on ARP (slow under emulation).
+    let out = exec(c, id, &format!("ping -c3 -W3 {ip}"));
+    eprintln!("container {id} ping {ip}: {out}");
+    out["exit_code"] == 0
+}
+
+#[test]
+fn containers_on_one_bridge_talk_and_the_bridge_cannot_go_under_them() {
+    let (ns, _d, c) = net_setup("ctnet");
+    let _reap = Reap(c.clone());
+    let r = c.post("/network/bridges", json!({"name": "ctbr0"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    // An unknown bridge is refused before anything is made.
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:busybox.tar.gz", "net": {"net0": {"bridge": "nope0"}}}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/net/net0/bridge"]);
+    // A VLAN tag on a plain bridge likewise.
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:busybox.tar.gz", "net": {"net0": {"bridge": "ctbr0", "tag": 10}}}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    let a = ct_with_nic(&c, "a", json!({"bridge": "ctbr0", "ip": "10.77.0.1/24"}));
+    let b = ct_with_nic(
+        &c,
+        "b",
+        json!({"bridge": "ctbr0", "ip": "10.77.0.2/24", "gw": "10.77.0.254"}),
+    );
+    assert!(pings(&c, a, "10.77.0.2"), "a reaches b over the bridge");
+    assert!(pings(&c, b, "10.77.0.1"), "b reaches a");
+    // The NIC has its stable MAC inside, as eth0, and the default route was set.
+    let mac = exec(&c, a, "cat /sys/class/net/eth0/address")["stdout"].clone();
+    assert_eq!(
+        mac.as_str().unwrap_or_default().trim(),
+        ferrite::network::attach::stable_mac(&a.to_string(), "net0")
+    );
+    let routes = exec(&c, b, "ip route")["stdout"].clone();
+    assert!(
+        routes
+            .as_str()
+            .unwrap_or_default()
+            .contains("default via 10.77.0.254"),
+        "{routes}"
+    );
+    // The host ends are on the bridge in the daemon's namespace.
+    let links = ns.links();
+    assert_eq!(links[&format!("v{a}i0")]["master"], "ctbr0");
+    // Deleting the bridge under them is refused, naming them.
+    let r = c.delete("/network/bridges/ctbr0");
+    assert_eq!(r.status, 409, "{}", r.text);
+    let detail = r.body["detail"].as_str().unwrap_or_default().to_string();
+    assert!(
+        detail.contains(&format!("container {a}")) && detail.contains(&format!("container {b}")),
+        "{detail}"
+    );
+    // Stopping a container takes its veth away; deleting both frees the bridge.
+    assert_eq!(
+        c.request("DELETE", &format!("/containers/{a}?force=true"), None, &[])
+            .status,
+        204
+    );
+    assert!(!ns.links().contains_key(&format!("v{a}i0")));
+    assert_eq!(
+        c.request("DELETE", &format!("/containers/{b}?force=true"), None, &[])
+            .status,
+        204
+    );
+    assert_eq!(c.delete("/network/bridges/ctbr0").status, 204);
+}
+
+/// Needs a VLAN-aware bridge; where this kernel cannot, the test runs in the kernel VM (which
+/// is also a pure cgroup v2 host, so the v2 path is proven there).
+#[test]
+fn containers_in_different_vlans_are_isolated() {
+    if !common::kernel_supports("ip -n NS link add name pbr type bridge vlan_filtering 1") {
+        if common::rerun_in_kernel_vm("containers_in_different_vlans_are_isolated") {
+            return;
+        }
+        common::skip(
+            "containers::containers_in_different_vlans_are_isolated",
+            "this kernel lacks CONFIG_BRIDGE_VLAN_FILTERING and no kernel VM is available",
+        );
+        return;
+    }
+    let (_ns, _d, c) = net_setup("ctvlan");
+    let _reap = Reap(c.clone());
+    let r = c.post(
+        "/network/bridges",
+        json!({"name": "vbr0", "vlan_aware": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let a = ct_with_nic(
+        &c,
+        "a",
+        json!({"bridge": "vbr0", "tag": 10, "ip": "10.10.0.1/24"}),
+    );
+    let b = ct_with_nic(
+        &c,
+        "b",
+        json!({"bridge": "vbr0", "tag": 10, "ip": "10.10.0.2/24"}),
+    );
+    let x = ct_with_nic(
+        &c,
+        "x",
+        json!({"bridge": "vbr0", "tag": 20, "ip": "10.10.0.3/24"}),
+    );
+    eprintln!(
+        "cgroup mode: {}",
+        c.get(&format!("/containers/{a}")).body["status"]["cgroup_mode"]
+    );
+    let same = pings(&c, a, "10.10.0.2");
+    if !same {
+        eprintln!(
+            "{}",
+            common::sh(&format!(
+                "bridge -n {} vlan show; ip -n {} -br link",
+                _ns.name, _ns.name
+            ))
+        );
+        eprintln!("{}", exec(&c, a, "ip addr; ip route")["stdout"]);
+    }
+    assert!(same, "same VLAN: reachable");
+    assert!(
+        !pings(&c, a, "10.10.0.3"),
+        "VLAN 20 is not reachable from VLAN 10"
+    );
+    assert!(!pings(&c, x, "10.10.0.2"), "nor the other way");
+    for id in [a, b, x] {
+        assert_eq!(
+            c.request("DELETE", &format!("/containers/{id}?force=true"), None, &[])
+                .status,
+            204
+        );
+    }
 }

@@ -68,6 +68,8 @@ fn proc_starttime(pid: i32) -> Option<(u64, char)> {
 pub struct Containers {
     store: Arc<Store>,
     storage: Arc<Storage>,
+    network: Arc<crate::network::Network>,
+    rt: tokio::runtime::Handle,
     dir: PathBuf,
     helper: PathBuf,
     busy: Mutex<HashSet<String>>,
@@ -88,13 +90,21 @@ impl Drop for Busy<'_> {
 }
 
 impl Containers {
-    pub fn new(store: Arc<Store>, storage: Arc<Storage>, data_dir: &Path) -> Self {
+    /// Must be called inside the daemon's tokio runtime (NIC setup runs on it).
+    pub fn new(
+        store: Arc<Store>,
+        storage: Arc<Storage>,
+        network: Arc<crate::network::Network>,
+        data_dir: &Path,
+    ) -> Self {
         let helper = std::env::current_exe()
             .map(|p| p.with_file_name("ferrite-ctr"))
             .unwrap_or_else(|_| PathBuf::from("ferrite-ctr"));
         Containers {
             store,
             storage,
+            network,
+            rt: tokio::runtime::Handle::current(),
             dir: data_dir.join("containers"),
             helper,
             busy: Mutex::new(HashSet::new()),
@@ -261,10 +271,7 @@ impl Containers {
             undo_row();
             return Err(e);
         }
-        let refs = vec![
-            crate::guest::volume_ref(&rootfs),
-            crate::guest::volume_ref(&template),
-        ];
+        let refs = refs_of(&stored);
         let o = self.store.write(|tx| -> Result<Object, StoreError> {
             objects::set_refs(tx, KIND, &id_s, &refs)?;
             objects::require(tx, KIND, &id_s)
@@ -370,6 +377,16 @@ impl Containers {
                 return Err(e);
             }
         };
+        if let Err(e) = self.rt.block_on(self.attach_nics(id, pid, b)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            self.kill_cgroup(&cg);
+            reap(pid);
+            let _ = cg.remove();
+            return Err(e);
+        }
         let (starttime, _) = proc_starttime(pid).unwrap_or((0, 'R'));
         let st = RuntimeState {
             pid,
@@ -381,6 +398,96 @@ impl Containers {
             serde_json::to_vec(&st).unwrap_or_default(),
         );
         Ok(self.status(id))
+    }
+
+    /// Gives the container its NICs: a veth per `netN` whose host end joins the bridge (with
+    /// the access tag or trunks) and whose guest end arrives in the container as `ethN` with
+    /// its stable MAC, addresses and default routes. The veths die with the container's network
+    /// namespace, so a stop needs no cleanup here.
+    async fn attach_nics(&self, id: &str, pid: i32, b: &Value) -> Result<(), ContainerError> {
+        use crate::network::attach::{attach, stable_mac, NicKind, NicSpec};
+        let Some(nets) = b["net"].as_object() else {
+            return Ok(());
+        };
+        let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let k = self.network.kernel();
+        let mut inside: Vec<(String, &Value)> = Vec::new();
+        for (slot, nic) in nets {
+            let n = slot.trim_start_matches("net");
+            let mac = nic["mac"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| stable_mac(id, slot));
+            let spec = NicSpec {
+                bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
+                tag: nic["tag"].as_u64().map(|t| t as u16),
+                trunks: nic["trunks"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_u64().map(|x| x as u16))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                mac: Some(mac.clone()),
+                mtu: nic["mtu"].as_u64().map(|m| m as u32),
+            };
+            let guest = format!("eth{n}");
+            attach(
+                k,
+                &NicKind::Veth {
+                    host: format!("v{id}i{n}"),
+                    peer: format!("p{id}i{n}"),
+                    netns: Some(netns.clone()),
+                    guest_name: Some(guest.clone()),
+                },
+                &spec,
+                &mac,
+            )
+            .await
+            .map_err(|e| ContainerError::Runtime(format!("{slot}: {e}")))?;
+            inside.push((guest, nic));
+        }
+        let (gk, _events) = crate::network::netlink::Kernel::connect(Some(&netns))
+            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+        let rt = |e: crate::network::netlink::KernelError| ContainerError::Runtime(e.to_string());
+        if let Some(lo) = gk.link("lo").await.map_err(rt)? {
+            gk.set_up(lo.index, "lo", true).await.map_err(rt)?;
+        }
+        for (guest, nic) in inside {
+            let l = gk
+                .link(&guest)
+                .await
+                .map_err(rt)?
+                .ok_or_else(|| ContainerError::Runtime(format!("{guest} did not arrive")))?;
+            gk.set_up(l.index, &guest, true).await.map_err(rt)?;
+            for key in ["ip", "ip6"] {
+                if let Some(a) = nic[key].as_str() {
+                    gk.addr_add(l.index, &guest, a).await.map_err(rt)?;
+                }
+            }
+            if let Some(g) = nic["gw"].as_str().and_then(|g| g.parse().ok()) {
+                gk.route_add_default_v4(g).await.map_err(rt)?;
+            }
+            if let Some(g) = nic["gw6"].as_str().and_then(|g| g.parse().ok()) {
+                gk.route_add_default_v6(g).await.map_err(rt)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the host ends of a container's NICs now (the kernel would too once the
+    /// container's network namespace is gone, but later, from a work queue).
+    fn detach_nics(&self, id: &str) {
+        let Ok(o) = self.get(id) else { return };
+        let Some(nets) = o.body["net"].as_object() else {
+            return;
+        };
+        let k = self.network.kernel();
+        for slot in nets.keys() {
+            let host = crate::network::attach::guest_host_if(id, slot.trim_start_matches("net"));
+            let _ = self.rt.block_on(crate::network::attach::detach(k, &host));
+        }
     }
 
     fn kill_cgroup(&self, cg: &cgroup::Cgroup) {
@@ -420,6 +527,7 @@ impl Containers {
 
     fn stop_locked(&self, id: &str) {
         let cg = self.cg(id);
+        self.detach_nics(id);
         if let Some(st) = self.runtime_state(id) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(st.pid),
@@ -589,6 +697,25 @@ impl Containers {
             }
         }
     }
+}
+
+/// What a container refers to: its volumes and the bridges of its NICs (so deleting either is
+/// refused with 409 naming the container).
+pub fn refs_of(body: &Value) -> Vec<String> {
+    let mut r = Vec::new();
+    for k in ["rootfs", "template"] {
+        if let Some(v) = body[k].as_str() {
+            r.push(crate::guest::volume_ref(v));
+        }
+    }
+    if let Some(n) = body["net"].as_object() {
+        for nic in n.values() {
+            if let Some(b) = nic["bridge"].as_str() {
+                r.push(b.to_string());
+            }
+        }
+    }
+    r
 }
 
 /// `ferrite-` and the first 8 hex digits of SHA-256 of the data directory's path.

@@ -101,6 +101,16 @@ fn seccomp(keyctl: bool) -> Result<(), String> {
     seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))
 }
 
+/// Closes every descriptor above stderr, so nothing the daemon (or whatever started it)
+/// inherited reaches the container: a lock file, a socket, a database.
+fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; none above 2 is used after this point
+    // except through CLOEXEC-free exec, which is what we want to sanitize.
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}
+
 fn drop_caps() -> Result<(), String> {
     for c in DROPPED_CAPS {
         // SAFETY: prctl with integer arguments only.
@@ -241,6 +251,12 @@ fn become_init(
     drop_caps()?;
     seccomp(spec.keyctl)?;
     let argv = cstrings(&spec.init)?;
+    // The error pipe is CLOEXEC and must stay open until exec: mark the rest to close on exec
+    // instead of closing them now.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 4u32);
+    }
     let prog = argv.first().ok_or("the init command is empty")?.clone();
     nix::unistd::execve(&prog, &argv, &env())
         .map_err(|e| fail(&format!("executing {}", spec.init[0]), e))
@@ -420,6 +436,7 @@ pub fn exec(
         ForkResult::Child => {
             let r = (|| -> Result<std::convert::Infallible, String> {
                 nix::unistd::chdir("/").map_err(|e| fail("chdir /", e))?;
+                close_inherited_fds();
                 drop_caps()?;
                 seccomp(keyctl)?;
                 let prog = argv.first().ok_or("the command is empty")?.clone();

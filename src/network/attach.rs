@@ -20,6 +20,8 @@ pub enum NicKind {
         host: String,
         peer: String,
         netns: Option<std::path::PathBuf>,
+        /// The guest end's name inside `netns` (renamed as it moves); default: `peer`.
+        guest_name: Option<String>,
     },
     /// A persistent tap device for a VMM to open.
     Tap { name: String },
@@ -44,6 +46,27 @@ pub struct Attachment {
     pub host_if: String,
     /// The guest's MAC address.
     pub mac: String,
+}
+
+/// The host-side name of guest `id`'s NIC `netN`: `v<id>i<N>` (at most 15 bytes for any id up
+/// to 999,999,999 and 100 slots). Links so named belong to the guest engines; the network
+/// reconciler never treats them as drift on a bridge.
+pub fn guest_host_if(id: &str, n: &str) -> String {
+    format!("v{id}i{n}")
+}
+
+/// Whether a link name is a guest NIC's host end (see [`guest_host_if`]).
+pub fn is_guest_port(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('v') else {
+        return false;
+    };
+    let Some((id, n)) = rest.split_once('i') else {
+        return false;
+    };
+    !id.is_empty()
+        && !n.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && n.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A stable, locally administered unicast MAC for a guest's NIC slot, so a guest keeps its
@@ -164,7 +187,12 @@ pub async fn attach(
             k.set_mtu(h.index, &host, m).await?;
         }
         match kind {
-            NicKind::Veth { peer, netns, .. } => {
+            NicKind::Veth {
+                peer,
+                netns,
+                guest_name,
+                ..
+            } => {
                 let p = k
                     .link(peer)
                     .await?
@@ -177,7 +205,10 @@ pub async fn attach(
                     let f = std::fs::File::open(ns).map_err(|e| {
                         invalid("moving the guest end", format!("{}: {e}", ns.display()))
                     })?;
-                    k.move_to_netns(p.index, peer, f.as_raw_fd()).await?;
+                    match guest_name {
+                        Some(g) => k.move_to_netns_as(p.index, peer, f.as_raw_fd(), g).await?,
+                        None => k.move_to_netns(p.index, peer, f.as_raw_fd()).await?,
+                    }
                 }
             }
             NicKind::Tap { .. } => {}
@@ -244,6 +275,16 @@ pub async fn detach(k: &Kernel, host_if: &str) -> Result<(), KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_port_names_are_recognised() {
+        assert!(is_guest_port(&guest_host_if("101", "0")));
+        assert!(is_guest_port("v999999999i99"));
+        assert!(!is_guest_port("veth0"));
+        assert!(!is_guest_port("v1i"));
+        assert!(!is_guest_port("vbr0"));
+        assert!(guest_host_if("999999999", "99").len() <= 15);
+    }
 
     #[test]
     fn stable_macs_are_local_unicast_and_stable() {

@@ -686,6 +686,55 @@ impl Kernel {
         .await
     }
 
+    /// Moves a link into another namespace, renaming it there in the same message (as
+    /// `ip link set X netns N name Y`), so the temporary host-side name never clashes inside.
+    pub async fn move_to_netns_as(
+        &self,
+        index: u32,
+        name: &str,
+        fd: std::os::fd::RawFd,
+        new_name: &str,
+    ) -> Result<(), KernelError> {
+        self.exec_link_set(
+            &format!("moving {name} into the guest's namespace as {new_name}"),
+            LinkUnspec::new_with_index(index)
+                .setns_by_fd(fd)
+                .append_extra_attribute(LinkAttribute::IfName(new_name.to_string()))
+                .build(),
+        )
+        .await
+    }
+
+    /// Adds an IPv4 default route through `gw`.
+    pub async fn route_add_default_v4(&self, gw: std::net::Ipv4Addr) -> Result<(), KernelError> {
+        self.wrote();
+        self.handle
+            .route()
+            .add(
+                rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                    .gateway(gw)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("adding a default route via {gw}"), e))
+    }
+
+    /// Adds an IPv6 default route through `gw`.
+    pub async fn route_add_default_v6(&self, gw: std::net::Ipv6Addr) -> Result<(), KernelError> {
+        self.wrote();
+        self.handle
+            .route()
+            .add(
+                rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                    .gateway(gw)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("adding a default route via {gw}"), e))
+    }
+
     pub async fn set_master(
         &self,
         index: u32,

@@ -361,7 +361,8 @@ impl Run<'_> {
         // Links attached here that are no longer wanted are released.
         let attached = children.get(&master.index).cloned().unwrap_or_default();
         for l in attached.iter().filter_map(|n| s.get(n)) {
-            if !lower.contains(&l.name.as_str()) {
+            // Guest NICs are attached by the container and VM engines, not configured here.
+            if !lower.contains(&l.name.as_str()) && !super::attach::is_guest_port(&l.name) {
                 self.drift(format!(
                     "{} is attached to {name} but not configured",
                     l.name

@@ -598,7 +598,11 @@ impl Storage {
                 ),
             ));
         }
-        self.check_space(pool_name, pool.as_ref(), spec.size)?;
+        // A directory volume reserves nothing up front (its size is the quota recorded for
+        // it); files and LVs are checked against the free space.
+        if format != Format::Subvol {
+            self.check_space(pool_name, pool.as_ref(), spec.size)?;
+        }
         let v = VolRef {
             name: spec.name.clone(),
             content: spec.content,

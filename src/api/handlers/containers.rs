@@ -55,8 +55,39 @@ pub async fn container_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     Ok(paging::list_response(items, page.next))
 }
 
+/// Every NIC's bridge must be a managed bridge, VLAN-aware when the NIC has VLANs.
+fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
+    let Some(nets) = body["net"].as_object() else {
+        return Ok(());
+    };
+    for (slot, nic) in nets {
+        let b = nic["bridge"].as_str().unwrap_or_default();
+        let Some(o) = app.store.get_cached("bridge", b)? else {
+            let mut e = ApiError::field(
+                "body",
+                &format!("/net/{slot}/bridge"),
+                format!("bridge {b} does not exist (create it under /network/bridges)"),
+            );
+            e.status = 422;
+            return Err(e);
+        };
+        let vlans = nic.get("tag").is_some() || nic.get("trunks").is_some();
+        if vlans && o.body["vlan_aware"] != json!(true) {
+            let mut e = ApiError::field(
+                "body",
+                &format!("/net/{slot}/tag"),
+                format!("bridge {b} is not VLAN-aware; a tag or trunks need vlan_aware"),
+            );
+            e.status = 422;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let body = req.body.clone();
+    check_nics(&app, &body)?;
     let requested = body["id"].as_u64().map(|i| i as u32);
     let id = app
         .store
@@ -97,9 +128,14 @@ pub async fn container_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError>
             b.insert(k.clone(), v.clone());
         }
     }
+    check_nics(&app, &body)?;
     let tags: Vec<String> = paging::tags_of(&body);
+    let refs = crate::container::refs_of(&body);
     app.store
-        .write(|tx| objects::update(tx, KIND, &id, req.if_match, &body, &tags))?;
+        .write(|tx| -> Result<(), crate::store::StoreError> {
+            objects::update(tx, KIND, &id, req.if_match, &body, &tags)?;
+            objects::set_refs(tx, KIND, &id, &refs)
+        })?;
     let c = Arc::clone(&app.containers);
     let i2 = id.clone();
     blocking(move || c.apply_limits(&i2)).await?;

@@ -83,6 +83,9 @@ fn users_of(all: &[(String, objects::Object)], link: &str, except: &str) -> Vec<
             "bond" => o.body["members"]
                 .as_array()
                 .is_some_and(|m| m.iter().any(|x| x == link)),
+            "container" | "vm" => o.body["net"]
+                .as_object()
+                .is_some_and(|n| n.values().any(|x| x["bridge"] == link)),
             _ => o.body["parent"] == link,
         })
         .map(|(kind, o)| format!("{kind} {}", o.id))
