@@ -290,6 +290,11 @@ impl Cgroup {
                     }
                 }
             }
+            // The daemon's scope directory goes too once its last container has (an rmdir of
+            // a non-empty cgroup simply fails).
+            if let Some(parent) = d.parent() {
+                let _ = fs::remove_dir(parent);
+            }
         }
         Ok(())
     }
