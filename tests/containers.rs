@@ -632,3 +632,149 @@ fn containers_in_different_vlans_are_isolated() {
         );
     }
 }
+
+#[test]
+fn container_snapshots_rollback_clones_and_templates() {
+    let (_d, c) = setup();
+    let _reap = Reap(c.clone());
+    let r = c.post(
+        "/containers",
+        json!({"name": "orig", "template": "local:busybox.tar.gz", "memory": 64,
+               "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
+    );
+    let id = r.body["id"].as_i64().expect("id");
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        200
+    );
+    exec(&c, id, "echo one > /root/state");
+    // Taken while running: frozen for the moment, thawed after.
+    let r = c.post(
+        &format!("/containers/{id}/snapshots"),
+        json!({"name": "s1", "description": "first"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["current_snapshot"], "s1");
+    assert_eq!(r.body["snapshots"][0]["running"], true);
+    assert_eq!(r.body["status"]["state"], "running", "thawed again");
+    exec(&c, id, "echo two > /root/state");
+    assert_eq!(
+        c.put(&format!("/containers/{id}"), json!({"memory": 256}))
+            .status,
+        200
+    );
+    assert_eq!(
+        c.post(
+            &format!("/containers/{id}/snapshots"),
+            json!({"name": "s1"})
+        )
+        .status,
+        409
+    );
+    // Rollback needs a stopped container; it brings back the files and the configuration.
+    assert_eq!(
+        c.post(
+            &format!("/containers/{id}/snapshots/s1/rollback"),
+            json!({})
+        )
+        .status,
+        409
+    );
+    assert_eq!(
+        c.post(&format!("/containers/{id}/stop"), json!({})).status,
+        200
+    );
+    let r = c.post(
+        &format!("/containers/{id}/snapshots/s1/rollback"),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["memory"], 64, "configuration restored");
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        200
+    );
+    assert_eq!(exec(&c, id, "cat /root/state")["stdout"], "one\n");
+    exec(&c, id, "echo three > /root/state");
+    // Clones: a new id and name, the files as they are now or at a snapshot.
+    let r = c.post(&format!("/containers/{id}/clone"), json!({"name": "copy"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let copy = r.body["id"].as_i64().expect("id");
+    assert_ne!(copy, id);
+    assert_eq!(r.body["rootfs"], format!("local:ct-{copy}-rootfs"));
+    assert_eq!(r.body["cloned_from"], id.to_string());
+    assert_eq!(
+        c.post(&format!("/containers/{copy}/start"), json!({}))
+            .status,
+        200
+    );
+    assert_eq!(
+        exec(&c, copy, "hostname; cat /root/state")["stdout"],
+        "copy\nthree\n"
+    );
+    let r = c.post(
+        &format!("/containers/{id}/clone"),
+        json!({"name": "old", "snapshot": "s1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let old = r.body["id"].as_i64().expect("id");
+    assert_eq!(
+        c.post(&format!("/containers/{old}/start"), json!({}))
+            .status,
+        200
+    );
+    assert_eq!(exec(&c, old, "cat /root/state")["stdout"], "one\n");
+    assert_eq!(
+        c.post(&format!("/containers/{id}/clone"), json!({"name": "copy"}))
+            .status,
+        409
+    );
+    assert_eq!(
+        c.post(
+            &format!("/containers/{id}/clone"),
+            json!({"name": "z", "snapshot": "nope"})
+        )
+        .status,
+        404
+    );
+    // Snapshot delete.
+    assert_eq!(
+        c.delete(&format!("/containers/{id}/snapshots/s1")).status,
+        204
+    );
+    assert!(c.get(&format!("/containers/{id}/snapshots")).body["items"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    // Template: a stopped container only; it never starts again; clones of it do.
+    assert_eq!(
+        c.post(&format!("/containers/{id}/template"), json!({}))
+            .status,
+        409
+    );
+    assert_eq!(
+        c.post(&format!("/containers/{id}/stop"), json!({})).status,
+        200
+    );
+    let r = c.post(&format!("/containers/{id}/template"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["is_template"], true);
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        409
+    );
+    let v = c
+        .get(&format!("/storage/pools/local/volumes/ct-{id}-rootfs"))
+        .body;
+    assert_eq!(v["template"], true);
+    let r = c.post(
+        &format!("/containers/{id}/clone"),
+        json!({"name": "fromtpl"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let t = r.body["id"].as_i64().expect("id");
+    assert_eq!(
+        c.post(&format!("/containers/{t}/start"), json!({})).status,
+        200
+    );
+    assert_eq!(exec(&c, t, "cat /root/state")["stdout"], "three\n");
+}

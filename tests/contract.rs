@@ -173,8 +173,24 @@ fn every_route_answers_according_to_the_openapi_document() {
     );
     root.post(&format!("/containers/{id}/freeze"), json!({}));
     root.post(&format!("/containers/{id}/unfreeze"), json!({}));
+    root.post(
+        &format!("/containers/{id}/snapshots"),
+        json!({"name": "s1"}),
+    );
+    root.get(&format!("/containers/{id}/snapshots"));
     root.post(&format!("/containers/{id}/stop"), json!({}));
     root.post(&format!("/containers/{id}/shutdown"), json!({"timeout": 1}));
+    root.request(
+        "POST",
+        &format!("/containers/{id}/snapshots/s1/rollback"),
+        None,
+        &[],
+    );
+    let cl = root.post(&format!("/containers/{id}/clone"), json!({"name": "ct2"}));
+    let clone_id = cl.body["id"].as_i64().expect("clone id");
+    root.delete(&format!("/containers/{clone_id}"));
+    root.delete(&format!("/containers/{id}/snapshots/s1"));
+    root.request("POST", &format!("/containers/{id}/template"), None, &[]);
     root.request("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
 
     let doc = c.get("/openapi.json").body;

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod runtime;
+mod snapshots;
 pub mod template;
 
 use std::collections::HashSet;
@@ -304,6 +305,11 @@ impl Containers {
         if self.running(id) {
             return Err(ContainerError::Conflict(format!(
                 "container {id} is already running"
+            )));
+        }
+        if o.body["is_template"].as_bool().unwrap_or(false) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is a template; clone it to get a container that starts"
             )));
         }
         let b = &o.body;

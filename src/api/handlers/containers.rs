@@ -85,12 +85,9 @@ fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
-    let body = req.body.clone();
-    check_nics(&app, &body)?;
-    let requested = body["id"].as_u64().map(|i| i as u32);
-    let id = app
-        .store
+/// A guest id: the requested one if free (409 naming `/id` otherwise), else the next.
+fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiError> {
+    app.store
         .write(|tx| crate::guest::allocate_id(tx, requested))
         .map_err(|e| match e {
             crate::guest::GuestIdError::Store(s) => ApiError::from(s),
@@ -99,7 +96,14 @@ pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError>
                 a.status = 409;
                 a
             }
-        })?;
+        })
+}
+
+pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let body = req.body.clone();
+    check_nics(&app, &body)?;
+    let requested = body["id"].as_u64().map(|i| i as u32);
+    let id = allocate(&app, requested)?;
     if let Some(p) = body["pool"].as_str() {
         app.store
             .require_cached(crate::storage::POOL_KIND, p)
@@ -200,4 +204,53 @@ pub async fn container_exec(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         .await
         .map_err(ApiError::from)?;
     Ok(Resp::json(200, &json!(v)))
+}
+
+pub async fn container_snapshot_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let o = app.store.require_cached(KIND, req.param("id"))?;
+    let items = o.body["snapshots"].as_array().cloned().unwrap_or_default();
+    Ok(paging::list_response(items, None))
+}
+
+pub async fn container_snapshot_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let name = req.body["name"].as_str().unwrap_or_default().to_string();
+    let desc = req.body["description"].as_str().map(String::from);
+    let c = Arc::clone(&app.containers);
+    let i2 = id.clone();
+    blocking(move || c.snapshot(&i2, &name, desc.as_deref())).await?;
+    respond(&app, 201, id).await
+}
+
+pub async fn container_snapshot_rollback(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let snap = req.param("snapshot").to_string();
+    let c = Arc::clone(&app.containers);
+    let i2 = id.clone();
+    blocking(move || c.rollback(&i2, &snap)).await?;
+    respond(&app, 200, id).await
+}
+
+pub async fn container_snapshot_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let snap = req.param("snapshot").to_string();
+    let c = Arc::clone(&app.containers);
+    blocking(move || c.delete_snapshot(&id, &snap)).await?;
+    Ok(Resp::no_content())
+}
+
+pub async fn container_clone(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let requested = req.body["id"].as_u64().map(|i| i as u32);
+    let new_id = allocate(&app, requested)?;
+    let name = req.body["name"].as_str().unwrap_or_default().to_string();
+    let snapshot = req.body["snapshot"].as_str().map(String::from);
+    let pool = req.body["pool"].as_str().map(String::from);
+    let c = Arc::clone(&app.containers);
+    blocking(move || c.clone_to(&id, new_id, &name, snapshot.as_deref(), pool.as_deref())).await?;
+    respond(&app, 201, new_id.to_string()).await
+}
+
+pub async fn container_template(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |c, id| c.make_template(id).map(|_| Value::Null)).await
 }

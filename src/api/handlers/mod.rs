@@ -123,5 +123,23 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("container_freeze", containers::container_freeze),
         h!("container_unfreeze", containers::container_unfreeze),
         h!("container_exec", containers::container_exec),
+        h!(
+            "container_snapshot_list",
+            containers::container_snapshot_list
+        ),
+        h!(
+            "container_snapshot_create",
+            containers::container_snapshot_create
+        ),
+        h!(
+            "container_snapshot_rollback",
+            containers::container_snapshot_rollback
+        ),
+        h!(
+            "container_snapshot_delete",
+            containers::container_snapshot_delete
+        ),
+        h!("container_clone", containers::container_clone),
+        h!("container_template", containers::container_template),
     ]
 }
