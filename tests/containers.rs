@@ -778,3 +778,120 @@ fn container_snapshots_rollback_clones_and_templates() {
     );
     assert_eq!(exec(&c, t, "cat /root/state")["stdout"], "three\n");
 }
+
+#[test]
+fn mounts_dns_and_reboot() {
+    let (d, c) = setup();
+    let _reap = Reap(c.clone());
+    let host_dir = d.data().join("shared");
+    std::fs::create_dir_all(&host_dir).expect("mkdir");
+    std::fs::write(host_dir.join("hello.txt"), "from the host\n").expect("write");
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "data1", "size": 67108864, "content": "rootdir"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The volume's directory belongs to the container's root so it can write there.
+    let vol_dir = d.data().join("storage/local/private/data1");
+    nix::unistd::chown(
+        &vol_dir,
+        Some(nix::unistd::Uid::from_raw(100_000)),
+        Some(nix::unistd::Gid::from_raw(100_000)),
+    )
+    .expect("chown");
+    let r = c.post(
+        "/containers",
+        json!({"name": "mnt", "template": "local:busybox.tar.gz",
+               "init": ["/bin/sh", "-c", "exec sleep 1000000"],
+               "mounts": {
+                   "mp0": {"path": host_dir.display().to_string(), "target": "/srv/shared", "read_only": true},
+                   "mp1": {"volume": "local:data1", "target": "/data"}
+               },
+               "dns": {"servers": ["192.0.2.53", "2001:db8::53"], "search": "example.internal"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().expect("id");
+    // The volume is in use by the container now.
+    assert_eq!(c.delete("/storage/pools/local/volumes/data1").status, 409);
+    let r = c.post(&format!("/containers/{id}/start"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        exec(&c, id, "cat /srv/shared/hello.txt")["stdout"],
+        "from the host\n"
+    );
+    let ro = exec(&c, id, "echo x > /srv/shared/new.txt");
+    assert_ne!(ro["exit_code"], 0, "a read-only mount refuses writes: {ro}");
+    assert!(!host_dir.join("new.txt").exists());
+    assert_eq!(
+        exec(&c, id, "echo written > /data/f; echo ok")["stdout"],
+        "ok\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vol_dir.join("f")).expect("f"),
+        "written\n"
+    );
+    let resolv = exec(&c, id, "cat /etc/resolv.conf")["stdout"].clone();
+    let resolv = resolv.as_str().unwrap_or_default();
+    assert!(resolv.contains("search example.internal"), "{resolv}");
+    assert!(
+        resolv.contains("nameserver 192.0.2.53") && resolv.contains("nameserver 2001:db8::53"),
+        "{resolv}"
+    );
+    // Reboot: a new init, still running.
+    let before = c.get(&format!("/containers/{id}")).body["status"]["pid"].as_i64();
+    let r = c.post(&format!("/containers/{id}/reboot"), json!({"timeout": 2}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "running");
+    assert_ne!(r.body["status"]["pid"].as_i64(), before);
+    assert_eq!(exec(&c, id, "cat /data/f")["stdout"], "written\n");
+    // A mount target through a symlink the container planted is refused at start.
+    exec(&c, id, "ln -s / /evil");
+    assert_eq!(
+        c.post(&format!("/containers/{id}/stop"), json!({})).status,
+        200
+    );
+    let r = c.put(
+        &format!("/containers/{id}"),
+        json!({"mounts": {"mp0": {"path": host_dir.display().to_string(), "target": "/evil/etc"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = c.post(&format!("/containers/{id}/start"), json!({}));
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("symlink"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        c.get(&format!("/containers/{id}")).body["status"]["state"],
+        "stopped"
+    );
+    assert!(leftovers(&d, id).is_empty(), "{:?}", leftovers(&d, id));
+    // Bad mount definitions are refused by the schema.
+    for (m, pointer) in [
+        (json!({"mp0": {"target": "/x"}}), "/mounts/mp0"),
+        (
+            json!({"mp0": {"path": "/tmp", "target": "relative"}}),
+            "/mounts/mp0/target",
+        ),
+        (
+            json!({"mp0": {"path": "/tmp", "target": "/a/../b"}}),
+            "/mounts/mp0/target",
+        ),
+        (
+            json!({"disk": {"path": "/tmp", "target": "/x"}}),
+            "/mounts",
+        ),
+    ] {
+        let r = c.put(&format!("/containers/{id}"), json!({"mounts": m}));
+        assert_eq!(r.status, 400, "{m}: {}", r.text);
+        assert!(
+            r.pointers().iter().any(|p| p.starts_with(pointer)),
+            "{m}: {:?}",
+            r.pointers()
+        );
+    }
+}

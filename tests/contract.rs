@@ -178,6 +178,7 @@ fn every_route_answers_according_to_the_openapi_document() {
         json!({"name": "s1"}),
     );
     root.get(&format!("/containers/{id}/snapshots"));
+    root.post(&format!("/containers/{id}/reboot"), json!({"timeout": 1}));
     root.post(&format!("/containers/{id}/stop"), json!({}));
     root.post(&format!("/containers/{id}/shutdown"), json!({"timeout": 1}));
     root.request(

@@ -320,8 +320,6 @@ impl Containers {
         std::fs::create_dir_all(&dir)
             .map_err(|e| ContainerError::Runtime(format!("creating {}: {e}", dir.display())))?;
         let cg = self.cg(id);
-        cg.create(&Self::limits(b))
-            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
         let spec = runtime::StartSpec {
             id: id.to_string(),
             cgroup: cg.name().to_string(),
@@ -341,7 +339,12 @@ impl Containers {
             id_count: ID_COUNT,
             console_log: dir.join("console.log"),
             keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
+            mounts: self.mounts_of(b)?,
         };
+        self.write_resolv_conf(&spec.rootfs, b)?;
+        // The cgroup last: every check that can refuse the start has passed.
+        cg.create(&Self::limits(b))
+            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
         let started = (|| -> Result<i32, ContainerError> {
             use std::io::Write;
             let mut child = std::process::Command::new(&self.helper)
@@ -404,6 +407,84 @@ impl Containers {
             serde_json::to_vec(&st).unwrap_or_default(),
         );
         Ok(self.status(id))
+    }
+
+    /// The bind mounts of `mp0`..: storage volumes (directories) or host paths.
+    fn mounts_of(&self, b: &Value) -> Result<Vec<runtime::MountSpec>, ContainerError> {
+        let mut out = Vec::new();
+        if let Some(mps) = b["mounts"].as_object() {
+            for (slot, m) in mps {
+                let source = match (m["volume"].as_str(), m["path"].as_str()) {
+                    (Some(v), _) => self.storage.path(v)?,
+                    (None, Some(p)) => PathBuf::from(p),
+                    _ => {
+                        return Err(invalid(
+                            &format!("/mounts/{slot}"),
+                            "needs a volume or a path",
+                        ))
+                    }
+                };
+                if !source.is_dir() {
+                    return Err(invalid(
+                        &format!("/mounts/{slot}"),
+                        format!("{} is not a directory", source.display()),
+                    ));
+                }
+                out.push(runtime::MountSpec {
+                    source,
+                    target: m["target"].as_str().unwrap_or_default().to_string(),
+                    read_only: m["read_only"].as_bool().unwrap_or(false),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes /etc/resolv.conf from `dns` (servers, search) before a start, owned by the
+    /// container's root; left alone when `dns` is not set.
+    fn write_resolv_conf(&self, rootfs: &Path, b: &Value) -> Result<(), ContainerError> {
+        let dns = &b["dns"];
+        if dns.is_null() {
+            return Ok(());
+        }
+        let mut text = String::from("# written by ferrite from the container's dns settings\n");
+        if let Some(s) = dns["search"].as_str() {
+            text.push_str(&format!("search {s}\n"));
+        }
+        for srv in dns["servers"].as_array().into_iter().flatten() {
+            if let Some(a) = srv.as_str() {
+                text.push_str(&format!("nameserver {a}\n"));
+            }
+        }
+        let etc = rootfs.join("etc");
+        let f = etc.join("resolv.conf");
+        let io =
+            |e: std::io::Error| ContainerError::Runtime(format!("writing {}: {e}", f.display()));
+        if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink())
+            || std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(invalid(
+                "/dns",
+                "the container's /etc/resolv.conf is a symlink; not overwritten",
+            ));
+        }
+        std::fs::create_dir_all(&etc).map_err(io)?;
+        std::fs::write(&f, text).map_err(io)?;
+        if !b["privileged"].as_bool().unwrap_or(false) {
+            nix::unistd::chown(
+                &f,
+                Some(nix::unistd::Uid::from_raw(ID_BASE)),
+                Some(nix::unistd::Gid::from_raw(ID_BASE)),
+            )
+            .map_err(|e| ContainerError::Runtime(format!("chown {}: {e}", f.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Shuts down (as `shutdown`) and starts again.
+    pub fn reboot(&self, id: &str, timeout: Duration) -> Result<Value, ContainerError> {
+        self.shutdown(id, timeout)?;
+        self.start(id)
     }
 
     /// Gives the container its NICs: a veth per `netN` whose host end joins the bridge (with
@@ -712,6 +793,13 @@ pub fn refs_of(body: &Value) -> Vec<String> {
     for k in ["rootfs", "template"] {
         if let Some(v) = body[k].as_str() {
             r.push(crate::guest::volume_ref(v));
+        }
+    }
+    if let Some(m) = body["mounts"].as_object() {
+        for mp in m.values() {
+            if let Some(v) = mp["volume"].as_str() {
+                r.push(crate::guest::volume_ref(v));
+            }
         }
     }
     if let Some(n) = body["net"].as_object() {

@@ -33,6 +33,72 @@ pub struct StartSpec {
     pub console_log: PathBuf,
     /// Allow keyctl/add_key/request_key (systemd in containers wants them).
     pub keyctl: bool,
+    /// Bind mounts into the container (`mp0`..), made before it starts.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+}
+
+/// One bind mount: a host directory (a storage volume's or a host path) at `target` inside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Makes `target` (inside `root`) as a directory, refusing any existing component that is a
+/// symlink: the root filesystem belongs to the container, and a symlink it planted must never
+/// redirect a mount made with the host's privileges.
+fn safe_target(root: &Path, target: &str) -> Result<PathBuf, String> {
+    let mut cur = root.to_path_buf();
+    for c in Path::new(target).components() {
+        match c {
+            std::path::Component::RootDir | std::path::Component::CurDir => continue,
+            std::path::Component::Normal(x) => cur.push(x),
+            _ => {
+                return Err(format!(
+                    "mount target {target} is not a plain absolute path"
+                ))
+            }
+        }
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("mount target {target} passes through a symlink"))
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("mount target {target} is not a directory"))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::create_dir(&cur).map_err(|e| fail(&format!("creating {target}"), e))?
+            }
+        }
+    }
+    Ok(cur)
+}
+
+fn bind_mounts(root: &Path, mounts: &[MountSpec]) -> Result<(), String> {
+    for m in mounts {
+        let t = safe_target(root, &m.target)?;
+        mnt(
+            Some(&m.source.to_string_lossy()),
+            &t,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        if m.read_only {
+            mnt(
+                None,
+                &t,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> String {
@@ -312,6 +378,7 @@ pub fn start(
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None,
                 )?;
+                bind_mounts(&mp, &spec.mounts)?;
                 if !spec.privileged {
                     unshare(CloneFlags::CLONE_NEWUSER)
                         .map_err(|e| fail("new user namespace", e))?;

@@ -56,6 +56,20 @@ pub async fn container_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 }
 
 /// Every NIC's bridge must be a managed bridge, VLAN-aware when the NIC has VLANs.
+/// Host-path bind mounts hand a host directory to the container: root's power, so they also
+/// need Sys.Modify on `/`.
+fn check_mounts(app: &App, req: &Req, body: &Value) -> Result<(), ApiError> {
+    let host_paths = body["mounts"]
+        .as_object()
+        .is_some_and(|m| m.values().any(|x| x.get("path").is_some()));
+    if host_paths && !app.access.allowed(req.principal()?, "Sys.Modify", "/") {
+        return Err(ApiError::forbidden(
+            "bind-mounting a host path into a container also requires Sys.Modify on /",
+        ));
+    }
+    Ok(())
+}
+
 fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
     let Some(nets) = body["net"].as_object() else {
         return Ok(());
@@ -102,6 +116,7 @@ fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiError> {
 pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let body = req.body.clone();
     check_nics(&app, &body)?;
+    check_mounts(&app, &req, &body)?;
     let requested = body["id"].as_u64().map(|i| i as u32);
     let id = allocate(&app, requested)?;
     if let Some(p) = body["pool"].as_str() {
@@ -133,6 +148,7 @@ pub async fn container_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError>
         }
     }
     check_nics(&app, &body)?;
+    check_mounts(&app, &req, &req.body)?;
     let tags: Vec<String> = paging::tags_of(&body);
     let refs = crate::container::refs_of(&body);
     app.store
@@ -177,6 +193,11 @@ pub async fn container_stop(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 pub async fn container_shutdown(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let t = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(30));
     power(app, req, move |c, id| c.shutdown(id, t)).await
+}
+
+pub async fn container_reboot(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let t = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(30));
+    power(app, req, move |c, id| c.reboot(id, t)).await
 }
 
 pub async fn container_freeze(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {

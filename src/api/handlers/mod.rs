@@ -123,6 +123,7 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("container_freeze", containers::container_freeze),
         h!("container_unfreeze", containers::container_unfreeze),
         h!("container_exec", containers::container_exec),
+        h!("container_reboot", containers::container_reboot),
         h!(
             "container_snapshot_list",
             containers::container_snapshot_list
