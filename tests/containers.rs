@@ -881,10 +881,7 @@ fn mounts_dns_and_reboot() {
             json!({"mp0": {"path": "/tmp", "target": "/a/../b"}}),
             "/mounts/mp0/target",
         ),
-        (
-            json!({"disk": {"path": "/tmp", "target": "/x"}}),
-            "/mounts",
-        ),
+        (json!({"disk": {"path": "/tmp", "target": "/x"}}), "/mounts"),
     ] {
         let r = c.put(&format!("/containers/{id}"), json!({"mounts": m}));
         assert_eq!(r.status, 400, "{m}: {}", r.text);
