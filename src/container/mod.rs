@@ -227,7 +227,15 @@ impl Containers {
                     o.id
                 )));
             }
-            objects::insert(tx, KIND, &id_s, &name, None, &stored, &tags(&stored))?;
+            objects::insert(
+                tx,
+                KIND,
+                &id_s,
+                &name,
+                None,
+                &stored,
+                &objects::tags_of(&stored),
+            )?;
             Ok(())
         })?;
         let undo_row = || {
@@ -833,15 +841,4 @@ pub fn become_subreaper() {
     unsafe {
         nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
-}
-
-fn tags(body: &Value) -> Vec<String> {
-    body["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }

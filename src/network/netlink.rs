@@ -789,14 +789,7 @@ impl Kernel {
         flags: VlanFlags,
         bridge_self: bool,
     ) -> Result<(), KernelError> {
-        let mut f = BridgeVlanInfoFlags::empty();
-        if flags.pvid {
-            f |= BridgeVlanInfoFlags::Pvid;
-        }
-        if flags.untagged {
-            f |= BridgeVlanInfoFlags::Untagged;
-        }
-        let mut b = LinkBridgeVlan::new(index).vlan(vid, f);
+        let mut b = LinkBridgeVlan::new(index).vlan(vid, bridge_flags(flags));
         if bridge_self {
             b = b.bridge_self();
         }
@@ -822,36 +815,11 @@ impl Kernel {
         bridge_self: bool,
     ) -> Result<(), KernelError> {
         for chunk in vlan_runs(vlans).chunks(256) {
-            let mut b = LinkBridgeVlan::new(index);
-            for &(from, to, flags) in chunk {
-                let mut f = BridgeVlanInfoFlags::empty();
-                if flags.pvid {
-                    f |= BridgeVlanInfoFlags::Pvid;
-                }
-                if flags.untagged {
-                    f |= BridgeVlanInfoFlags::Untagged;
-                }
-                b = if from == to {
-                    b.vlan(from, f)
-                } else {
-                    b.vlan_range_start(from, f).vlan_range_end(to, f)
-                };
-            }
-            if bridge_self {
-                b = b.bridge_self();
-            }
+            let b = vlan_message(index, chunk, bridge_self);
             self.wrote();
-            self.handle
-                .link()
-                .set(b.build())
-                .execute()
-                .await
-                .map_err(|e| {
-                    KernelError::from_rtnl(
-                        format!("adding {} VLAN entries to {name}", chunk.len()),
-                        e,
-                    )
-                })?;
+            self.handle.link().set(b).execute().await.map_err(|e| {
+                KernelError::from_rtnl(format!("adding {} VLAN entries to {name}", chunk.len()), e)
+            })?;
         }
         Ok(())
     }
@@ -867,22 +835,11 @@ impl Kernel {
         let plain: Vec<(u16, VlanFlags)> =
             vids.iter().map(|v| (*v, VlanFlags::default())).collect();
         for chunk in vlan_runs(&plain).chunks(256) {
-            let mut b = LinkBridgeVlan::new(index);
-            for &(from, to, _) in chunk {
-                let f = BridgeVlanInfoFlags::empty();
-                b = if from == to {
-                    b.vlan(from, f)
-                } else {
-                    b.vlan_range_start(from, f).vlan_range_end(to, f)
-                };
-            }
-            if bridge_self {
-                b = b.bridge_self();
-            }
+            let b = vlan_message(index, chunk, bridge_self);
             self.wrote();
             self.handle
                 .link()
-                .del_with_message(b.build())
+                .del_with_message(b)
                 .execute()
                 .await
                 .map_err(|e| {
@@ -1014,6 +971,35 @@ pub type Events = futures_channel::mpsc::UnboundedReceiver<(
     rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
     netlink_sys::SocketAddr,
 )>;
+
+/// Our VLAN flags as the kernel's.
+fn bridge_flags(flags: VlanFlags) -> BridgeVlanInfoFlags {
+    let mut f = BridgeVlanInfoFlags::empty();
+    if flags.pvid {
+        f |= BridgeVlanInfoFlags::Pvid;
+    }
+    if flags.untagged {
+        f |= BridgeVlanInfoFlags::Untagged;
+    }
+    f
+}
+
+/// One AF_BRIDGE message carrying VLAN runs (single VIDs, or RANGE_BEGIN/RANGE_END pairs).
+fn vlan_message(index: u32, runs: &[(u16, u16, VlanFlags)], bridge_self: bool) -> LinkMessage {
+    let mut b = LinkBridgeVlan::new(index);
+    for &(from, to, flags) in runs {
+        let f = bridge_flags(flags);
+        b = if from == to {
+            b.vlan(from, f)
+        } else {
+            b.vlan_range_start(from, f).vlan_range_end(to, f)
+        };
+    }
+    if bridge_self {
+        b = b.bridge_self();
+    }
+    b.build()
+}
 
 /// Groups sorted (vid, flags) entries into runs `(from, to, flags)` of consecutive VIDs with
 /// equal flags; a PVID entry is always a run of one (the kernel refuses PVID ranges).

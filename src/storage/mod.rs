@@ -277,17 +277,6 @@ pub struct Storage {
     busy: Mutex<HashSet<String>>,
 }
 
-fn tags_of(body: &Value) -> Vec<String> {
-    body["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Builds the backend for a pool row.
 fn backend(body: &Value) -> Result<Arc<dyn Pool>, StorageError> {
     match body["type"].as_str() {
@@ -403,9 +392,17 @@ impl Storage {
     /// Adds a pool: the backend must open before the row is written.
     pub fn add_pool(&self, name: &str, body: &Value) -> Result<Object, StorageError> {
         let p = backend(body)?;
-        let o = self
-            .store
-            .write(|tx| objects::insert(tx, POOL_KIND, name, name, None, body, &tags_of(body)))?;
+        let o = self.store.write(|tx| {
+            objects::insert(
+                tx,
+                POOL_KIND,
+                name,
+                name,
+                None,
+                body,
+                &objects::tags_of(body),
+            )
+        })?;
         if let Ok(mut m) = self.pools.write() {
             m.insert(name.to_string(), p);
         }

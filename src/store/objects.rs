@@ -49,6 +49,18 @@ impl Object {
     }
 }
 
+/// The `tags` of a request or stored body, for the store's tag index.
+pub fn tags_of(v: &Value) -> Vec<String> {
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Filters and pagination for a list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {

@@ -211,11 +211,7 @@ impl Client {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let url = format!("{}/api/v1{}", self.base, path);
-        let mut req = self.agent.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
+        let mut req = self.begin(method, path);
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -225,6 +221,21 @@ impl Client {
                 .send_string(&b.to_string()),
             None => req.call(),
         };
+        self.finish(method, path, res)
+    }
+
+    /// A request to `path` under /api/v1, with this client's credentials.
+    fn begin(&self, method: &str, path: &str) -> ureq::Request {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let req = self.agent.request(method, &url);
+        match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// Reads an answer and checks it against the contract.
+    fn finish(&self, method: &str, path: &str, res: Result<ureq::Response, ureq::Error>) -> Resp {
         let resp = match res {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
@@ -326,34 +337,11 @@ impl Client {
 
     /// Sends raw bytes (an upload) and checks the answer against the contract like any call.
     pub fn send_bytes(&self, method: &str, path: &str, bytes: &[u8], content_type: &str) -> Resp {
-        let url = format!("{}/api/v1{}", self.base, path);
-        let mut req = self.agent.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        let res = req.set("Content-Type", content_type).send_bytes(bytes);
-        let resp = match res {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: transport error {e}"),
-        };
-        let status = resp.status();
-        let headers: Vec<(String, String)> = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-            .collect();
-        let ct = resp.content_type().to_string();
-        let text = resp.into_string().unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let r = Resp {
-            status,
-            headers,
-            body,
-            text,
-        };
-        self.check_contract(method, path, &r, &ct);
-        r
+        let res = self
+            .begin(method, path)
+            .set("Content-Type", content_type)
+            .send_bytes(bytes);
+        self.finish(method, path, res)
     }
 
     pub fn get(&self, path: &str) -> Resp {

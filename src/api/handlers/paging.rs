@@ -7,17 +7,7 @@ use serde_json::{json, Value};
 use crate::api::{ApiError, Req, Resp};
 use crate::store::{ListFilter, Object, Page};
 
-/// The `tags` of a request or stored body, for the store's tag index.
-pub fn tags_of(v: &Value) -> Vec<String> {
-    v["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::store::objects::tags_of;
 
 /// Encodes a continuation point as an opaque token.
 pub fn encode_token(after: &str) -> String {

@@ -36,6 +36,16 @@ fn render_pool(storage: &Storage, o: &Object) -> Value {
     v
 }
 
+/// A pool answer: rendered off the runtime (capacity reads the backing store), with its ETag.
+async fn pool_response(app: &App, status: u16, o: Arc<Object>) -> Result<Resp, ApiError> {
+    let st = Arc::clone(&app.storage);
+    let v = tokio::task::spawn_blocking(move || render_pool(&st, &o))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let rev = v["revision"].as_i64().unwrap_or(1);
+    Ok(Resp::json(status, &v).etag(rev))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -140,22 +150,14 @@ pub async fn storage_pool_create(app: Arc<App>, req: Req) -> Result<Resp, ApiErr
         })
     })
     .await?;
-    let st = Arc::clone(&app.storage);
-    let v = tokio::task::spawn_blocking(move || render_pool(&st, &o))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let rev = v["revision"].as_i64().unwrap_or(1);
-    Ok(Resp::json(201, &v).etag(rev).location(pool_location(&name)))
+    Ok(pool_response(&app, 201, Arc::new(o))
+        .await?
+        .location(pool_location(&name)))
 }
 
 pub async fn storage_pool_view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(POOL_KIND, req.param("pool"))?;
-    let st = Arc::clone(&app.storage);
-    let v = tokio::task::spawn_blocking(move || render_pool(&st, &o))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let rev = v["revision"].as_i64().unwrap_or(1);
-    Ok(Resp::json(200, &v).etag(rev))
+    pool_response(&app, 200, o).await
 }
 
 pub async fn storage_pool_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
@@ -182,12 +184,7 @@ pub async fn storage_pool_update(app: Arc<App>, req: Req) -> Result<Resp, ApiErr
     let o = app
         .store
         .write(|tx| objects::update(tx, POOL_KIND, &name, req.if_match, &body, &tags))?;
-    let st = Arc::clone(&app.storage);
-    let v = tokio::task::spawn_blocking(move || render_pool(&st, &o))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let rev = v["revision"].as_i64().unwrap_or(1);
-    Ok(Resp::json(200, &v).etag(rev))
+    pool_response(&app, 200, Arc::new(o)).await
 }
 
 pub async fn storage_pool_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
