@@ -100,6 +100,18 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             .await
             .map_err(|e| StartError::Bootstrap(format!("containers start: {e}")))?;
     }
+    let vms = Arc::new(crate::vm::Vms::new(
+        Arc::clone(&store),
+        Arc::clone(&storage),
+        Arc::clone(&network),
+        &cfg.data_dir,
+    ));
+    {
+        let v = Arc::clone(&vms);
+        tokio::task::spawn_blocking(move || v.adopt_and_boot())
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("vms start: {e}")))?;
+    }
     let app = App::new(
         registry,
         Arc::clone(&store),
@@ -109,6 +121,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             network,
             storage,
             containers,
+            vms,
         },
         cfg.data_dir.clone(),
     )?;

@@ -18,6 +18,7 @@ pub mod store;
 pub mod tasks;
 pub mod time;
 pub mod tls;
+pub mod vm;
 pub mod vmm;
 
 /// The Ferrite release, as reported by `GET /api/v1/version`.

@@ -39,6 +39,7 @@ pub struct App {
     pub network: Arc<crate::network::Network>,
     pub storage: Arc<crate::storage::Storage>,
     pub containers: Arc<crate::container::Containers>,
+    pub vms: Arc<crate::vm::Vms>,
     pub data_dir: PathBuf,
     pub node: String,
     /// The OpenAPI document, serialized once.
@@ -62,6 +63,7 @@ pub struct Engines {
     pub network: Arc<crate::network::Network>,
     pub storage: Arc<crate::storage::Storage>,
     pub containers: Arc<crate::container::Containers>,
+    pub vms: Arc<crate::vm::Vms>,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
             network,
             storage,
             containers,
+            vms,
         } = engines;
         let table: HashMap<&str, handlers::Handler> = handlers::table().into_iter().collect();
         let mut ordered = Vec::new();
@@ -102,6 +105,7 @@ impl App {
             network,
             storage,
             containers,
+            vms,
             data_dir,
             node: crate::node::node_name(),
             openapi,

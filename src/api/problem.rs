@@ -223,3 +223,29 @@ impl From<crate::container::ContainerError> for ApiError {
         }
     }
 }
+
+impl From<crate::vm::VmError> for ApiError {
+    fn from(e: crate::vm::VmError) -> Self {
+        use crate::vm::VmError as V;
+        match e {
+            V::NotFound(_) => ApiError::not_found(e.to_string()),
+            V::Conflict(_) => ApiError::conflict(e.to_string()),
+            V::Invalid { field, message } => {
+                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
+                a.invalid = vec![InvalidParam {
+                    pointer: field,
+                    location: "body".into(),
+                    message,
+                }];
+                a
+            }
+            V::Storage(s) => s.into(),
+            V::Store(s) => s.into(),
+            V::Runtime(_) => {
+                let mut a = ApiError::new(500, "vm-failed", "VM operation failed", e.to_string());
+                a.log_detail = Some(e.to_string());
+                a
+            }
+        }
+    }
+}

@@ -71,6 +71,9 @@ struct Args {
     /// Write the exit reason here as JSON.
     #[arg(long)]
     exit_file: Option<PathBuf>,
+    /// Enter this network namespace (a file such as /run/netns/NAME) before opening taps.
+    #[arg(long)]
+    netns: Option<PathBuf>,
     /// Skip the seccomp filter (debugging only).
     #[arg(long)]
     no_seccomp: bool,
@@ -139,7 +142,17 @@ fn write_exit(a: &Args, reason: &str, detail: &str) {
     }
 }
 
+/// Moves this (still single-threaded) process into the network namespace at `path`.
+fn enter_netns(path: &std::path::Path) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("entering {}: {e}", path.display()))
+}
+
 fn run(a: &Args) -> Result<ExitCode, String> {
+    if let Some(ns) = &a.netns {
+        enter_netns(ns)?;
+    }
     let serial = SerialSetup {
         stdout: !a.no_stdout,
         log: a.serial_log.clone().map(|p| (p, a.serial_log_size)),

@@ -303,6 +303,12 @@ impl Kernel {
         ))
     }
 
+    /// The network namespace this kernel handle manages (`None`: the daemon's own). Processes
+    /// that open network devices for it, such as a VM's taps, must enter it first.
+    pub fn netns_path(&self) -> Option<&std::path::Path> {
+        self.netns.as_deref().map(|p| p.as_path())
+    }
+
     /// Runs `f` on a short-lived thread inside this client's network namespace, for the few
     /// operations that are not netlink (tap creation is an ioctl on /dev/net/tun, and creates
     /// the device in the caller's namespace).

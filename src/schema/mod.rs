@@ -31,6 +31,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
         "containers.json",
         include_str!("../../schema/containers.json"),
     ),
+    ("vms.json", include_str!("../../schema/vms.json")),
     ("routes.json", include_str!("../../schema/routes.json")),
 ];
 

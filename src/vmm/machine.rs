@@ -325,17 +325,19 @@ impl Machine {
     }
 
     pub fn resume(&self) -> Result<()> {
-        {
-            let mut c = self.run.lock();
-            if c.want == Want::Stop {
-                return Err(VmmError::State("the machine is stopping".into()));
-            }
-            c.want = Want::Run;
+        let mut c = self.run.lock();
+        match c.want {
+            Want::Stop => return Err(VmmError::State("the machine is stopping".into())),
+            Want::Run => return Ok(()),
+            Want::Pause => {}
         }
+        // vCPUs are parked (their fds unlocked): tell each guest kvmclock it was paused, so
+        // the guest does not report soft lockups.
         for fd in &self.vcpus {
-            // Tells the guest's kvmclock it was paused, so it does not report soft lockups.
             let _ = lock(fd).kvmclock_ctrl();
         }
+        c.want = Want::Run;
+        drop(c);
         self.run.cv.notify_all();
         Ok(())
     }

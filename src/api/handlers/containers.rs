@@ -70,7 +70,7 @@ fn check_mounts(app: &App, req: &Req, body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
+pub(crate) fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
     let Some(nets) = body["net"].as_object() else {
         return Ok(());
     };
@@ -100,7 +100,7 @@ fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
 }
 
 /// A guest id: the requested one if free (409 naming `/id` otherwise), else the next.
-fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiError> {
     app.store
         .write(|tx| crate::guest::allocate_id(tx, requested))
         .map_err(|e| match e {

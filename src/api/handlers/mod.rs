@@ -15,6 +15,7 @@ mod storage;
 mod tasks;
 mod tokens;
 mod users;
+mod vms;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,5 +143,22 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         ),
         h!("container_clone", containers::container_clone),
         h!("container_template", containers::container_template),
+        h!("vm_list", vms::vm_list),
+        h!("vm_create", vms::vm_create),
+        h!("vm_view", vms::vm_view),
+        h!("vm_update", vms::vm_update),
+        h!("vm_delete", vms::vm_delete),
+        h!("vm_start", vms::vm_start),
+        h!("vm_stop", vms::vm_stop),
+        h!("vm_shutdown", vms::vm_shutdown),
+        h!("vm_reboot", vms::vm_reboot),
+        h!("vm_pause", vms::vm_pause),
+        h!("vm_resume", vms::vm_resume),
+        h!("vm_serial", vms::vm_serial),
+        h!("vm_serial_input", vms::vm_serial_input),
+        h!("vm_snapshot_list", vms::vm_snapshot_list),
+        h!("vm_snapshot_create", vms::vm_snapshot_create),
+        h!("vm_snapshot_restore", vms::vm_snapshot_restore),
+        h!("vm_snapshot_delete", vms::vm_snapshot_delete),
     ]
 }

@@ -1,0 +1,191 @@
+//! VMs: thin handlers over `crate::vm`; everything that waits runs on blocking threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::containers::{allocate, check_nics};
+use super::paging;
+use crate::api::{ApiError, App, Req, Resp};
+use crate::store::{objects, Object};
+use crate::vm::{VmError, Vms, KIND};
+
+fn render(v: &Vms, o: &Object) -> Value {
+    let mut out = o.to_api();
+    out["status"] = v.status(&o.id);
+    if let Value::Object(m) = &mut out {
+        m.retain(|_, x| !x.is_null());
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VmError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn respond(app: &App, status: u16, id: String) -> Result<Resp, ApiError> {
+    let v = Arc::clone(&app.vms);
+    let (body, rev) = blocking(move || {
+        let o = v.get(&id)?;
+        Ok((render(&v, &o), o.revision))
+    })
+    .await?;
+    let mut r = Resp::json(status, &body).etag(rev);
+    if status == 201 {
+        r = r.location(format!(
+            "{}/vms/{}",
+            crate::API_PREFIX,
+            body["id"].as_i64().unwrap_or_default()
+        ));
+    }
+    Ok(r)
+}
+
+pub async fn vm_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let f = paging::filter(&req)?;
+    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
+    let v = Arc::clone(&app.vms);
+    let items =
+        blocking(move || Ok(page.items.iter().map(|o| render(&v, o)).collect::<Vec<_>>())).await?;
+    Ok(paging::list_response(items, page.next))
+}
+
+pub async fn vm_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let body = req.body.clone();
+    check_nics(&app, &body)?;
+    let id = allocate(&app, body["id"].as_u64().map(|i| i as u32))?;
+    let v = Arc::clone(&app.vms);
+    blocking(move || v.create(id, &body)).await?;
+    respond(&app, 201, id.to_string()).await
+}
+
+pub async fn vm_view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    respond(&app, 200, req.param("id").to_string()).await
+}
+
+pub async fn vm_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
+    let mut body = cur.body.clone();
+    if let (Value::Object(b), Value::Object(u)) = (&mut body, &req.body) {
+        for (k, val) in u {
+            if val.is_null() {
+                b.remove(k);
+            } else {
+                b.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    check_nics(&app, &body)?;
+    let v = Arc::clone(&app.vms);
+    let checked = body.clone();
+    blocking(move || v.check(&checked)).await?;
+    let tags = paging::tags_of(&body);
+    let refs = crate::vm::refs_of(&body);
+    app.store
+        .write(|tx| -> Result<(), crate::store::StoreError> {
+            objects::update(tx, KIND, &id, req.if_match, &body, &tags)?;
+            objects::set_refs(tx, KIND, &id, &refs)
+        })?;
+    respond(&app, 200, id).await
+}
+
+pub async fn vm_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let force = req.query_bool("force").unwrap_or(false);
+    let v = Arc::clone(&app.vms);
+    blocking(move || v.delete(&id, force)).await?;
+    Ok(Resp::no_content())
+}
+
+async fn power(
+    app: Arc<App>,
+    req: Req,
+    f: impl FnOnce(&Vms, &str) -> Result<Value, VmError> + Send + 'static,
+) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let v = Arc::clone(&app.vms);
+    let i2 = id.clone();
+    blocking(move || f(&v, &i2)).await?;
+    respond(&app, 200, id).await
+}
+
+pub async fn vm_start(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |v, id| v.start(id)).await
+}
+
+pub async fn vm_stop(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |v, id| v.stop(id)).await
+}
+
+pub async fn vm_shutdown(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let t = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(30));
+    power(app, req, move |v, id| v.shutdown(id, t)).await
+}
+
+pub async fn vm_reboot(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let t = Duration::from_secs(req.body["timeout"].as_u64().unwrap_or(30));
+    power(app, req, move |v, id| v.reboot(id, t)).await
+}
+
+pub async fn vm_pause(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |v, id| v.pause(id, true)).await
+}
+
+pub async fn vm_resume(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    power(app, req, |v, id| v.pause(id, false)).await
+}
+
+pub async fn vm_serial(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let v = Arc::clone(&app.vms);
+    let out = blocking(move || v.serial(&id)).await?;
+    Ok(Resp::json(200, &out))
+}
+
+pub async fn vm_serial_input(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let data = req.body["data"].as_str().unwrap_or_default().to_string();
+    let v = Arc::clone(&app.vms);
+    blocking(move || v.serial_input(&id, &data)).await?;
+    Ok(Resp::no_content())
+}
+
+pub async fn vm_snapshot_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let o = app.store.require_cached(KIND, req.param("id"))?;
+    let items = o.body["snapshots"].as_array().cloned().unwrap_or_default();
+    Ok(paging::list_response(items, None))
+}
+
+pub async fn vm_snapshot_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let name = req.body["name"].as_str().unwrap_or_default().to_string();
+    let desc = req.body["description"].as_str().map(String::from);
+    let v = Arc::clone(&app.vms);
+    let i2 = id.clone();
+    blocking(move || v.snapshot(&i2, &name, desc.as_deref())).await?;
+    respond(&app, 201, id).await
+}
+
+pub async fn vm_snapshot_restore(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let snap = req.param("snapshot").to_string();
+    let v = Arc::clone(&app.vms);
+    let i2 = id.clone();
+    blocking(move || v.restore(&i2, &snap)).await?;
+    respond(&app, 200, id).await
+}
+
+pub async fn vm_snapshot_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let snap = req.param("snapshot").to_string();
+    let v = Arc::clone(&app.vms);
+    blocking(move || v.delete_snapshot(&id, &snap)).await?;
+    Ok(Resp::no_content())
+}

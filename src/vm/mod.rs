@@ -1,0 +1,808 @@
+//! Virtual machines: desired configuration in the store (kind `vm`), one `ferrite-vmm`
+//! process per running VM, driven over its control socket. Runtime state (the VMM's PID and
+//! start time) lives in `DATA/vms/ID/runtime.json`, so a restarted daemon re-adopts running
+//! VMs. A monitor thread notices VMs that stopped on their own, cleans up their taps, and
+//! starts again the ones whose guest asked for a reset.
+
+mod control;
+mod snapshots;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::network::attach::{guest_host_if, stable_mac, NicKind, NicSpec};
+use crate::storage::{Content, Format, Storage, StorageError};
+use crate::store::{objects, Object, Store, StoreError};
+use crate::vmm::config::{parse_mac, DiskConfig, MachineConfig, NetConfig};
+use crate::vmm::devices::virtio::blk::CacheMode;
+
+/// Store kind of VMs.
+pub const KIND: &str = "vm";
+
+/// Why a VM operation failed; each variant is one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("vm {0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, m: impl Into<String>) -> VmError {
+    VmError::Invalid {
+        field: field.into(),
+        message: m.into(),
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RuntimeState {
+    pid: i32,
+    starttime: u64,
+    started_at: String,
+}
+
+fn proc_starttime(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
+    Some((f.get(19)?.parse().ok()?, state))
+}
+
+fn reap(pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+}
+
+/// Marks a VM busy for one operation.
+pub struct Busy<'a>(&'a Mutex<HashSet<String>>, String);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&self.1);
+        }
+    }
+}
+
+/// The VM engine.
+pub struct Vms {
+    store: Arc<Store>,
+    storage: Arc<Storage>,
+    network: Arc<crate::network::Network>,
+    rt: tokio::runtime::Handle,
+    dir: PathBuf,
+    vmm: PathBuf,
+    busy: Mutex<HashSet<String>>,
+    scope: String,
+}
+
+/// What a kernel file looks like, from its first bytes.
+pub fn kernel_kind(path: &Path) -> Result<&'static str, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut head = vec![0u8; 0x210];
+    let n = f.read(&mut head).map_err(|e| e.to_string())?;
+    head.truncate(n);
+    if head.starts_with(b"\x7fELF") {
+        if head.get(4) != Some(&2) {
+            return Err("a 32-bit ELF; a 64-bit vmlinux is needed".into());
+        }
+        return Ok("elf");
+    }
+    if head.get(0x202..0x206) == Some(b"HdrS") {
+        return Ok("bzimage");
+    }
+    Err("neither an ELF vmlinux nor a bzImage".into())
+}
+
+impl Vms {
+    /// Must be called inside the daemon's tokio runtime (tap setup runs on it).
+    pub fn new(
+        store: Arc<Store>,
+        storage: Arc<Storage>,
+        network: Arc<crate::network::Network>,
+        data_dir: &Path,
+    ) -> Self {
+        let vmm = std::env::current_exe()
+            .map(|p| p.with_file_name("ferrite-vmm"))
+            .unwrap_or_else(|_| PathBuf::from("ferrite-vmm"));
+        Vms {
+            store,
+            storage,
+            network,
+            rt: tokio::runtime::Handle::current(),
+            dir: data_dir.join("vms"),
+            vmm,
+            busy: Mutex::new(HashSet::new()),
+            scope: crate::container::scope_of(data_dir),
+        }
+    }
+
+    /// Marks the VM busy. Waits up to two seconds for a short operation (the monitor's
+    /// cleanup after an exit) before answering 409.
+    fn claim(&self, id: &str) -> Result<Busy<'_>, VmError> {
+        let t0 = Instant::now();
+        loop {
+            {
+                let mut s = self
+                    .busy
+                    .lock()
+                    .map_err(|_| VmError::Runtime("lock poisoned".into()))?;
+                if s.insert(id.to_string()) {
+                    return Ok(Busy(&self.busy, id.to_string()));
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(2) {
+                return Err(VmError::Conflict(format!(
+                    "vm {id} is busy with another operation; retry when it finishes"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Claims without waiting (the monitor skips busy VMs and looks again later).
+    fn try_claim(&self, id: &str) -> Option<Busy<'_>> {
+        let mut s = self.busy.lock().ok()?;
+        s.insert(id.to_string())
+            .then(|| Busy(&self.busy, id.to_string()))
+    }
+
+    fn vm_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// The control socket: in the VM's directory, or under /run when that path is too long
+    /// for a Unix socket address.
+    fn sock(&self, id: &str) -> PathBuf {
+        let p = self.vm_dir(id).join("ctl.sock");
+        if p.as_os_str().len() < 100 {
+            return p;
+        }
+        PathBuf::from(format!("/run/{}/vm-{id}.sock", self.scope))
+    }
+
+    fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
+        let s = std::fs::read_to_string(self.vm_dir(id).join("runtime.json")).ok()?;
+        let st: RuntimeState = serde_json::from_str(&s).ok()?;
+        match proc_starttime(st.pid) {
+            Some((t, state)) if t == st.starttime && state != 'Z' && state != 'X' => Some(st),
+            Some((_, 'Z')) => {
+                reap(st.pid);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Object, VmError> {
+        self.store
+            .read(|c| objects::get(c, KIND, id))?
+            .ok_or_else(|| VmError::NotFound(id.to_string()))
+    }
+
+    pub fn running(&self, id: &str) -> bool {
+        self.runtime_state(id).is_some()
+    }
+
+    fn last_exit(&self, id: &str) -> Option<Value> {
+        let s = std::fs::read_to_string(self.vm_dir(id).join("exit.json")).ok()?;
+        serde_json::from_str(&s).ok()
+    }
+
+    /// Observed state: running or paused (asked of the VMM), or stopped with the last exit.
+    pub fn status(&self, id: &str) -> Value {
+        match self.runtime_state(id) {
+            Some(st) => {
+                let state = control::call(&self.sock(id), &json!({"op": "status"}))
+                    .ok()
+                    .and_then(|v| v["state"].as_str().map(String::from))
+                    .unwrap_or_else(|| "running".into());
+                json!({"state": state, "pid": st.pid, "started_at": st.started_at})
+            }
+            None => {
+                let mut v = json!({"state": "stopped"});
+                if let Some(e) = self.last_exit(id) {
+                    v["last_exit"] = e;
+                }
+                v
+            }
+        }
+    }
+
+    /// Checks what a VM refers to: kernel and initrd files, raw disk volumes, host memory.
+    pub fn check(&self, body: &Value) -> Result<(), VmError> {
+        let kernel = body["kernel"].as_str().unwrap_or_default();
+        let kpath = self
+            .storage
+            .path(kernel)
+            .map_err(|_| invalid("/kernel", format!("volume {kernel} does not exist")))?;
+        kernel_kind(&kpath).map_err(|e| invalid("/kernel", format!("{kernel}: {e}")))?;
+        if let Some(i) = body["initrd"].as_str() {
+            self.storage
+                .path(i)
+                .map_err(|_| invalid("/initrd", format!("volume {i} does not exist")))?;
+        }
+        if let Some(disks) = body["disks"].as_object() {
+            for (slot, d) in disks {
+                let field = format!("/disks/{slot}/volume");
+                let v = d["volume"].as_str().unwrap_or_default();
+                let row = self
+                    .storage
+                    .row(v)
+                    .map_err(|_| invalid(&field, format!("volume {v} does not exist")))?;
+                if row.vref.format != Format::Raw {
+                    return Err(invalid(
+                        &field,
+                        format!(
+                            "{v} is {}; ferrite-vmm disks are raw volumes",
+                            row.vref.format.as_str()
+                        ),
+                    ));
+                }
+                if row.vref.content != Content::Images {
+                    return Err(invalid(
+                        &field,
+                        format!("{v} holds {}, not disk images", row.vref.content.as_str()),
+                    ));
+                }
+            }
+        }
+        let mib = body["memory"].as_u64().unwrap_or(128);
+        if let Some(total) = host_total_bytes() {
+            if mib << 20 > total {
+                return Err(invalid(
+                    "/memory",
+                    format!("{mib} MiB is more than this host has ({} MiB)", total >> 20),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a VM's row; nothing runs yet.
+    pub fn create(&self, id: u32, body: &Value) -> Result<Object, VmError> {
+        self.check(body)?;
+        let id_s = id.to_string();
+        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let mut stored = body.clone();
+        stored["id"] = json!(id);
+        let refs = refs_of(&stored);
+        self.store.write(|tx| -> Result<Object, VmError> {
+            if let Some(o) = objects::all(tx, KIND)?
+                .into_iter()
+                .find(|o| o.body["name"] == json!(name))
+            {
+                return Err(VmError::Conflict(format!(
+                    "a vm named {name} already exists (id {})",
+                    o.id
+                )));
+            }
+            objects::insert(
+                tx,
+                KIND,
+                &id_s,
+                &name,
+                None,
+                &stored,
+                &objects::tags_of(&stored),
+            )?;
+            objects::set_refs(tx, KIND, &id_s, &refs)?;
+            Ok(objects::require(tx, KIND, &id_s)?)
+        })
+    }
+
+    /// The machine a VM's row describes, with volume paths resolved. Refuses disks another
+    /// running VM has open.
+    fn machine_config(&self, id: &str, b: &Value) -> Result<MachineConfig, VmError> {
+        self.check(b)?;
+        let path = |v: &str| self.storage.path(v).map_err(VmError::from);
+        let mut disks = Vec::new();
+        let mut ours = Vec::new();
+        if let Some(d) = b["disks"].as_object() {
+            for slot in sorted_slots(d, "disk") {
+                let disk = &d[&slot];
+                let vol = disk["volume"].as_str().unwrap_or_default();
+                ours.push((slot.clone(), vol.to_string()));
+                disks.push(DiskConfig {
+                    path: path(vol)?,
+                    read_only: disk["read_only"].as_bool().unwrap_or(false),
+                    cache: match disk["cache"].as_str() {
+                        Some("writethrough") => CacheMode::Writethrough,
+                        _ => CacheMode::Writeback,
+                    },
+                });
+            }
+        }
+        self.check_disks_free(id, &ours)?;
+        let mut nets = Vec::new();
+        if let Some(n) = b["net"].as_object() {
+            for slot in sorted_slots(n, "net") {
+                let mac = n[&slot]["mac"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| stable_mac(id, &slot));
+                nets.push(NetConfig {
+                    tap: guest_host_if(id, slot.trim_start_matches("net")),
+                    mac: parse_mac(&mac)
+                        .ok_or_else(|| invalid(&format!("/net/{slot}/mac"), "not a MAC address"))?,
+                });
+            }
+        }
+        let mib = b["memory"].as_u64().unwrap_or(128);
+        if let Some(avail) = crate::vmm::memory::host_available_bytes() {
+            if mib << 20 > avail {
+                return Err(VmError::Conflict(format!(
+                    "vm {id} needs {mib} MiB; the host has {} MiB available now",
+                    avail >> 20
+                )));
+            }
+        }
+        Ok(MachineConfig {
+            kernel: path(b["kernel"].as_str().unwrap_or_default())?,
+            initrd: match b["initrd"].as_str() {
+                Some(i) => Some(path(i)?),
+                None => None,
+            },
+            cmdline: b["cmdline"].as_str().unwrap_or_default().to_string(),
+            memory_mib: mib,
+            vcpus: b["vcpus"].as_u64().unwrap_or(1) as u8,
+            hugepages: b["hugepages"].as_bool().unwrap_or(false),
+            disks,
+            nets,
+            rng: b["rng"].as_bool().unwrap_or(true),
+        })
+    }
+
+    /// A disk volume is open by one running guest at a time (409 naming the holder).
+    fn check_disks_free(&self, id: &str, disks: &[(String, String)]) -> Result<(), VmError> {
+        let all = self.store.read(|c| objects::all(c, KIND))?;
+        for other in all.iter().filter(|o| o.id != id && self.running(&o.id)) {
+            let Some(theirs) = other.body["disks"].as_object() else {
+                continue;
+            };
+            for (slot, vol) in disks {
+                if theirs.values().any(|d| d["volume"].as_str() == Some(vol)) {
+                    return Err(VmError::Conflict(format!(
+                        "disks.{slot}: volume {vol} is in use by running vm {}",
+                        other.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the VM's taps on their bridges; on failure removes those it made.
+    fn attach_taps(&self, id: &str, b: &Value) -> Result<Vec<String>, VmError> {
+        let mut made = Vec::new();
+        let Some(nets) = b["net"].as_object() else {
+            return Ok(made);
+        };
+        let k = self.network.kernel();
+        for slot in sorted_slots(nets, "net") {
+            let nic = &nets[&slot];
+            let tap = guest_host_if(id, slot.trim_start_matches("net"));
+            let mac = nic["mac"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| stable_mac(id, &slot));
+            let spec = NicSpec {
+                bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
+                tag: nic["tag"].as_u64().map(|t| t as u16),
+                trunks: nic["trunks"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_u64().map(|x| x as u16))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                mac: Some(mac.clone()),
+                mtu: nic["mtu"].as_u64().map(|m| m as u32),
+            };
+            // A tap left by a crashed run is replaced, not reused with stale settings.
+            let _ = self.rt.block_on(crate::network::attach::detach(k, &tap));
+            let r = self.rt.block_on(crate::network::attach::attach(
+                k,
+                &NicKind::Tap { name: tap.clone() },
+                &spec,
+                &mac,
+            ));
+            if let Err(e) = r {
+                self.detach(&made);
+                return Err(VmError::Runtime(format!("{slot}: {e}")));
+            }
+            made.push(tap);
+        }
+        Ok(made)
+    }
+
+    fn detach(&self, taps: &[String]) {
+        let k = self.network.kernel();
+        for t in taps {
+            let _ = self.rt.block_on(crate::network::attach::detach(k, t));
+        }
+    }
+
+    fn taps_of(&self, id: &str) -> Vec<String> {
+        let Ok(o) = self.get(id) else {
+            return Vec::new();
+        };
+        o.body["net"]
+            .as_object()
+            .map(|n| {
+                n.keys()
+                    .map(|s| guest_host_if(id, s.trim_start_matches("net")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Spawns `ferrite-vmm` with `args` and waits until its control socket answers.
+    fn spawn_vmm(&self, id: &str, args: &[String]) -> Result<i32, VmError> {
+        let dir = self.vm_dir(id);
+        let sock = self.sock(id);
+        if let Some(p) = sock.parent() {
+            std::fs::create_dir_all(p)
+                .map_err(|e| VmError::Runtime(format!("creating {}: {e}", p.display())))?;
+        }
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(dir.join("exit.json"));
+        let log = std::fs::File::create(dir.join("vmm.log"))
+            .map_err(|e| VmError::Runtime(format!("vmm.log: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| VmError::Runtime(e.to_string()))?;
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&self.vmm);
+        if let Some(ns) = self.network.kernel().netns_path() {
+            // Taps live in the namespace the network engine manages.
+            cmd.arg("--netns").arg(ns);
+        }
+        let mut child = cmd
+            .args(args)
+            .arg("--api-sock")
+            .arg(&sock)
+            .arg("--exit-file")
+            .arg(dir.join("exit.json"))
+            .arg("--no-stdout")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            // Its own process group: signals aimed at the daemon's group never reach guests.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| VmError::Runtime(format!("running {}: {e}", self.vmm.display())))?;
+        let pid = child.id() as i32;
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
+                let msg = out.trim().trim_start_matches("ferrite-vmm: ");
+                return Err(VmError::Runtime(format!(
+                    "vm {id} did not start ({status}): {msg}"
+                )));
+            }
+            if control::call(&sock, &json!({"op": "status"})).is_ok() {
+                return Ok(pid);
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(VmError::Runtime(format!(
+                    "vm {id}: ferrite-vmm did not answer within 30 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn record_runtime(&self, id: &str, pid: i32) {
+        let (starttime, _) = proc_starttime(pid).unwrap_or((0, 'R'));
+        let st = RuntimeState {
+            pid,
+            starttime,
+            started_at: crate::time::now_rfc3339(),
+        };
+        let _ = std::fs::write(
+            self.vm_dir(id).join("runtime.json"),
+            serde_json::to_vec(&st).unwrap_or_default(),
+        );
+    }
+
+    /// Starts a stopped VM; on failure no process or tap is left.
+    pub fn start(&self, id: &str) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        self.start_locked(id)
+    }
+
+    fn start_locked(&self, id: &str) -> Result<Value, VmError> {
+        let o = self.get(id)?;
+        if self.running(id) {
+            return Err(VmError::Conflict(format!("vm {id} is already running")));
+        }
+        let cfg = self.machine_config(id, &o.body)?;
+        let dir = self.vm_dir(id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| VmError::Runtime(format!("creating {}: {e}", dir.display())))?;
+        let cfg_path = dir.join("config.json");
+        std::fs::write(
+            &cfg_path,
+            serde_json::to_vec_pretty(&cfg).unwrap_or_default(),
+        )
+        .map_err(|e| VmError::Runtime(format!("{}: {e}", cfg_path.display())))?;
+        for f in ["serial.log", "serial.log.1"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let taps = self.attach_taps(id, &o.body)?;
+        let args = vec![
+            "--config".to_string(),
+            cfg_path.display().to_string(),
+            "--serial-log".into(),
+            dir.join("serial.log").display().to_string(),
+            "--serial-log-size".into(),
+            o.body["serial_log_size"]
+                .as_u64()
+                .unwrap_or(1 << 20)
+                .to_string(),
+        ];
+        let pid = match self.spawn_vmm(id, &args) {
+            Ok(p) => p,
+            Err(e) => {
+                self.detach(&taps);
+                return Err(e);
+            }
+        };
+        self.record_runtime(id, pid);
+        Ok(self.status(id))
+    }
+
+    /// Kills the VMM process and removes the VM's taps.
+    pub fn stop(&self, id: &str) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        self.get(id)?;
+        self.stop_locked(id);
+        Ok(self.status(id))
+    }
+
+    fn stop_locked(&self, id: &str) {
+        if let Some(st) = self.runtime_state(id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let t0 = Instant::now();
+            while self.runtime_state(id).is_some() && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            reap(st.pid);
+        }
+        self.finish(id);
+    }
+
+    /// Cleans up after a VMM process that is gone: taps, socket, runtime state.
+    fn finish(&self, id: &str) {
+        self.detach(&self.taps_of(id));
+        let _ = std::fs::remove_file(self.sock(id));
+        let _ = std::fs::remove_file(self.vm_dir(id).join("runtime.json"));
+    }
+
+    /// Presses the power button, waits up to `timeout` for the guest to power off, then kills.
+    pub fn shutdown(&self, id: &str, timeout: Duration) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        self.get(id)?;
+        if self.running(id) {
+            let _ = control::call(&self.sock(id), &json!({"op": "resume"}));
+            let _ = control::call(&self.sock(id), &json!({"op": "power_button"}));
+            let t0 = Instant::now();
+            while self.running(id) && t0.elapsed() < timeout {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.stop_locked(id);
+        Ok(self.status(id))
+    }
+
+    pub fn reboot(&self, id: &str, timeout: Duration) -> Result<Value, VmError> {
+        self.shutdown(id, timeout)?;
+        self.start(id)
+    }
+
+    fn require_running(&self, id: &str) -> Result<(), VmError> {
+        self.get(id)?;
+        if !self.running(id) {
+            return Err(VmError::Conflict(format!("vm {id} is not running")));
+        }
+        Ok(())
+    }
+
+    fn ctl(&self, id: &str, req: Value) -> Result<Value, VmError> {
+        control::call(&self.sock(id), &req).map_err(|e| match e {
+            control::CtlError::Refused(m) => VmError::Conflict(format!("vm {id}: {m}")),
+            other => VmError::Runtime(format!("vm {id}: {other}")),
+        })
+    }
+
+    pub fn pause(&self, id: &str, paused: bool) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        self.require_running(id)?;
+        self.ctl(id, json!({"op": if paused { "pause" } else { "resume" }}))?;
+        Ok(self.status(id))
+    }
+
+    /// The serial console log (both halves of the rotated log), oldest first.
+    pub fn serial(&self, id: &str) -> Result<Value, VmError> {
+        self.get(id)?;
+        let dir = self.vm_dir(id);
+        let mut data = std::fs::read(dir.join("serial.log.1")).unwrap_or_default();
+        data.extend(std::fs::read(dir.join("serial.log")).unwrap_or_default());
+        Ok(json!({"data": String::from_utf8_lossy(&data), "bytes": data.len()}))
+    }
+
+    pub fn serial_input(&self, id: &str, data: &str) -> Result<(), VmError> {
+        self.require_running(id)?;
+        self.ctl(id, json!({"op": "serial_input", "data": data}))
+            .map(|_| ())
+    }
+
+    /// Deletes a VM (its memory snapshots and their disk snapshots too; its volumes stay);
+    /// refused while running unless `force`.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), VmError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        if self.running(id) {
+            if !force {
+                return Err(VmError::Conflict(format!(
+                    "vm {id} is running; stop it first or delete with force=true"
+                )));
+            }
+            self.stop_locked(id);
+        }
+        self.finish(id);
+        for s in o.body["snapshots"].as_array().into_iter().flatten() {
+            if let Some(name) = s["name"].as_str() {
+                self.drop_disk_snapshots(&o.body, name);
+            }
+        }
+        self.store.write(|tx| -> Result<(), StoreError> {
+            objects::set_refs(tx, KIND, id, &[])?;
+            objects::delete(tx, KIND, id, None).map(|_| ())
+        })?;
+        let _ = std::fs::remove_dir_all(self.vm_dir(id));
+        Ok(())
+    }
+
+    /// At daemon start: re-adopts running VMs, cleans up after dead ones, starts `onboot`
+    /// VMs in order, then watches for VMs that stop on their own.
+    pub fn adopt_and_boot(self: &Arc<Self>) {
+        let all = self
+            .store
+            .read(|c| objects::all(c, KIND))
+            .unwrap_or_default();
+        let mut boot: Vec<(i64, String)> = Vec::new();
+        for o in &all {
+            if let Some(st) = self.runtime_state(&o.id) {
+                tracing::info!(vm = %o.id, pid = st.pid, "re-adopted a running vm");
+                continue;
+            }
+            if self.vm_dir(&o.id).join("runtime.json").exists() {
+                self.finish(&o.id);
+            }
+            if o.body["onboot"].as_bool().unwrap_or(false) {
+                boot.push((
+                    o.body["startup_order"].as_i64().unwrap_or(i64::MAX),
+                    o.id.clone(),
+                ));
+            }
+        }
+        boot.sort();
+        for (_, id) in boot {
+            match self.start(&id) {
+                Ok(_) => tracing::info!(vm = %id, "started on boot"),
+                Err(e) => tracing::error!(vm = %id, error = %e, "onboot start failed"),
+            }
+        }
+        let me = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("vm-monitor".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                let Some(vms) = me.upgrade() else { return };
+                vms.check_exits();
+            });
+    }
+
+    /// Finds VMs whose process ended on its own: cleans up, and restarts reset guests.
+    fn check_exits(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            if !e.path().join("runtime.json").exists() || self.running(&id) {
+                continue;
+            }
+            let Some(_b) = self.try_claim(&id) else {
+                continue;
+            };
+            if self.running(&id) || !e.path().join("runtime.json").exists() {
+                continue;
+            }
+            self.finish(&id);
+            let reason = self.last_exit(&id);
+            let shown = reason.clone().unwrap_or(Value::Null).to_string();
+            tracing::info!(vm = %id, exit = %shown, "vm stopped on its own");
+            if reason.is_some_and(|r| r["reason"] == "reset") {
+                match self.start_locked(&id) {
+                    Ok(_) => tracing::info!(vm = %id, "restarted after a guest reset"),
+                    Err(e) => tracing::error!(vm = %id, error = %e, "restart after reset failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Slots of a keyed map (`disk0`, `disk1`, ..., `disk10`) in numeric order: the order the
+/// guest sees devices in.
+fn sorted_slots(m: &serde_json::Map<String, Value>, prefix: &str) -> Vec<String> {
+    let mut v: Vec<(u32, String)> = m
+        .keys()
+        .map(|k| {
+            (
+                k.trim_start_matches(prefix).parse().unwrap_or(u32::MAX),
+                k.clone(),
+            )
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, k)| k).collect()
+}
+
+fn host_total_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// What a VM refers to: kernel, initrd and disk volumes and its NICs' bridges (so deleting
+/// any of them is refused with 409 naming the VM).
+pub fn refs_of(body: &Value) -> Vec<String> {
+    let mut r = Vec::new();
+    for k in ["kernel", "initrd"] {
+        if let Some(v) = body[k].as_str() {
+            r.push(crate::guest::volume_ref(v));
+        }
+    }
+    for d in body["disks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        if let Some(v) = d["volume"].as_str() {
+            r.push(crate::guest::volume_ref(v));
+        }
+    }
+    for n in body["net"].as_object().into_iter().flat_map(|m| m.values()) {
+        if let Some(b) = n["bridge"].as_str() {
+            r.push(b.to_string());
+        }
+    }
+    r.sort();
+    r.dedup();
+    r
+}

@@ -1,0 +1,181 @@
+//! VM snapshots: a paused VM's memory, vCPU and device state (written by its VMM) plus a
+//! storage snapshot of each writable disk under the same name, so a restore brings disks and
+//! memory back to the same moment. Restore runs in a fresh `ferrite-vmm` process.
+
+use serde_json::{json, Value};
+
+use super::{control, sorted_slots, VmError, Vms, KIND};
+use crate::store::{objects, StoreError};
+
+impl Vms {
+    fn snapshot_dir(&self, id: &str, name: &str) -> std::path::PathBuf {
+        self.vm_dir(id).join("snapshots").join(name)
+    }
+
+    fn writable_disks(body: &Value) -> Vec<String> {
+        let Some(d) = body["disks"].as_object() else {
+            return Vec::new();
+        };
+        sorted_slots(d, "disk")
+            .into_iter()
+            .filter(|s| !d[s]["read_only"].as_bool().unwrap_or(false))
+            .filter_map(|s| d[&s]["volume"].as_str().map(String::from))
+            .collect()
+    }
+
+    pub(super) fn drop_disk_snapshots(&self, body: &Value, name: &str) {
+        for v in Self::writable_disks(body) {
+            let _ = self.storage.delete_snapshot(&v, name);
+        }
+    }
+
+    /// Snapshots a paused VM. A running (unpaused) VM is refused: pause it first, so the
+    /// guest's memory and its disks are captured at one instant.
+    pub fn snapshot(
+        &self,
+        id: &str,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        if !self.running(id) {
+            return Err(VmError::Conflict(format!(
+                "vm {id} is not running; a VM snapshot captures a paused VM's memory"
+            )));
+        }
+        if self.status(id)["state"] != "paused" {
+            return Err(VmError::Conflict(format!(
+                "vm {id} is running; pause it before taking a snapshot"
+            )));
+        }
+        if o.body["snapshots"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)))
+        {
+            return Err(VmError::Conflict(format!(
+                "vm {id} already has a snapshot named {name}"
+            )));
+        }
+        let mut done: Vec<String> = Vec::new();
+        for v in Self::writable_disks(&o.body) {
+            if let Err(e) = self
+                .storage
+                .snapshot(&v, name, Some(&format!("vm {id} snapshot")))
+            {
+                for d in &done {
+                    let _ = self.storage.delete_snapshot(d, name);
+                }
+                return Err(e.into());
+            }
+            done.push(v);
+        }
+        let dir = self.snapshot_dir(id, name);
+        let r = self.ctl(id, json!({"op": "snapshot", "dir": dir}));
+        if let Err(e) = r {
+            let _ = std::fs::remove_dir_all(&dir);
+            for d in &done {
+                let _ = self.storage.delete_snapshot(d, name);
+            }
+            return Err(e);
+        }
+        let memory_bytes = std::fs::metadata(dir.join("memory"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut entry = json!({
+            "name": name,
+            "created_at": crate::time::now_rfc3339(),
+            "memory_bytes": memory_bytes,
+        });
+        if let Some(d) = description {
+            entry["description"] = json!(d);
+        }
+        self.store.write(|tx| -> Result<(), StoreError> {
+            let cur = objects::require(tx, KIND, id)?;
+            let mut body = cur.body.clone();
+            match body["snapshots"].as_array_mut() {
+                Some(a) => a.push(entry),
+                None => body["snapshots"] = json!([entry]),
+            }
+            objects::update(tx, KIND, id, None, &body, &objects::tags_of(&body)).map(|_| ())
+        })?;
+        Ok(self.status(id))
+    }
+
+    /// Restores a stopped VM: disks roll back to the snapshot, then a new VMM process loads
+    /// memory and vCPU state and the guest continues where it was.
+    pub fn restore(&self, id: &str, name: &str) -> Result<Value, VmError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        if self.running(id) {
+            return Err(VmError::Conflict(format!(
+                "vm {id} is running; stop it before restoring a snapshot"
+            )));
+        }
+        let dir = self.snapshot_dir(id, name);
+        let known = o.body["snapshots"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
+        if !known || !dir.join("vmstate").exists() {
+            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+        }
+        for v in Self::writable_disks(&o.body) {
+            self.storage.rollback(&v, name)?;
+        }
+        let vm_dir = self.vm_dir(id);
+        // A restored VM is a new console session: its log starts at the restore.
+        for f in ["serial.log", "serial.log.1"] {
+            let _ = std::fs::remove_file(vm_dir.join(f));
+        }
+        let taps = self.attach_taps(id, &o.body)?;
+        let args = vec![
+            "--restore".to_string(),
+            dir.display().to_string(),
+            "--paused".into(),
+            "--serial-log".into(),
+            vm_dir.join("serial.log").display().to_string(),
+            "--serial-log-size".into(),
+            o.body["serial_log_size"]
+                .as_u64()
+                .unwrap_or(1 << 20)
+                .to_string(),
+        ];
+        let pid = match self.spawn_vmm(id, &args) {
+            Ok(p) => p,
+            Err(e) => {
+                self.detach(&taps);
+                return Err(e);
+            }
+        };
+        self.record_runtime(id, pid);
+        if let Err(e) = control::call(&self.sock(id), &json!({"op": "resume"})) {
+            self.stop_locked(id);
+            return Err(VmError::Runtime(format!(
+                "vm {id}: resuming after restore: {e}"
+            )));
+        }
+        Ok(self.status(id))
+    }
+
+    pub fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VmError> {
+        let _b = self.claim(id)?;
+        let o = self.get(id)?;
+        let known = o.body["snapshots"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
+        if !known {
+            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+        }
+        self.drop_disk_snapshots(&o.body, name);
+        let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));
+        self.store.write(|tx| -> Result<(), StoreError> {
+            let cur = objects::require(tx, KIND, id)?;
+            let mut body = cur.body.clone();
+            if let Some(a) = body["snapshots"].as_array_mut() {
+                a.retain(|s| s["name"] != json!(name));
+            }
+            objects::update(tx, KIND, id, None, &body, &objects::tags_of(&body)).map(|_| ())
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,703 @@
+//! The KVM engine through the real API: `ferrited` starts `ferrite-vmm` processes that boot
+//! the micro-guests in `tests/guests/` (built here with the system gcc). Together they prove
+//! serial output, both direct-boot entries (PVH and 64-bit), multi-vCPU start, virtio-blk
+//! writes seen on the host, virtio-net frames exchanged with a peer on a bridge, virtio-rng,
+//! power-off, guest reset, pause/snapshot/restore where a counter keeps counting, daemon
+//! restarts that leave guests running, and refusals that leave nothing behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Client, Daemon, NetNs};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Where KVM is missing the tests skip with a reason instead of failing CI.
+fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            common::skip(test, &format!("/dev/kvm unusable here: {e}"));
+            false
+        }
+    }
+}
+
+/// The micro-guests, built once per test binary with the system gcc.
+fn guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guests-{}", std::process::id()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/build.sh");
+        let st = std::process::Command::new(script)
+            .arg(&out)
+            .status()
+            .expect("building micro-guests");
+        assert!(st.success(), "tests/guests/build.sh failed");
+        out
+    })
+}
+
+fn upload(c: &Client, path: &Path, name: &str) {
+    let data = std::fs::read(path).expect("read");
+    let sum = hex::encode(Sha256::digest(&data));
+    let r = c.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name={name}&content=snippets&sha256={sum}"),
+        &data,
+        "application/octet-stream",
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
+struct Reap(Client);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let items = self.0.get("/vms").body["items"].clone();
+        for vm in items.as_array().into_iter().flatten() {
+            if let Some(id) = vm["id"].as_i64() {
+                self.0
+                    .request("DELETE", &format!("/vms/{id}?force=true"), None, &[]);
+            }
+        }
+    }
+}
+
+fn setup_in(d: &Daemon) -> Client {
+    let c = d.root();
+    upload(&c, &guests().join("guest.elf"), "guest.elf");
+    upload(&c, &guests().join("guest64.elf"), "guest64.elf");
+    c
+}
+
+fn create(c: &Client, body: Value) -> i64 {
+    let r = c.post("/vms", body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_i64().expect("id")
+}
+
+fn start(c: &Client, id: i64) {
+    let r = c.post(&format!("/vms/{id}/start"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+fn serial(c: &Client, id: i64) -> String {
+    let r = c.get(&format!("/vms/{id}/serial"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits (generously: guest code runs at emulation speed on nested KVM) for `pred` on the
+/// serial log.
+fn wait_serial(c: &Client, id: i64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = serial(c, id);
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "vm {id}: no {what} on serial after 120 s; log so far:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn state(c: &Client, id: i64) -> Value {
+    c.get(&format!("/vms/{id}")).body["status"].clone()
+}
+
+fn wait_state(c: &Client, id: i64, want: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let s = state(c, id);
+        if s["state"] == want {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "vm {id} never {want}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ferrite-vmm` processes whose command line mentions this daemon's data dir.
+fn vmm_processes(d: &Daemon) -> Vec<String> {
+    let needle = d.data().display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("ferrite-vmm") && cmd.contains(&needle) {
+            out.push(cmd);
+        }
+    }
+    out
+}
+
+#[test]
+fn micro_guests_boot_through_the_api_on_both_entries_and_power_off() {
+    if !kvm_or_skip("micro_guests_boot_through_the_api_on_both_entries_and_power_off") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let pvh = create(
+        &c,
+        json!({"name": "pvh", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=hello"}),
+    );
+    let long = create(
+        &c,
+        json!({"name": "long", "kernel": "local:guest64.elf", "memory": 32, "cmdline": "test=hello"}),
+    );
+    let v = c.get(&format!("/vms/{pvh}")).body;
+    assert_eq!(v["status"]["state"], "stopped");
+    assert_eq!(v["name"], "pvh");
+    start(&c, pvh);
+    start(&c, long);
+    let s = wait_serial(&c, pvh, "hello", |s| s.contains("Hello"));
+    assert!(
+        s.contains("Hello from a Ferrite micro-guest (PVH entry)"),
+        "{s}"
+    );
+    let s = wait_serial(&c, long, "hello", |s| s.contains("Hello"));
+    assert!(
+        s.contains("Hello from a Ferrite micro-guest (64-bit entry)"),
+        "{s}"
+    );
+    // The guest powers off through the ACPI sleep port: the VM stops and says why.
+    for id in [pvh, long] {
+        let st = wait_state(&c, id, "stopped");
+        assert_eq!(st["last_exit"]["reason"], "poweroff", "{st}");
+    }
+    assert!(vmm_processes(&d).is_empty(), "{:?}", vmm_processes(&d));
+    // Started again, it boots again from scratch.
+    start(&c, pvh);
+    wait_state(&c, pvh, "stopped");
+    assert_eq!(serial(&c, pvh).matches("Hello").count(), 1);
+    // Listed, and deleted.
+    let list = c.get("/vms").body;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(c.delete(&format!("/vms/{pvh}")).status, 204);
+    assert_eq!(c.get(&format!("/vms/{pvh}")).status, 404);
+}
+
+#[test]
+fn every_vcpu_starts_and_reports() {
+    if !kvm_or_skip("every_vcpu_starts_and_reports") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let id = create(
+        &c,
+        json!({"name": "smp", "kernel": "local:guest.elf", "memory": 32, "vcpus": 4, "cmdline": "test=smp cpus=4"}),
+    );
+    start(&c, id);
+    let s = wait_serial(&c, id, "cpus up", |s| s.contains("cpus up:"));
+    for n in 0..4 {
+        assert!(
+            s.contains(&format!("cpu {n} up")),
+            "vCPU {n} did not report:\n{s}"
+        );
+    }
+    assert!(s.contains("cpus up: 4"), "{s}");
+    wait_state(&c, id, "stopped");
+}
+
+fn volume_path(c: &Client, volid: &str) -> PathBuf {
+    let r = c.get(&format!(
+        "/storage/pools/local/volumes/{}",
+        volid.trim_start_matches("local:")
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    PathBuf::from(r.body["path"].as_str().expect("path"))
+}
+
+#[test]
+fn virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse() {
+    if !kvm_or_skip("virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    for name in ["data.raw", "ro.raw"] {
+        let r = c.post(
+            "/storage/pools/local/volumes",
+            json!({"name": name, "size": 1048576, "content": "images", "format": "raw"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let data = volume_path(&c, "local:data.raw");
+    let ro = volume_path(&c, "local:ro.raw");
+    for p in [&data, &ro] {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .expect("open");
+        std::io::Write::write_all(&mut f, b"hello from the host side\n").expect("write");
+    }
+    let id = create(
+        &c,
+        json!({"name": "blk", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=blk",
+               "disks": {"disk0": {"volume": "local:data.raw"},
+                         "disk1": {"volume": "local:ro.raw", "read_only": true}}}),
+    );
+    // A disk in use is refused for deletion, naming the VM.
+    let r = c.delete("/storage/pools/local/volumes/data.raw");
+    assert_eq!(r.status, 409, "{}", r.text);
+    start(&c, id);
+    let s = wait_serial(&c, id, "blk done", |s| s.contains("blk done"));
+    assert!(s.contains("blk0 capacity 2048"), "{s}");
+    assert!(
+        s.contains("blk0 read status 0: hello from the host side"),
+        "{s}"
+    );
+    assert!(s.contains("blk0 write status 0"), "{s}");
+    assert!(s.contains("blk0 flush status 0"), "{s}");
+    assert!(
+        s.contains("blk1 write status 1"),
+        "read-only disk accepted a write:\n{s}"
+    );
+    wait_state(&c, id, "stopped");
+    let written = std::fs::read(&data).expect("read back");
+    assert_eq!(
+        &written[512..512 + 39],
+        b"written by the guest through virtio-blk",
+        "sector 1 on the host"
+    );
+    let untouched = std::fs::read(&ro).expect("read back");
+    assert!(
+        untouched[512..1024].iter().all(|b| *b == 0),
+        "read-only disk changed"
+    );
+}
+
+#[test]
+fn virtio_rng_and_guest_reset_restarts_the_vm() {
+    if !kvm_or_skip("virtio_rng_and_guest_reset_restarts_the_vm") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let rng = create(
+        &c,
+        json!({"name": "rng", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=rng"}),
+    );
+    start(&c, rng);
+    let s = wait_serial(&c, rng, "rng bytes", |s| s.contains("rng 16 bytes"));
+    let hex = s.split("bytes ").nth(1).unwrap_or_default().trim();
+    assert_eq!(hex.len(), 32, "{s}");
+    assert_ne!(hex, "00000000000000000000000000000000");
+    // A guest that resets (i8042) is started again by the daemon, as a reboot would.
+    let reset = create(
+        &c,
+        json!({"name": "reset", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=reset"}),
+    );
+    start(&c, reset);
+    let t0 = Instant::now();
+    loop {
+        let st = state(&c, reset);
+        if st["state"] == "running"
+            && serial(&c, reset).matches("resetting").count() >= 1
+            && st["started_at"] != Value::Null
+        {
+            let first = st["started_at"].clone();
+            // Wait for a second start (a new started_at) after the reset.
+            let t1 = Instant::now();
+            loop {
+                let st2 = state(&c, reset);
+                if st2["state"] == "running" && st2["started_at"] != first {
+                    break;
+                }
+                assert!(
+                    t1.elapsed() < Duration::from_secs(60),
+                    "no restart after reset: {st2}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "reset guest never ran: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.post(&format!("/vms/{reset}/stop"), json!({})).status, 200);
+    assert_eq!(state(&c, reset)["state"], "stopped");
+}
+
+#[test]
+fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
+    if !kvm_or_skip("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "snapdisk.raw", "size": 1048576, "content": "images"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = create(
+        &c,
+        json!({"name": "counter", "kernel": "local:guest.elf", "memory": 32, "vcpus": 2,
+               "cmdline": "test=count delay=50000", "disks": {"disk0": {"volume": "local:snapdisk.raw"}}}),
+    );
+    start(&c, id);
+    wait_serial(&c, id, "count 3", |s| s.contains("count 3\n"));
+    // A running VM is refused: it must be paused first.
+    let r = c.post(&format!("/vms/{id}/snapshots"), json!({"name": "s1"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = c.post(&format!("/vms/{id}/pause"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "paused");
+    let before = serial(&c, id);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(serial(&c, id), before, "a paused guest kept printing");
+    let r = c.post(
+        &format!("/vms/{id}/snapshots"),
+        json!({"name": "s1", "description": "mid-count"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let snaps = c.get(&format!("/vms/{id}/snapshots")).body;
+    assert_eq!(snaps["items"][0]["name"], "s1");
+    assert_eq!(snaps["items"][0]["memory_bytes"], 32 << 20);
+    let last: u64 = before
+        .lines()
+        .filter_map(|l| l.strip_prefix("count ").and_then(|n| n.trim().parse().ok()))
+        .max()
+        .expect("a count");
+    // The disk was snapshotted under the same name.
+    let vol = c.get("/storage/pools/local/volumes/snapdisk.raw").body;
+    assert!(vol["snapshots"].to_string().contains("s1"), "{vol}");
+    // Restore needs a stopped VM; then a new process continues the guest.
+    let r = c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    let r = c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "running");
+    let next = format!("count {}\n", last + 1);
+    let s = wait_serial(&c, id, &next, |s| s.contains(&next));
+    assert!(
+        !s.contains("count 1\n"),
+        "the restored guest started over:\n{s}"
+    );
+    // Deleting the snapshot removes the disk snapshot too.
+    assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    assert_eq!(c.delete(&format!("/vms/{id}/snapshots/s1")).status, 204);
+    let vol = c.get("/storage/pools/local/volumes/snapdisk.raw").body;
+    assert!(!vol["snapshots"].to_string().contains("s1"), "{vol}");
+    assert_eq!(
+        c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn vms_survive_a_daemon_kill_and_are_readopted() {
+    if !kvm_or_skip("vms_survive_a_daemon_kill_and_are_readopted") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let c = setup_in(&d);
+    let id = create(
+        &c,
+        json!({"name": "survivor", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=count delay=50000"}),
+    );
+    start(&c, id);
+    let pid = state(&c, id)["pid"].as_i64().expect("pid");
+    wait_serial(&c, id, "count 2", |s| s.contains("count 2\n"));
+    d.stop(nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the VM died with the daemon"
+    );
+    d.spawn();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    let st = state(&c, id);
+    assert_eq!(st["state"], "running", "{st}");
+    assert_eq!(st["pid"], pid);
+    // Still under control: pause, resume, and a stop that really stops it.
+    assert_eq!(
+        c.post(&format!("/vms/{id}/pause"), json!({})).body["status"]["state"],
+        "paused"
+    );
+    assert_eq!(
+        c.post(&format!("/vms/{id}/resume"), json!({})).body["status"]["state"],
+        "running"
+    );
+    let n = serial(&c, id).matches("count").count();
+    wait_serial(&c, id, "more counting", |s| s.matches("count").count() > n);
+    assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    let t0 = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // The new daemon is not the VMM's parent: the host's init reaps it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "VMM {pid} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
+    if !kvm_or_skip("virtio_net_exchanges_frames_with_a_peer_on_the_bridge") {
+        return;
+    }
+    let ns = NetNs::new("vmnet");
+    let peer = NetNs::new("vmpeer");
+    let d = Daemon::start_in(&ns);
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    // The peer: a host in its own namespace, plugged into the bridge by a veth that the
+    // bridge declares as a port (the reconciler removes undeclared ones).
+    ns.veth_to("peerport", &peer, "eth0");
+    let r = c.post(
+        "/network/bridges",
+        json!({"name": "vmbr0", "ports": {"peerport": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    peer.ip("addr add 10.77.0.1/24 dev eth0");
+    peer.ip("link set eth0 up");
+    let peer_mac = peer.links()["eth0"]["address"]
+        .as_str()
+        .expect("mac")
+        .to_string();
+    let id = create(
+        &c,
+        json!({"name": "netvm", "kernel": "local:guest.elf", "memory": 32,
+               "cmdline": "test=net ip=10.77.0.2 peer=10.77.0.1",
+               "net": {"net0": {"bridge": "vmbr0", "mac": "52:54:00:12:34:56"}}}),
+    );
+    start(&c, id);
+    // The tap is on the bridge in the daemon's namespace.
+    let links = ns.links();
+    assert_eq!(links[&format!("v{id}i0")]["master"], "vmbr0");
+    let s = wait_serial(&c, id, "arp reply", |s| {
+        s.contains("arp reply") || s.contains("no reply")
+    });
+    assert!(s.contains("net mac 52:54:00:12:34:56"), "{s}");
+    assert!(
+        s.contains(&format!("net arp reply from {peer_mac}")),
+        "{s}\nbridge namespace:\n{}\npeer:\n{}",
+        ns.ip("-d -s link"),
+        peer.ip("-s link")
+    );
+    // The peer learned the guest's MAC from its request: frames went both ways.
+    let neigh = common::sh(&format!("ip -n {} neigh show 10.77.0.2", peer.name));
+    assert!(neigh.contains("52:54:00:12:34:56"), "{neigh}");
+    wait_state(&c, id, "stopped");
+    // The bridge cannot be deleted under the VM; once the VM is gone the tap is too.
+    let r = c.delete("/network/bridges/vmbr0");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("vm {id}")),
+        "{}",
+        r.text
+    );
+    // The daemon notices the exit and removes the tap (its monitor looks 4 times a second).
+    let t0 = Instant::now();
+    while ns.links().contains_key(&format!("v{id}i0")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "tap left after the VM stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.delete(&format!("/vms/{id}")).status, 204);
+    assert_eq!(c.delete("/network/bridges/vmbr0").status, 204);
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    if !kvm_or_skip("bad_input_is_refused_and_leaves_nothing") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let junk = d.data().join("junk.bin");
+    std::fs::write(&junk, b"#!/bin/sh\necho not a kernel\n").expect("write");
+    upload(&c, &junk, "junk.bin");
+    let cases = [
+        (
+            json!({"name": "a", "kernel": "local:missing.elf"}),
+            422,
+            "/kernel",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:junk.bin"}),
+            422,
+            "/kernel",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "memory": 4000000}),
+            422,
+            "/memory",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "vcpus": 0}),
+            400,
+            "/vcpus",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "vcpus": 65}),
+            400,
+            "/vcpus",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "disks": {"disk0": {"volume": "local:nope.raw"}}}),
+            422,
+            "/disks/disk0/volume",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "net": {"net0": {"bridge": "nobr0"}}}),
+            422,
+            "/net/net0/bridge",
+        ),
+        (
+            json!({"name": "a", "kernel": "local:guest.elf", "disks": {"d0": {"volume": "local:x.raw"}}}),
+            400,
+            "/disks",
+        ),
+    ];
+    for (body, status, pointer) in cases {
+        let r = c.post("/vms", body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        assert!(
+            r.pointers().iter().any(|p| p.starts_with(pointer)),
+            "{body}: {pointer} not named in {:?}: {}",
+            r.pointers(),
+            r.text
+        );
+    }
+    assert_eq!(c.get("/vms").body["items"], json!([]));
+    // A qcow2 disk is not something ferrite-vmm opens.
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "q.qcow2", "size": 1048576, "content": "images", "format": "qcow2"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = c.post("/vms", json!({"name": "a", "kernel": "local:guest.elf", "disks": {"disk0": {"volume": "local:q.qcow2"}}}));
+    assert_eq!(r.status, 422, "{}", r.text);
+    // A disk held by a running VM is refused to a second one, naming the holder.
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "shared.raw", "size": 1048576, "content": "images"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let disk = json!({"disk0": {"volume": "local:shared.raw"}});
+    let a = create(
+        &c,
+        json!({"name": "holder", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=hang", "disks": disk}),
+    );
+    let b = create(
+        &c,
+        json!({"name": "second", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=hang", "disks": disk}),
+    );
+    start(&c, a);
+    let r = c.post(&format!("/vms/{b}/start"), json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains(&format!("running vm {a}")), "{}", r.text);
+    assert_eq!(state(&c, b)["state"], "stopped");
+    // Duplicate name; delete while running; snapshot of a running VM.
+    let r = c.post(
+        "/vms",
+        json!({"name": "holder", "kernel": "local:guest.elf"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(c.delete(&format!("/vms/{a}")).status, 409);
+    assert_eq!(
+        c.post(&format!("/vms/{a}/snapshots"), json!({"name": "x"}))
+            .status,
+        409
+    );
+    // Pause of a stopped VM; serial input to a stopped VM.
+    assert_eq!(c.post(&format!("/vms/{b}/pause"), json!({})).status, 409);
+    assert_eq!(
+        c.post(&format!("/vms/{b}/serial"), json!({"data": "x"}))
+            .status,
+        409
+    );
+    // Shutdown of a guest that ignores the power button falls back to a kill.
+    let r = c.post(&format!("/vms/{a}/shutdown"), json!({"timeout": 1}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "stopped");
+    assert!(vmm_processes(&d).is_empty(), "{:?}", vmm_processes(&d));
+    for id in [a, b] {
+        assert_eq!(c.delete(&format!("/vms/{id}")).status, 204);
+    }
+    assert!(!d.data().join(format!("vms/{a}")).exists());
+}
+
+/// A stock Debian kernel (the one `scripts/kernel-vm` caches) booting to a shell prompt on
+/// the serial console. Only meaningful on hardware-backed KVM: on software-assisted nested
+/// KVM (`kvm_pvm`) a stock kernel does not boot in useful time, so the test says so and skips.
+#[test]
+fn stock_debian_kernel_boots_to_a_shell_prompt() {
+    let test = "stock_debian_kernel_boots_to_a_shell_prompt";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        common::skip(
+            test,
+            "/dev/kvm is software-assisted nested KVM (kvm_pvm): a stock kernel does not boot in useful time; runs where KVM is hardware-backed",
+        );
+        return;
+    }
+    let cache = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/kernel-vm"));
+    let (kernel, initrd) = (cache.join("vmlinuz"), cache.join("initrd.gz"));
+    if !kernel.exists() || !initrd.exists() {
+        common::skip(
+            test,
+            "Debian kernel not prepared (scripts/kernel-vm/kernel-vm prepare)",
+        );
+        return;
+    }
+    let d = Daemon::start();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    upload(&c, &kernel, "vmlinuz");
+    upload(&c, &initrd, "initrd.gz");
+    let id = create(
+        &c,
+        json!({"name": "debian", "kernel": "local:vmlinuz", "initrd": "local:initrd.gz", "memory": 512,
+               "vcpus": 2, "cmdline": "console=ttyS0 reboot=k panic=1 ferrite.shell=1"}),
+    );
+    start(&c, id);
+    let s = wait_serial(&c, id, "shell prompt", |s| s.contains("ferrite-shell#"));
+    assert!(s.contains("Linux version"), "{s}");
+}
