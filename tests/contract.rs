@@ -194,6 +194,46 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.request("POST", &format!("/containers/{id}/template"), None, &[]);
     root.request("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
 
+    // VMs: a micro-guest that counts on its serial console.
+    let guests = d.data().join("guests");
+    assert!(std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/guests/build.sh"
+    ))
+    .arg(&guests)
+    .status()
+    .expect("build.sh")
+    .success());
+    let data = std::fs::read(guests.join("guest.elf")).expect("guest.elf");
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    root.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name=guest.elf&content=snippets&sha256={sum}"),
+        &data,
+        "application/octet-stream",
+    );
+    let vm = root.post(
+        "/vms",
+        json!({"name": "vm1", "kernel": "local:guest.elf", "memory": 16, "cmdline": "test=count"}),
+    );
+    let vid = vm.body["id"].as_i64().expect("vm id");
+    root.get("/vms");
+    root.get(&format!("/vms/{vid}"));
+    root.put(&format!("/vms/{vid}"), json!({"description": "contract"}));
+    root.post(&format!("/vms/{vid}/start"), json!({}));
+    root.post(&format!("/vms/{vid}/serial"), json!({"data": "x"}));
+    root.get(&format!("/vms/{vid}/serial"));
+    root.post(&format!("/vms/{vid}/pause"), json!({}));
+    root.post(&format!("/vms/{vid}/snapshots"), json!({"name": "s1"}));
+    root.get(&format!("/vms/{vid}/snapshots"));
+    root.post(&format!("/vms/{vid}/resume"), json!({}));
+    root.post(&format!("/vms/{vid}/stop"), json!({}));
+    root.post(&format!("/vms/{vid}/snapshots/s1/restore"), json!({}));
+    root.post(&format!("/vms/{vid}/reboot"), json!({"timeout": 0}));
+    root.post(&format!("/vms/{vid}/shutdown"), json!({"timeout": 0}));
+    root.delete(&format!("/vms/{vid}/snapshots/s1"));
+    root.request("DELETE", &format!("/vms/{vid}?force=true"), None, &[]);
+
     let doc = c.get("/openapi.json").body;
     let seen: HashSet<String> = SEEN
         .lock()

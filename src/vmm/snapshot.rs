@@ -5,6 +5,7 @@
 //!   the JSON [`MachineState`] (configuration, vCPU registers, interrupt controllers, PIT,
 //!   kvmclock, COM1 and virtio transport state, and the SHA-256 of the memory file);
 //! - `memory`: guest RAM, regions back to back.
+//!
 //! Both checksums are verified before anything is loaded; an unknown version is refused.
 
 use std::fs::File;
