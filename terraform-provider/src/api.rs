@@ -1,0 +1,147 @@
+//! The HTTP side: ferrite's CLI client with retries, idempotency keys and problem documents
+//! turned into Terraform diagnostics.
+
+use std::time::Duration;
+
+use ferrite::cli::{Body, CliError, Client, Problem, Request, Trust};
+use serde_json::Value as Json;
+
+/// Why an API call failed.
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound,
+    Problem(Box<Problem>),
+    Other(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::NotFound => f.write_str("not found"),
+            ApiError::Problem(p) => {
+                write!(f, "{} ({})", p.title, p.status)?;
+                if let Some(d) = &p.detail {
+                    write!(f, ": {d}")?;
+                }
+                for (ptr, msg) in &p.invalid_params {
+                    write!(f, "\n  {ptr}: {msg}")?;
+                }
+                Ok(())
+            }
+            ApiError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Settings from the provider block (or the environment).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub fingerprint: Option<String>,
+    pub insecure: bool,
+    pub timeout: Duration,
+}
+
+pub struct Api {
+    client: Client,
+    timeout: Duration,
+}
+
+/// Retries after transport failures and 5xx answers, with backoff; a request is retried only
+/// when repeating it cannot do the work twice (reads, PUT/DELETE, POST with an idempotency key).
+const RETRIES: u32 = 3;
+
+impl Api {
+    /// Connects lazily: only the login (when a password is given) talks to the daemon here.
+    pub fn connect(s: &Settings) -> Result<Api, String> {
+        let trust = if s.insecure {
+            Trust::Insecure
+        } else if let Some(fp) = &s.fingerprint {
+            Trust::pinned(fp).map_err(|e| e.to_string())?
+        } else {
+            Trust::Unpinned
+        };
+        let client = Client::new(&s.endpoint, trust.clone(), s.token.clone())
+            .map_err(|e| e.to_string())?;
+        let mut api = Api {
+            client,
+            timeout: s.timeout,
+        };
+        if s.token.is_none() {
+            if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                let body = serde_json::json!({"username": u, "password": p});
+                let t = api
+                    .call("POST", "/access/login", &[], Some(&body), None)
+                    .map_err(|e| format!("login as {u} failed: {e}"))?;
+                let ticket = t
+                    .as_ref()
+                    .and_then(|t| t.get("ticket"))
+                    .and_then(Json::as_str)
+                    .ok_or("login answered without a ticket")?
+                    .to_string();
+                api.client = Client::new(&s.endpoint, trust, Some(ticket))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(api)
+    }
+
+    /// One call; `Ok(None)` for an empty (204) answer.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Json>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<Json>, ApiError> {
+        let mut req = Request::new(method, path);
+        req.query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        req.body = body;
+        req.timeout = Some(self.timeout);
+        if let Some(k) = idempotency_key {
+            req.headers.push(("Idempotency-Key", k.to_string()));
+        }
+        let repeatable = method != "POST" || idempotency_key.is_some();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.client.send(&req) {
+                Ok(r) => {
+                    return Ok(match r.body {
+                        Body::Json(j) => Some(j),
+                        Body::Empty => None,
+                        Body::Text(t) => Some(Json::String(t)),
+                    })
+                }
+                Err(CliError::Api(p)) if p.status == 404 => return Err(ApiError::NotFound),
+                Err(CliError::Api(p)) => {
+                    if p.status >= 500 && p.status != 501 && p.status != 507 {
+                        ApiError::Problem(p)
+                    } else {
+                        return Err(ApiError::Problem(p));
+                    }
+                }
+                Err(e) => ApiError::Other(e.to_string()),
+            };
+            if !repeatable || attempt > RETRIES {
+                return Err(err);
+            }
+            tracing_line(&format!(
+                "{method} {path} failed ({err}); retry {attempt}/{RETRIES}"
+            ));
+            std::thread::sleep(Duration::from_millis(500 << attempt));
+        }
+    }
+}
+
+/// Logs to stderr, which Terraform relays into TF_LOG output.
+pub fn tracing_line(msg: &str) {
+    eprintln!("[INFO] terraform-provider-ferrite: {msg}");
+}
