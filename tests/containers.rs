@@ -12,48 +12,6 @@ use common::{Client, Daemon, NetNs};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// Builds a busybox root filesystem tarball (gzip) from the host's busybox-static.
-fn busybox_template(dir: &Path) -> PathBuf {
-    let root = dir.join("bbroot");
-    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"] {
-        std::fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-        .expect("busybox-static is a test prerequisite (/bin/busybox)");
-    for a in [
-        "sh", "hostname", "id", "cat", "sleep", "echo", "ls", "ps", "head", "tail", "tr", "seq",
-        "true", "grep", "wc", "ping", "ip",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).expect("symlink");
-    }
-    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init")).expect("symlink");
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    let out = dir.join("busybox.tar.gz");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-czf")
-        .arg(&out)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(st.success());
-    out
-}
-
-fn upload(c: &Client, path: &Path, name: &str) -> Value {
-    let data = std::fs::read(path).expect("read");
-    let sum = hex::encode(Sha256::digest(&data));
-    let r = c.send_bytes(
-        "POST",
-        &format!("/storage/pools/local/upload?name={name}&content=template&sha256={sum}"),
-        &data,
-        "application/octet-stream",
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body
-}
-
 /// Force-deletes every container when a test ends, passed or failed: containers outlive
 /// their daemon by design, so a failed test must not leave them running.
 struct Reap(Client);
@@ -73,8 +31,8 @@ impl Drop for Reap {
 fn setup() -> (Daemon, Client) {
     let d = Daemon::start();
     let root = d.root();
-    let tpl = busybox_template(&d.data());
-    upload(&root, &tpl, "busybox.tar.gz");
+    let tpl = common::busybox_template(&d.data());
+    common::upload(&root, &tpl, "busybox.tar.gz", "template");
     (d, root)
 }
 
@@ -391,7 +349,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
     // A corrupt template and one whose members try to escape: 422, nothing written outside.
     let junk = d.data().join("junk.tar.gz");
     std::fs::write(&junk, b"\x1f\x8b\x08\x00 definitely not gzip").expect("junk");
-    upload(&c, &junk, "junk.tar.gz");
+    common::upload(&c, &junk, "junk.tar.gz", "template");
     let r = c.post(
         "/containers",
         json!({"name": "x", "template": "local:junk.tar.gz"}),
@@ -410,7 +368,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
         .status()
         .expect("tar");
     assert!(st.success());
-    upload(&c, &evil, "evil.tar");
+    common::upload(&c, &evil, "evil.tar", "template");
     let r = c.post(
         "/containers",
         json!({"name": "x", "template": "local:evil.tar"}),
@@ -475,8 +433,8 @@ fn net_setup(tag: &str) -> (NetNs, Daemon, Client) {
     let ns = NetNs::new(tag);
     let d = Daemon::start_in(&ns);
     let c = d.root();
-    let tpl = busybox_template(&d.data());
-    upload(&c, &tpl, "busybox.tar.gz");
+    let tpl = common::busybox_template(&d.data());
+    common::upload(&c, &tpl, "busybox.tar.gz", "template");
     (ns, d, c)
 }
 

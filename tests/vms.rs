@@ -46,18 +46,6 @@ fn guests() -> &'static Path {
     })
 }
 
-fn upload(c: &Client, path: &Path, name: &str) {
-    let data = std::fs::read(path).expect("read");
-    let sum = hex::encode(Sha256::digest(&data));
-    let r = c.send_bytes(
-        "POST",
-        &format!("/storage/pools/local/upload?name={name}&content=snippets&sha256={sum}"),
-        &data,
-        "application/octet-stream",
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
 /// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
 struct Reap(Client);
 
@@ -75,8 +63,8 @@ impl Drop for Reap {
 
 fn setup_in(d: &Daemon) -> Client {
     let c = d.root();
-    upload(&c, &guests().join("guest.elf"), "guest.elf");
-    upload(&c, &guests().join("guest64.elf"), "guest64.elf");
+    common::upload(&c, &guests().join("guest.elf"), "guest.elf", "snippets");
+    common::upload(&c, &guests().join("guest64.elf"), "guest64.elf", "snippets");
     c
 }
 
@@ -550,7 +538,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
     let _reap = Reap(c.clone());
     let junk = d.data().join("junk.bin");
     std::fs::write(&junk, b"#!/bin/sh\necho not a kernel\n").expect("write");
-    upload(&c, &junk, "junk.bin");
+    common::upload(&c, &junk, "junk.bin", "snippets");
     let cases = [
         (
             json!({"name": "a", "kernel": "local:missing.elf"}),
@@ -690,8 +678,8 @@ fn stock_debian_kernel_boots_to_a_shell_prompt() {
     let d = Daemon::start();
     let c = d.root();
     let _reap = Reap(c.clone());
-    upload(&c, &kernel, "vmlinuz");
-    upload(&c, &initrd, "initrd.gz");
+    common::upload(&c, &kernel, "vmlinuz", "snippets");
+    common::upload(&c, &initrd, "initrd.gz", "snippets");
     let id = create(
         &c,
         json!({"name": "debian", "kernel": "local:vmlinuz", "initrd": "local:initrd.gz", "memory": 512,

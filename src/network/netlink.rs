@@ -98,6 +98,9 @@ pub struct Kernel {
     dumper: std::sync::Arc<super::linkdump::LinkDumper>,
     writes: std::sync::Arc<AtomicU64>,
     netns: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// The kernel runs one dump at a time per netlink socket and answers a second one with
+    /// EBUSY, so concurrent readers (guests starting in parallel) take turns.
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn bond_mode_name(m: &BondMode) -> String {
@@ -298,6 +301,7 @@ impl Kernel {
                 dumper: std::sync::Arc::new(dumper),
                 writes: std::sync::Arc::new(AtomicU64::new(0)),
                 netns: ns_for_kernel,
+                dumps: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             },
             events,
         ))
@@ -357,6 +361,7 @@ impl Kernel {
 
     /// Reads every link, with bridge VLANs (when `vlans`) and addresses.
     pub async fn snapshot(&self, vlans: bool) -> Result<Snapshot, KernelError> {
+        let _turn = self.dumps.lock().await;
         let dumper = std::sync::Arc::clone(&self.dumper);
         let links = tokio::task::spawn_blocking(move || dumper.dump())
             .await
@@ -378,6 +383,7 @@ impl Kernel {
     /// tested against.
     #[doc(hidden)]
     pub async fn snapshot_rtnl(&self, vlans: bool) -> Result<Snapshot, KernelError> {
+        let _turn = self.dumps.lock().await;
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         // Statistics are most of a link message and of the kernel's work to build it; skip them.
         let mut s = self
@@ -415,6 +421,7 @@ impl Kernel {
         if names.len() > SCOPED_READ_LIMIT {
             return self.snapshot(vlans).await;
         }
+        let _turn = self.dumps.lock().await;
         let mut by_index: BTreeMap<u32, LinkState> = BTreeMap::new();
         for n in names {
             let mut s = self.handle.link().get().match_name(n.clone()).execute();
@@ -894,23 +901,34 @@ impl Kernel {
     }
 
     pub async fn addr_del(&self, index: u32, name: &str, cidr: &str) -> Result<(), KernelError> {
+        let turn = self.dumps.lock().await;
         let mut s = self
             .handle
             .address()
             .get()
             .set_link_index_filter(index)
             .execute();
+        // The whole dump is read before anything else is sent on the socket.
+        let mut found = None;
         while let Some(msg) = s
             .try_next()
             .await
             .map_err(|e| KernelError::from_rtnl("listing addresses", e))?
         {
-            if address_string(&msg).as_deref() == Some(cidr) {
-                self.wrote();
-                return self.handle.address().del(msg).execute().await.map_err(|e| {
-                    KernelError::from_rtnl(format!("removing {cidr} from {name}"), e)
-                });
+            if found.is_none() && address_string(&msg).as_deref() == Some(cidr) {
+                found = Some(msg);
             }
+        }
+        drop(turn);
+        if let Some(msg) = found {
+            self.wrote();
+            return self
+                .handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(|e| KernelError::from_rtnl(format!("removing {cidr} from {name}"), e));
         }
         Ok(())
     }

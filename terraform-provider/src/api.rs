@@ -64,8 +64,8 @@ impl Api {
         } else {
             Trust::Unpinned
         };
-        let client = Client::new(&s.endpoint, trust.clone(), s.token.clone())
-            .map_err(|e| e.to_string())?;
+        let client =
+            Client::new(&s.endpoint, trust.clone(), s.token.clone()).map_err(|e| e.to_string())?;
         let mut api = Api {
             client,
             timeout: s.timeout,
@@ -82,8 +82,8 @@ impl Api {
                     .and_then(Json::as_str)
                     .ok_or("login answered without a ticket")?
                     .to_string();
-                api.client = Client::new(&s.endpoint, trust, Some(ticket))
-                    .map_err(|e| e.to_string())?;
+                api.client =
+                    Client::new(&s.endpoint, trust, Some(ticket)).map_err(|e| e.to_string())?;
             }
         }
         Ok(api)

@@ -83,7 +83,9 @@ fn main() -> ExitCode {
     }
     let versions = std::env::var("PLUGIN_PROTOCOL_VERSIONS").unwrap_or_else(|_| "6".into());
     if !versions.split(',').any(|v| v.trim() == "6") {
-        eprintln!("terraform-provider-ferrite speaks plugin protocol 6; Terraform offered {versions}");
+        eprintln!(
+            "terraform-provider-ferrite speaks plugin protocol 6; Terraform offered {versions}"
+        );
         return ExitCode::FAILURE;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +133,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     };
-    let client_pem = std::env::var("PLUGIN_CLIENT_CERT").ok().filter(|c| !c.is_empty());
+    let client_pem = std::env::var("PLUGIN_CLIENT_CERT")
+        .ok()
+        .filter(|c| !c.is_empty());
     match client_pem {
         Some(pem) => {
             let (cert, key) = tls::server_certificate()?;

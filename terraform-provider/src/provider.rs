@@ -289,18 +289,18 @@ fn read_object(api: &Api, r: &Resource, state: &Value) -> Result<Option<Json>, A
 }
 
 /// Create, update or delete one object; returns the new state and diagnostics.
-fn apply(
-    api: &Api,
-    r: &Resource,
-    prior: &Value,
-    planned: &Value,
-) -> (Value, Vec<pb::Diagnostic>) {
+fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec<pb::Diagnostic>) {
     let what = r.def.name;
     let mut diags = Vec::new();
     if planned.is_null() {
         let path = match item_path(r, prior) {
             Ok(p) => p,
-            Err(e) => return (Value::Null, vec![error(&format!("Unable to delete {what}"), &e)]),
+            Err(e) => {
+                return (
+                    Value::Null,
+                    vec![error(&format!("Unable to delete {what}"), &e)],
+                )
+            }
         };
         let query: Vec<(&str, String)> = if r.def.guest {
             vec![("force", "true".into())]
@@ -321,7 +321,12 @@ fn apply(
         let body = body_of(r, planned, false, |a| a.in_create);
         let coll = match collection_path(r, planned) {
             Ok(c) => c,
-            Err(e) => return (Value::Null, vec![error(&format!("Unable to create {what}"), &e)]),
+            Err(e) => {
+                return (
+                    Value::Null,
+                    vec![error(&format!("Unable to create {what}"), &e)],
+                )
+            }
         };
         let key = uuid::Uuid::new_v4().to_string();
         let created = match api.call("POST", &coll, &[], Some(&body), Some(&key)) {
@@ -411,8 +416,14 @@ fn power(api: &Api, r: &Resource, state: &Value, on: bool) -> Result<(), ApiErro
         (false, "ferrite_container") => ("shutdown", Some(serde_json::json!({"timeout": 30}))),
         (false, _) => ("stop", None),
     };
-    api.call("POST", &format!("{path}/{action}"), &[], body.as_ref(), None)
-        .map(|_| ())
+    api.call(
+        "POST",
+        &format!("{path}/{action}"),
+        &[],
+        body.as_ref(),
+        None,
+    )
+    .map(|_| ())
 }
 
 /// Changes an existing object; warnings on success, error diagnostics on failure.
@@ -435,7 +446,11 @@ fn update(
     let running = r.def.guest
         && read_object(api, r, prior)
             .map_err(fail)?
-            .and_then(|o| o.pointer("/status/state").and_then(Json::as_str).map(String::from))
+            .and_then(|o| {
+                o.pointer("/status/state")
+                    .and_then(Json::as_str)
+                    .map(String::from)
+            })
             .as_deref()
             == Some("running");
     let needs_restart = running && changed.iter().any(|a| !a.live);
@@ -448,7 +463,9 @@ fn update(
     }
     match r.def.update {
         Update::Put(_) if !changed.is_empty() => {
-            let body = body_of(r, planned, true, |a| changed.iter().any(|c| c.name == a.name));
+            let body = body_of(r, planned, true, |a| {
+                changed.iter().any(|c| c.name == a.name)
+            });
             api.call("PUT", &path, &[], Some(&body), None)
                 .map_err(fail)?;
         }
@@ -480,7 +497,11 @@ fn update(
         if restarted {
             power(api, r, prior, true).map_err(fail)?;
         } else if needs_restart && want_running != Some(false) {
-            let names: Vec<&str> = changed.iter().filter(|a| !a.live).map(|a| a.name.as_str()).collect();
+            let names: Vec<&str> = changed
+                .iter()
+                .filter(|a| !a.live)
+                .map(|a| a.name.as_str())
+                .collect();
             warnings.push(warning(
                 &format!("{what}: change takes effect at the next start"),
                 &format!(
@@ -503,7 +524,10 @@ type Res<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Provider for FerriteProvider {
-    async fn get_metadata(&self, _: Request<pb::get_metadata::Request>) -> Res<pb::get_metadata::Response> {
+    async fn get_metadata(
+        &self,
+        _: Request<pb::get_metadata::Request>,
+    ) -> Res<pb::get_metadata::Response> {
         let cat = catalog();
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(capabilities()),
@@ -558,12 +582,17 @@ impl Provider for FerriteProvider {
         if let Value::Number(n) = cfg.get("timeout") {
             if !(1.0..=86400.0).contains(&n.as_f64()) {
                 diagnostics.push(diag::at(
-                    error("Invalid timeout", "timeout must be between 1 and 86400 seconds"),
+                    error(
+                        "Invalid timeout",
+                        "timeout must be between 1 and 86400 seconds",
+                    ),
                     &["timeout"],
                 ));
             }
         }
-        Ok(Response::new(pb::validate_provider_config::Response { diagnostics }))
+        Ok(Response::new(pb::validate_provider_config::Response {
+            diagnostics,
+        }))
     }
 
     async fn validate_resource_config(
@@ -574,7 +603,9 @@ impl Provider for FerriteProvider {
         let r = Self::resource(&req.type_name)?;
         let cfg = decode(&req.config, &r.ty).map_err(Status::invalid_argument)?;
         let diagnostics = plan::validate(r, &cfg);
-        Ok(Response::new(pb::validate_resource_config::Response { diagnostics }))
+        Ok(Response::new(pb::validate_resource_config::Response {
+            diagnostics,
+        }))
     }
 
     async fn validate_data_resource_config(
@@ -603,10 +634,7 @@ impl Provider for FerriteProvider {
                 .and_then(|j| Value::from_json(&j, &r.ty).map_err(|e| e.to_string()))
             {
                 Ok(v) => (v, Vec::new()),
-                Err(e) => (
-                    Value::Null,
-                    vec![error("Unable to read stored state", &e)],
-                ),
+                Err(e) => (Value::Null, vec![error("Unable to read stored state", &e)]),
             }
         };
         Ok(Response::new(pb::upgrade_resource_state::Response {
@@ -642,10 +670,15 @@ impl Provider for FerriteProvider {
             }
             Err(e) => vec![error("Unable to configure the Ferrite provider", &e)],
         };
-        Ok(Response::new(pb::configure_provider::Response { diagnostics }))
+        Ok(Response::new(pb::configure_provider::Response {
+            diagnostics,
+        }))
     }
 
-    async fn read_resource(&self, req: Request<pb::read_resource::Request>) -> Res<pb::read_resource::Response> {
+    async fn read_resource(
+        &self,
+        req: Request<pb::read_resource::Request>,
+    ) -> Res<pb::read_resource::Response> {
         let req = req.into_inner();
         let r = Self::resource(&req.type_name)?;
         let prior = decode(&req.current_state, &r.ty).map_err(Status::invalid_argument)?;
@@ -711,7 +744,10 @@ impl Provider for FerriteProvider {
         let r = Self::resource(&req.type_name)?;
         let (stub, diagnostics) = match plan::import_stub(r, &req.id) {
             Ok(v) => (v, Vec::new()),
-            Err(e) => (Value::Null, vec![error(&format!("Unable to import {}", r.def.name), &e)]),
+            Err(e) => (
+                Value::Null,
+                vec![error(&format!("Unable to import {}", r.def.name), &e)],
+            ),
         };
         let imported_resources = if stub.is_null() {
             Vec::new()

@@ -47,7 +47,8 @@ pub struct ResourceDef {
 pub const RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         name: "ferrite_bridge",
-        description: "A Linux bridge managed by ferrited through netlink, with its ports and VLANs.",
+        description:
+            "A Linux bridge managed by ferrited through netlink, with its ports and VLANs.",
         collection: "/network/bridges",
         create: "BridgeCreate",
         create_response: None,
@@ -103,7 +104,8 @@ pub const RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         name: "ferrite_volume",
-        description: "A volume in a storage pool. Growing `size` resizes in place; volumes never shrink.",
+        description:
+            "A volume in a storage pool. Growing `size` resizes in place; volumes never shrink.",
         collection: "/storage/pools/{pool}/volumes",
         create: "VolumeCreate",
         create_response: None,
@@ -139,7 +141,8 @@ pub const RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         name: "ferrite_vm",
-        description: "A KVM virtual machine run by ferrite-vmm. `running` is its desired power state.",
+        description:
+            "A KVM virtual machine run by ferrite-vmm. `running` is its desired power state.",
         collection: "/vms",
         create: "VmCreate",
         create_response: None,
@@ -153,7 +156,8 @@ pub const RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         name: "ferrite_user",
-        description: "A user of the local realm. `password` is write-only: changes are sent, reads keep it.",
+        description:
+            "A user of the local realm. `password` is write-only: changes are sent, reads keep it.",
         collection: "/access/users",
         create: "UserCreate",
         create_response: None,
@@ -209,7 +213,8 @@ pub const RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         name: "ferrite_api_token",
-        description: "An API token. `token` (the secret) is known only after create and is kept in state.",
+        description:
+            "An API token. `token` (the secret) is known only after create and is kept in state.",
         collection: "/access/tokens",
         create: "TokenCreate",
         create_response: Some("TokenCreated"),

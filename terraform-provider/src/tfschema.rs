@@ -161,7 +161,12 @@ impl<'a> Defs<'a> {
             props: Map::new(),
             required: BTreeSet::new(),
         };
-        for part in s.get("allOf").and_then(Json::as_array).into_iter().flatten() {
+        for part in s
+            .get("allOf")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             let sub = self.flatten(part);
             f.props.extend(sub.props);
             f.required.extend(sub.required);
@@ -169,7 +174,12 @@ impl<'a> Defs<'a> {
         if let Some(p) = s.get("properties").and_then(Json::as_object) {
             f.props.extend(p.clone());
         }
-        for r in s.get("required").and_then(Json::as_array).into_iter().flatten() {
+        for r in s
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = r.as_str() {
                 f.required.insert(r.to_string());
             }
@@ -203,7 +213,10 @@ impl<'a> Defs<'a> {
             }
         }
         if let Some(types) = s.get("type").and_then(Json::as_array) {
-            let rest: Vec<&Json> = types.iter().filter(|t| t.as_str() != Some("null")).collect();
+            let rest: Vec<&Json> = types
+                .iter()
+                .filter(|t| t.as_str() != Some("null"))
+                .collect();
             if rest.len() == 1 {
                 let mut o = s.clone();
                 if let Some(m) = o.as_object_mut() {
@@ -249,10 +262,9 @@ impl<'a> Defs<'a> {
                         },
                         Conv::Plain,
                     ),
-                    Kind::Nested(Nesting::Single, attrs) => Kind::Nested(
-                        if unique { Nesting::Set } else { Nesting::List },
-                        attrs,
-                    ),
+                    Kind::Nested(Nesting::Single, attrs) => {
+                        Kind::Nested(if unique { Nesting::Set } else { Nesting::List }, attrs)
+                    }
                     _ => Kind::Prim(Type::String, Conv::JsonString),
                 }
             }
@@ -266,9 +278,7 @@ impl<'a> Defs<'a> {
                         Kind::Prim(t, Conv::Plain) => {
                             Kind::Prim(Type::Map(Box::new(t)), Conv::Plain)
                         }
-                        Kind::Nested(Nesting::Single, attrs) => {
-                            Kind::Nested(Nesting::Map, attrs)
-                        }
+                        Kind::Nested(Nesting::Single, attrs) => Kind::Nested(Nesting::Map, attrs),
                         _ => Kind::Prim(Type::String, Conv::JsonString),
                     },
                     _ => Kind::Prim(Type::String, Conv::JsonString),
@@ -295,7 +305,10 @@ impl<'a> Defs<'a> {
     }
 
     fn server_default(&self, s: &Json) -> bool {
-        self.resolve(s).get("x-server-default").and_then(Json::as_bool) == Some(true)
+        self.resolve(s)
+            .get("x-server-default")
+            .and_then(Json::as_bool)
+            == Some(true)
     }
 
     /// Attributes of a nested object: the same type serves request and response.

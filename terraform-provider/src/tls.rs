@@ -164,7 +164,12 @@ pub fn server_config(
         .map_err(|e| TlsError::BadClientCert(e.to_string()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(client.as_ref())
         .map_err(|e| TlsError::BadClientCert(e.to_string()))?;
-    let point = parsed.tbs_certificate.subject_pki.subject_public_key.data.to_vec();
+    let point = parsed
+        .tbs_certificate
+        .subject_pki
+        .subject_public_key
+        .data
+        .to_vec();
     let p521 = p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedClient {

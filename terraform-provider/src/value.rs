@@ -34,8 +34,10 @@ impl Type {
             Type::Set(t) => json!(["set", t.to_json()]),
             Type::Map(t) => json!(["map", t.to_json()]),
             Type::Object(attrs) => {
-                let m: serde_json::Map<String, Json> =
-                    attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect();
+                let m: serde_json::Map<String, Json> = attrs
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.to_json()))
+                    .collect();
                 json!(["object", m])
             }
         }
@@ -151,7 +153,8 @@ impl Value {
             }
             (Value::Map(a), Value::Map(b), Type::Map(t)) => {
                 a.len() == b.len()
-                    && a.iter().all(|(k, x)| b.get(k).is_some_and(|y| x.same(y, t)))
+                    && a.iter()
+                        .all(|(k, x)| b.get(k).is_some_and(|y| x.same(y, t)))
             }
             (Value::Object(a), Value::Object(b), Type::Object(ts)) => ts.iter().all(|(k, t)| {
                 a.get(k)

@@ -553,3 +553,46 @@ pub fn rerun_in_kernel_vm(test: &str) -> bool {
     }
     true
 }
+
+/// Builds a busybox root filesystem tarball (gzip) from the host's busybox-static.
+pub fn busybox_template(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("bbroot");
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static is a test prerequisite (/bin/busybox)");
+    for a in [
+        "sh", "hostname", "id", "cat", "sleep", "echo", "ls", "ps", "head", "tail", "tr", "seq",
+        "true", "grep", "wc", "ping", "ip",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).expect("symlink");
+    }
+    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init")).expect("symlink");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    let out = dir.join("busybox.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-czf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    out
+}
+
+/// Uploads a file into the `local` pool with its checksum.
+pub fn upload(c: &Client, path: &std::path::Path, name: &str, content: &str) -> Value {
+    let data = std::fs::read(path).expect("read");
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let r = c.send_bytes(
+        "POST",
+        &format!("/storage/pools/local/upload?name={name}&content={content}&sha256={sum}"),
+        &data,
+        "application/octet-stream",
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}

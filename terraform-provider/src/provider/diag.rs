@@ -98,7 +98,10 @@ pub fn problem_diags(summary: &str, e: &ApiError, attrs: &[Attr]) -> Vec<pb::Dia
             .invalid_params
             .iter()
             .map(|(ptr, msg)| {
-                let mut d = error(summary, &format!("{} ({}): {ptr}: {msg}", p.title, p.status));
+                let mut d = error(
+                    summary,
+                    &format!("{} ({}): {ptr}: {msg}", p.title, p.status),
+                );
                 d.attribute = pointer_path(attrs, ptr);
                 d
             })

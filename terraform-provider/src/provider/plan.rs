@@ -55,13 +55,18 @@ fn settable(a: &Attr) -> bool {
 
 fn plan_attr(a: &Attr, cfg: &Value, pri: &Value, creating: bool) -> Value {
     if !settable(a) {
-        return if creating { Value::Unknown } else { pri.clone() };
+        return if creating {
+            Value::Unknown
+        } else {
+            pri.clone()
+        };
     }
     match cfg {
         Value::Unknown => Value::Unknown,
         Value::Null => match (&a.default, a.computed) {
             (Some(d), _) => d.clone(),
-            (None, true) if creating || pri.is_null() => Value::Unknown,
+            // Computed on create; afterwards whatever the server said, null included.
+            (None, true) if creating => Value::Unknown,
             (None, true) => pri.clone(),
             (None, false) => Value::Null,
         },
@@ -213,12 +218,11 @@ pub fn import_stub(r: &Resource, id: &str) -> Result<Value, String> {
         .attr(r.def.key)
         .ok_or_else(|| format!("{} has no key attribute", r.def.name))?;
     let v = match key.kind {
-        Kind::Prim(crate::value::Type::Number, _) => Value::Number(Num::Int(
-            key_value
-                .trim()
-                .parse()
-                .map_err(|_| format!("import id must be a number ({}), got '{id}'", r.def.key))?,
-        )),
+        Kind::Prim(crate::value::Type::Number, _) => {
+            Value::Number(Num::Int(key_value.trim().parse().map_err(|_| {
+                format!("import id must be a number ({}), got '{id}'", r.def.key)
+            })?))
+        }
         _ => Value::String(key_value.to_string()),
     };
     m.insert(r.def.key.to_string(), v);
@@ -274,8 +278,15 @@ pub fn read_data(api: &Api, d: &DataSource, cfg: &Value) -> (Value, Vec<pb::Diag
                 };
                 let mut items = Vec::new();
                 loop {
-                    let page = api.call("GET", &path, &query, None, None)?.unwrap_or(Json::Null);
-                    for it in page.get("items").and_then(Json::as_array).into_iter().flatten() {
+                    let page = api
+                        .call("GET", &path, &query, None, None)?
+                        .unwrap_or(Json::Null);
+                    for it in page
+                        .get("items")
+                        .and_then(Json::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
                         items.push(Value::Object(
                             inner
                                 .iter()

