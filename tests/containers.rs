@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{Client, Daemon, NetNs};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// Force-deletes every container when a test ends, passed or failed: containers outlive
 /// their daemon by design, so a failed test must not leave them running.

@@ -651,3 +651,66 @@ output "count" {{ value = length(data.ferrite_containers.tf.items) }}
         "leftover links: {l:?}"
     );
 }
+
+/// `terraform-provider/docs` is generated from the same catalog Terraform sees; a stale copy
+/// fails here (`FERRITE_BLESS=1` rewrites it).
+#[test]
+fn provider_docs_match_the_schema() {
+    let exe = provider_dir().join("terraform-provider-ferrite");
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let st = Command::new(&exe)
+        .arg("docs")
+        .arg(fresh.path())
+        .status()
+        .expect("docs");
+    assert!(st.success());
+    let checked_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("terraform-provider/docs");
+    if std::env::var_os("FERRITE_BLESS").is_some() {
+        let _ = std::fs::remove_dir_all(&checked_in);
+        let st = Command::new(&exe)
+            .arg("docs")
+            .arg(&checked_in)
+            .status()
+            .expect("docs");
+        assert!(st.success());
+        return;
+    }
+    for sub in ["resources", "data-sources"] {
+        let mut names: Vec<String> = std::fs::read_dir(fresh.path().join(sub))
+            .expect("generated")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        for n in names {
+            let want = std::fs::read_to_string(fresh.path().join(sub).join(&n)).expect("read");
+            let have = std::fs::read_to_string(checked_in.join(sub).join(&n)).unwrap_or_default();
+            assert!(
+                want == have,
+                "terraform-provider/docs/{sub}/{n} is stale: run FERRITE_BLESS=1 cargo test --test terraform provider_docs"
+            );
+        }
+    }
+}
+
+/// The README's quick-start example is valid against the provider's schema, and the binary
+/// run by hand explains itself instead of hanging.
+#[test]
+fn quickstart_example_validates_and_the_binary_explains_itself() {
+    let d = Daemon::start();
+    let tf = Tf::new(&d);
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("terraform-provider/examples/quickstart/main.tf");
+    let text = std::fs::read_to_string(example).expect("example");
+    std::fs::write(tf.dir.path().join("main.tf"), text).expect("write");
+    let (code, out) = tf.run(&["validate", "-no-color"]);
+    assert_eq!(code, 0, "{out}");
+    let out = Command::new(provider_dir().join("terraform-provider-ferrite"))
+        .output()
+        .expect("run provider");
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout outside the handshake"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin for Terraform"));
+}

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Daemon, NetNs};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// Where KVM is missing the tests skip with a reason instead of failing CI.
 fn kvm_or_skip(test: &str) -> bool {

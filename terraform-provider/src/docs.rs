@@ -34,8 +34,11 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Which attributes a docs section lists.
+type Pick = fn(&Attr) -> bool;
+
 fn section(out: &mut String, prefix: &str, attrs: &[Attr], nested: &mut Vec<(String, Vec<Attr>)>) {
-    let groups: [(&str, fn(&Attr) -> bool); 3] = [
+    let groups: [(&str, Pick); 3] = [
         ("Required", |a| a.required),
         ("Optional", |a| a.optional),
         ("Read-Only", |a| !a.required && !a.optional),

@@ -1,0 +1,4 @@
+resource "ferrite_group" "ops" {
+  groupid = "ops"
+  comment = "operators"
+}

@@ -1,0 +1,5 @@
+resource "ferrite_user" "alice" {
+  userid   = "alice@local"
+  password = var.alice_password
+  groups   = [ferrite_group.ops.groupid]
+}
