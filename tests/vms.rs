@@ -208,6 +208,43 @@ fn every_vcpu_starts_and_reports() {
     wait_state(&c, id, "stopped");
 }
 
+/// The ACPI tables a stock kernel reads, walked by the guest itself from the pointer its boot
+/// structure carries (both entries): checksums, one local APIC per vCPU, every virtio-mmio
+/// slot declared as `LNRO0005` in the DSDT, the GED power button, `_S5_`, hardware-reduced
+/// FADT with our sleep port.
+#[test]
+fn acpi_tables_declare_cpus_and_virtio_devices() {
+    if !kvm_or_skip("acpi_tables_declare_cpus_and_virtio_devices") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "acpi.raw", "size": 1048576, "content": "images", "format": "raw"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for kernel in ["guest.elf", "guest64.elf"] {
+        let id = create(
+            &c,
+            json!({"name": format!("acpi-{}", kernel.replace('.', "-")), "kernel": format!("local:{kernel}"),
+                   "memory": 32, "vcpus": 3, "cmdline": "test=acpi",
+                   "disks": {"disk0": {"volume": "local:acpi.raw", "read_only": true}}, "rng": true}),
+        );
+        start(&c, id);
+        let s = wait_serial(&c, id, "acpi report", |s| s.contains("acpi "));
+        assert!(
+            s.contains(
+                "acpi ok cpus=3 ioapics=1 virtio=2 ged=1 pwrb=1 s5=1 hw_reduced=1 sleep_port=1536"
+            ),
+            "{kernel}: {s}"
+        );
+        wait_state(&c, id, "stopped");
+        assert_eq!(c.delete(&format!("/vms/{id}")).status, 204);
+    }
+}
+
 fn volume_path(c: &Client, volid: &str) -> PathBuf {
     let r = c.get(&format!(
         "/storage/pools/local/volumes/{}",
@@ -687,4 +724,6 @@ fn stock_debian_kernel_boots_to_a_shell_prompt() {
     start(&c, id);
     let s = wait_serial(&c, id, "shell prompt", |s| s.contains("ferrite-shell#"));
     assert!(s.contains("Linux version"), "{s}");
+    // virtio-rng (on by default) was found through the DSDT: virtio_mmio bound LNRO0005.
+    assert!(s.contains("virtio device: virtio0 id 0x0004"), "{s}");
 }

@@ -12,6 +12,7 @@ use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::acpi;
 use super::boot::{self, BootMode};
 use super::config::{format_mac, MachineConfig};
 use super::cpu;
@@ -149,6 +150,13 @@ impl Machine {
                 BootMode::Pvh => boot::write_pvh_info(&mem, initrd)?,
                 BootMode::Linux64 => boot::write_zero_page(&mem, &kernel, cmdline.len(), initrd)?,
             }
+            let mmio: Vec<acpi::MmioDevice> = (0..devices.virtio.len())
+                .map(|i| acpi::MmioDevice {
+                    base: layout::mmio_slot(i),
+                    gsi: layout::VIRTIO_GSI_BASE + i as u32,
+                })
+                .collect();
+            acpi::write_tables(&mem, config.vcpus, &mmio)?;
             let mut vcpus = Vec::new();
             for i in 0..config.vcpus {
                 let fd = vm

@@ -7,6 +7,7 @@
 //! devices, [`machine`] runs vCPU threads and pauses them, [`snapshot`] saves and restores
 //! a paused machine, [`seccomp`] confines the process once setup is done.
 
+pub mod acpi;
 pub mod boot;
 pub mod config;
 pub mod control;

@@ -339,9 +339,59 @@ static void test_count(void) {
     }
 }
 
+/* ---- ACPI: walk the tables a stock kernel would, and report what they declare ---- */
+static int sum_ok(const u8 *p, u32 n) { u8 s = 0; for (u32 i = 0; i < n; i++) s += p[i]; return s == 0; }
+static int sig_is(const u8 *p, const char *s, int n) { for (int i = 0; i < n; i++) if (p[i] != (u8)s[i]) return 0; return 1; }
+static void acpi_fail(const char *why) { puts("acpi FAILED: "); puts(why); puts("\n"); poweroff(); }
+
+static void test_acpi(u64 rsdp) {
+    const u8 *r = (const u8 *)rsdp;
+    if (!rsdp || !sig_is(r, "RSD PTR ", 8)) acpi_fail("no RSDP where the boot structure points");
+    if (!sum_ok(r, 20) || !sum_ok(r, *(const u32 *)(r + 20))) acpi_fail("RSDP checksum");
+    const u8 *x = (const u8 *)*(const u64 *)(r + 24);
+    if (!sig_is(x, "XSDT", 4) || !sum_ok(x, *(const u32 *)(x + 4))) acpi_fail("XSDT");
+    u32 n = (*(const u32 *)(x + 4) - 36) / 8;
+    u64 cpus = 0, ioapics = 0, virtio = 0, s5 = 0, ged = 0, pwrb = 0, hw_reduced = 0, sleep_port = 0;
+    for (u32 i = 0; i < n; i++) {
+        const u8 *t = (const u8 *)*(const u64 *)(x + 36 + 8 * i);
+        u32 len = *(const u32 *)(t + 4);
+        if (!sum_ok(t, len)) acpi_fail("table checksum");
+        if (sig_is(t, "APIC", 4)) {
+            for (u32 o = 44; o + 2 <= len && t[o + 1]; o += t[o + 1]) {
+                if (t[o] == 0 && (t[o + 4] & 1)) cpus++;
+                if (t[o] == 1) ioapics++;
+            }
+        }
+        if (sig_is(t, "FACP", 4)) {
+            hw_reduced = (*(const u32 *)(t + 112) >> 20) & 1;
+            sleep_port = *(const u64 *)(t + 244 + 4);
+            const u8 *d = (const u8 *)*(const u64 *)(t + 140);
+            u32 dl = *(const u32 *)(d + 4);
+            if (!sig_is(d, "DSDT", 4) || !sum_ok(d, dl)) acpi_fail("DSDT");
+            for (u32 o = 36; o + 8 <= dl; o++) {
+                if (sig_is(d + o, "LNRO0005", 8)) virtio++;
+                if (sig_is(d + o, "ACPI0013", 8)) ged++;
+                if (sig_is(d + o, "_S5_", 4)) s5++;
+                if (sig_is(d + o, "PWRB", 4)) pwrb++;
+            }
+        }
+    }
+    puts("acpi ok cpus="); put_u64(cpus);
+    puts(" ioapics="); put_u64(ioapics);
+    puts(" virtio="); put_u64(virtio);
+    puts(" ged="); put_u64(ged);
+    puts(" pwrb="); put_u64(pwrb ? 1 : 0);
+    puts(" s5="); put_u64(s5);
+    puts(" hw_reduced="); put_u64(hw_reduced);
+    puts(" sleep_port="); put_u64(sleep_port);
+    puts("\n");
+    poweroff();
+}
+
 void guest_main(u64 boot_info, int is_pvh) {
     u64 cl = is_pvh ? *(u64 *)(boot_info + 24) : *(u32 *)(boot_info + 0x228);
     if (cl) cmdline = (const char *)cl;
+    if (arg_is("test", "acpi")) test_acpi(is_pvh ? *(u64 *)(boot_info + 32) : *(u64 *)(boot_info + 0x70));
     if (arg_is("test", "smp")) test_smp();
     if (arg_is("test", "blk")) test_blk();
     if (arg_is("test", "net")) test_net();
