@@ -8,42 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Client, Daemon, NetNs};
 use serde_json::{json, Value};
-
-/// Where KVM is missing the tests skip with a reason instead of failing CI.
-fn kvm_or_skip(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            common::skip(test, &format!("/dev/kvm unusable here: {e}"));
-            false
-        }
-    }
-}
-
-/// The micro-guests, built once per test binary with the system gcc.
-fn guests() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guests-{}", std::process::id()));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/build.sh");
-        let st = std::process::Command::new(script)
-            .arg(&out)
-            .status()
-            .expect("building micro-guests");
-        assert!(st.success(), "tests/guests/build.sh failed");
-        out
-    })
-}
 
 /// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
 struct Reap(Client);
@@ -62,8 +30,18 @@ impl Drop for Reap {
 
 fn setup_in(d: &Daemon) -> Client {
     let c = d.root();
-    common::upload(&c, &guests().join("guest.elf"), "guest.elf", "snippets");
-    common::upload(&c, &guests().join("guest64.elf"), "guest64.elf", "snippets");
+    common::upload(
+        &c,
+        &common::guests().join("guest.elf"),
+        "guest.elf",
+        "snippets",
+    );
+    common::upload(
+        &c,
+        &common::guests().join("guest64.elf"),
+        "guest64.elf",
+        "snippets",
+    );
     c
 }
 
@@ -138,7 +116,7 @@ fn vmm_processes(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn micro_guests_boot_through_the_api_on_both_entries_and_power_off() {
-    if !kvm_or_skip("micro_guests_boot_through_the_api_on_both_entries_and_power_off") {
+    if !common::kvm_or_skip("micro_guests_boot_through_the_api_on_both_entries_and_power_off") {
         return;
     }
     let d = Daemon::start();
@@ -186,7 +164,7 @@ fn micro_guests_boot_through_the_api_on_both_entries_and_power_off() {
 
 #[test]
 fn every_vcpu_starts_and_reports() {
-    if !kvm_or_skip("every_vcpu_starts_and_reports") {
+    if !common::kvm_or_skip("every_vcpu_starts_and_reports") {
         return;
     }
     let d = Daemon::start();
@@ -214,7 +192,7 @@ fn every_vcpu_starts_and_reports() {
 /// FADT with our sleep port.
 #[test]
 fn acpi_tables_declare_cpus_and_virtio_devices() {
-    if !kvm_or_skip("acpi_tables_declare_cpus_and_virtio_devices") {
+    if !common::kvm_or_skip("acpi_tables_declare_cpus_and_virtio_devices") {
         return;
     }
     let d = Daemon::start();
@@ -256,7 +234,7 @@ fn volume_path(c: &Client, volid: &str) -> PathBuf {
 
 #[test]
 fn virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse() {
-    if !kvm_or_skip("virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse") {
+    if !common::kvm_or_skip("virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse") {
         return;
     }
     let d = Daemon::start();
@@ -316,7 +294,7 @@ fn virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse() {
 
 #[test]
 fn virtio_rng_and_guest_reset_restarts_the_vm() {
-    if !kvm_or_skip("virtio_rng_and_guest_reset_restarts_the_vm") {
+    if !common::kvm_or_skip("virtio_rng_and_guest_reset_restarts_the_vm") {
         return;
     }
     let d = Daemon::start();
@@ -372,7 +350,7 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
 
 #[test]
 fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
-    if !kvm_or_skip("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting") {
+    if !common::kvm_or_skip("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting") {
         return;
     }
     let d = Daemon::start();
@@ -442,7 +420,7 @@ fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
 
 #[test]
 fn vms_survive_a_daemon_kill_and_are_readopted() {
-    if !kvm_or_skip("vms_survive_a_daemon_kill_and_are_readopted") {
+    if !common::kvm_or_skip("vms_survive_a_daemon_kill_and_are_readopted") {
         return;
     }
     let mut d = Daemon::start();
@@ -494,7 +472,7 @@ fn vms_survive_a_daemon_kill_and_are_readopted() {
 
 #[test]
 fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
-    if !kvm_or_skip("virtio_net_exchanges_frames_with_a_peer_on_the_bridge") {
+    if !common::kvm_or_skip("virtio_net_exchanges_frames_with_a_peer_on_the_bridge") {
         return;
     }
     let ns = NetNs::new("vmnet");
@@ -566,7 +544,7 @@ fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
 
 #[test]
 fn bad_input_is_refused_and_leaves_nothing() {
-    if !kvm_or_skip("bad_input_is_refused_and_leaves_nothing") {
+    if !common::kvm_or_skip("bad_input_is_refused_and_leaves_nothing") {
         return;
     }
     let d = Daemon::start();
@@ -692,7 +670,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
 #[test]
 fn stock_debian_kernel_boots_to_a_shell_prompt() {
     let test = "stock_debian_kernel_boots_to_a_shell_prompt";
-    if !kvm_or_skip(test) {
+    if !common::kvm_or_skip(test) {
         return;
     }
     if Path::new("/sys/module/kvm_pvm").exists() {

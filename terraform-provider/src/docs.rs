@@ -109,10 +109,9 @@ pub fn write(dir: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join("data-sources"))?;
     for (name, r) in &cat.resources {
         let short = name.trim_start_matches("ferrite_");
-        let import = match r.def.parent {
-            Some(p) => format!("{p}:{}", r.def.key),
-            None => r.def.key.to_string(),
-        };
+        let mut parts: Vec<&str> = r.def.parents.iter().map(|p| p.name).collect();
+        parts.push(r.def.key);
+        let import = parts.join("/");
         let mut md = format!(
             "---\npage_title: \"{name} Resource - ferrite\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n\n# {name} (Resource)\n\n{}\n\nGenerated from `schema/{}` ({} / {}).\n",
             one_line(r.def.description),

@@ -140,13 +140,16 @@ fn item_path(r: &Resource, state: &Value) -> Result<String, String> {
 }
 
 fn collection_path(r: &Resource, state: &Value) -> Result<String, String> {
-    match r.def.parent {
-        Some(p) => match state.get(p).as_str() {
-            Some(v) => Ok(r.def.collection.replace(&format!("{{{p}}}"), v)),
-            None => Err(format!("{p} is not known")),
-        },
-        None => Ok(r.def.collection.to_string()),
+    let mut path = r.def.collection.to_string();
+    for p in r.def.parents {
+        let v = match state.get(p.name) {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.as_i64().map(|i| i.to_string()).unwrap_or_default(),
+            _ => return Err(format!("{} is not known", p.name)),
+        };
+        path = path.replace(&format!("{{{}}}", p.name), &v);
     }
+    Ok(path)
 }
 
 /// Builds state from an API object. `reference` (the plan or prior state) supplies what the
@@ -165,6 +168,11 @@ fn state_from_api(r: &Resource, obj: &Json, reference: &Value) -> Value {
                     v => v.clone(),
                 },
             }
+        } else if r.def.parents.iter().any(|p| p.name == a.name)
+            && obj.get(&a.name).is_none_or(Json::is_null)
+        {
+            // Path parameters the object does not repeat (a snapshot's guest).
+            reference.get(&a.name).clone()
         } else if a.keep_prior {
             match obj.get(&a.name) {
                 Some(j) if !j.is_null() => from_api(a, Some(j)),
@@ -242,7 +250,7 @@ fn normalise(a: &Attr, got: Value, reference: &Value) -> Value {
 fn body_of(r: &Resource, v: &Value, keep_null: bool, pick: impl Fn(&Attr) -> bool) -> Json {
     let mut m = serde_json::Map::new();
     for a in r.attrs.iter().filter(|a| !a.provider_only && pick(a)) {
-        if r.def.parent == Some(a.name.as_str()) {
+        if r.def.parents.iter().any(|p| p.name == a.name) {
             continue;
         }
         let x = v.get(&a.name);
@@ -280,6 +288,20 @@ impl FerriteProvider {
 
 /// Reads one object; `None` when it is gone.
 fn read_object(api: &Api, r: &Resource, state: &Value) -> Result<Option<Json>, ApiError> {
+    if r.def.read_in_list {
+        let coll = collection_path(r, state).map_err(ApiError::Other)?;
+        let key = state.get(r.def.key).to_json();
+        let list = match api.call("GET", &coll, &[], None, None) {
+            Ok(l) => l.unwrap_or(Json::Null),
+            // The parent itself is gone: so is the object.
+            Err(ApiError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let items = list.get("items").cloned().unwrap_or(list);
+        return Ok(items
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o.get(r.def.key) == Some(&key)).cloned()));
+    }
     let path = item_path(r, state).map_err(ApiError::Other)?;
     match api.call("GET", &path, &[], None, None) {
         Ok(j) => Ok(j),
@@ -329,7 +351,19 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
             }
         };
         let key = uuid::Uuid::new_v4().to_string();
-        let created = match api.call("POST", &coll, &[], Some(&body), Some(&key)) {
+        // A VM snapshot needs a paused VM: pause a running one for the moment and resume it.
+        let paused_vm = pause_for_snapshot(api, r, planned);
+        let result = api.call("POST", &coll, &[], Some(&body), Some(&key));
+        if let Some(vm) = paused_vm {
+            if let Err(e) = api.call("POST", &format!("{vm}/resume"), &[], None, None) {
+                diags.extend(problem_diags(
+                    "Unable to resume the VM after its snapshot",
+                    &e,
+                    &r.attrs,
+                ));
+            }
+        }
+        let created = match result {
             Ok(Some(j)) => j,
             Ok(None) => Json::Null,
             Err(e) => {
@@ -342,7 +376,9 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
         // The key (a server-allocated id) and one-time secrets come from the create answer.
         if let Value::Object(m) = &mut state_ref {
             for a in &r.attrs {
-                if a.name == r.def.key || a.keep_prior {
+                let key_unknown = a.name == r.def.key
+                    && matches!(planned.get(&a.name), Value::Unknown | Value::Null);
+                if key_unknown || a.keep_prior {
                     if let Some(j) = created.get(&a.name).filter(|j| !j.is_null()) {
                         m.insert(a.name.clone(), from_api(a, Some(j)));
                     }
@@ -404,6 +440,22 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
             (state_ref, diags)
         }
     }
+}
+
+/// Pauses a running VM before its snapshot; returns its path when it did.
+fn pause_for_snapshot(api: &Api, r: &Resource, planned: &Value) -> Option<String> {
+    if r.def.name != "ferrite_snapshot" || planned.get("guest_type").as_str() != Some("vm") {
+        return None;
+    }
+    let id = planned.get("guest_id").to_json();
+    let vm = format!("/vms/{id}");
+    let obj = api.call("GET", &vm, &[], None, None).ok().flatten()?;
+    if obj.pointer("/status/state").and_then(Json::as_str) != Some("running") {
+        return None;
+    }
+    api.call("POST", &format!("{vm}/pause"), &[], None, None)
+        .ok()
+        .map(|_| vm)
 }
 
 /// Starts or stops a guest.

@@ -20,11 +20,20 @@ pub enum Update {
     None,
 }
 
+/// A path parameter of a nested collection.
+pub struct Parent {
+    pub name: &'static str,
+    pub number: bool,
+    /// Allowed values (empty: any).
+    pub one_of: &'static [&'static str],
+    pub description: &'static str,
+}
+
 /// A managed resource bound to one API collection.
 pub struct ResourceDef {
     pub name: &'static str,
     pub description: &'static str,
-    /// Collection path; `{parent}` is filled from the `parent` attribute.
+    /// Collection path; `{name}` placeholders are filled from the parent attributes.
     pub collection: &'static str,
     pub create: &'static str,
     /// The create response when it differs from the read type (one-time secrets).
@@ -33,8 +42,11 @@ pub struct ResourceDef {
     pub read: &'static str,
     /// The attribute that names the object in its path.
     pub key: &'static str,
-    /// A path parameter attribute (volumes live under a pool).
-    pub parent: Option<&'static str>,
+    /// Path parameter attributes, in path order (volumes live under a pool, snapshots under
+    /// a guest).
+    pub parents: &'static [Parent],
+    /// No `GET` of a single object exists: read the collection and pick the key.
+    pub read_in_list: bool,
     /// Read-only fields left out of the resource: runtime figures that change on their own
     /// (status, capacity, usage) and would show as drift on every refresh.
     pub hidden: &'static [&'static str],
@@ -55,7 +67,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("BridgeUpdate"),
         read: "Bridge",
         key: "name",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
@@ -69,7 +82,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("VlanUpdate"),
         read: "Vlan",
         key: "name",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
@@ -83,7 +97,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("BondUpdate"),
         read: "Bond",
         key: "name",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
@@ -97,7 +112,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("StoragePoolUpdate"),
         read: "StoragePool",
         key: "name",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["capacity", "updated_at"],
         guest: false,
         secret_route: None,
@@ -112,7 +128,13 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Resize,
         read: "Volume",
         key: "name",
-        parent: Some("pool"),
+        parents: &[Parent {
+            name: "pool",
+            number: false,
+            one_of: &[],
+            description: "The pool holding the volume.",
+        }],
+        read_in_list: false,
         hidden: &[
             "allocated",
             "state",
@@ -134,7 +156,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("ContainerUpdate"),
         read: "Container",
         key: "id",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["status", "snapshots", "current_snapshot", "updated_at"],
         guest: true,
         secret_route: None,
@@ -149,7 +172,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("VmUpdate"),
         read: "Vm",
         key: "id",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["status", "snapshots", "updated_at"],
         guest: true,
         secret_route: None,
@@ -164,7 +188,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("UserUpdate"),
         read: "User",
         key: "userid",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["updated_at"],
         guest: false,
         secret_route: Some(("password", "password")),
@@ -178,7 +203,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("GroupUpdate"),
         read: "Group",
         key: "groupid",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
@@ -192,7 +218,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Put("RoleUpdate"),
         read: "Role",
         key: "roleid",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
@@ -206,7 +233,8 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::None,
         read: "AclEntry",
         key: "id",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
@@ -221,8 +249,39 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::None,
         read: "Token",
         key: "id",
-        parent: None,
+        parents: &[],
+        read_in_list: false,
         hidden: &["updated_at"],
+        guest: false,
+        secret_route: None,
+    },
+    ResourceDef {
+        name: "ferrite_snapshot",
+        description: "A named snapshot of a container or VM (its volumes and configuration). \
+            A running VM is paused for the moment of the snapshot and resumed; a running \
+            container is frozen by the daemon.",
+        collection: "/{guest_type}s/{guest_id}/snapshots",
+        create: "ContainerSnapshotCreate",
+        create_response: None,
+        update: Update::None,
+        read: "ContainerSnapshot",
+        key: "name",
+        parents: &[
+            Parent {
+                name: "guest_type",
+                number: false,
+                one_of: &["container", "vm"],
+                description: "`container` or `vm`.",
+            },
+            Parent {
+                name: "guest_id",
+                number: true,
+                one_of: &[],
+                description: "The guest's id.",
+            },
+        ],
+        read_in_list: true,
+        hidden: &["config"],
         guest: false,
         secret_route: None,
     },
@@ -366,8 +425,8 @@ fn build() -> Catalog {
                 a.in_update = false;
             }
         }
-        if let Some(p) = def.parent {
-            match attrs.iter_mut().find(|a| a.name == p) {
+        for p in def.parents {
+            match attrs.iter_mut().find(|a| a.name == p.name) {
                 Some(a) => {
                     a.required = true;
                     a.optional = false;
@@ -375,7 +434,8 @@ fn build() -> Catalog {
                     a.force_new = true;
                 }
                 None => attrs.push({
-                    let mut a = config_attr(p, Type::String, false, "The parent object.");
+                    let ty = if p.number { Type::Number } else { Type::String };
+                    let mut a = config_attr(p.name, ty, false, p.description);
                     a.required = true;
                     a.optional = false;
                     a.force_new = true;

@@ -596,3 +596,34 @@ pub fn upload(c: &Client, path: &std::path::Path, name: &str, content: &str) -> 
     assert_eq!(r.status, 201, "{}", r.text);
     r.body
 }
+
+/// Where KVM is missing the tests skip with a reason instead of failing CI.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            skip(test, &format!("/dev/kvm unusable here: {e}"));
+            false
+        }
+    }
+}
+
+/// The micro-guests, built once per test binary with the system gcc.
+pub fn guests() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("guests-{}", std::process::id()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/build.sh");
+        let st = std::process::Command::new(script)
+            .arg(&out)
+            .status()
+            .expect("building micro-guests");
+        assert!(st.success(), "tests/guests/build.sh failed");
+        out
+    })
+}

@@ -24,23 +24,41 @@ pub fn validate(r: &Resource, cfg: &Value) -> Vec<pb::Diagnostic> {
         }
         body.insert(a.name.clone(), to_api(a, v));
     }
-    if let Some(p) = r.def.parent {
-        body.remove(p);
+    let mut diags = Vec::new();
+    for p in r.def.parents {
+        body.remove(p.name);
+        if let Some(v) = cfg.get(p.name).as_str() {
+            if !p.one_of.is_empty() && !p.one_of.contains(&v) {
+                diags.push(super::diag::at(
+                    error(
+                        &format!("Invalid {} configuration", r.def.name),
+                        &format!(
+                            "{} must be one of {}, got '{v}'",
+                            p.name,
+                            p.one_of.join(", ")
+                        ),
+                    ),
+                    &[p.name],
+                ));
+            }
+        }
     }
     let errs = catalog()
         .registry
         .validate(r.def.create, &Json::Object(body), "body");
-    errs.into_iter()
-        .filter(|e| !e.message.ends_with("' is required"))
-        .map(|e| {
-            let mut d = error(
-                &format!("Invalid {} configuration", r.def.name),
-                &format!("{}: {}", e.pointer, e.message),
-            );
-            d.attribute = pointer_path(&r.attrs, &e.pointer);
-            d
-        })
-        .collect()
+    diags.extend(
+        errs.into_iter()
+            .filter(|e| !e.message.ends_with("' is required"))
+            .map(|e| {
+                let mut d = error(
+                    &format!("Invalid {} configuration", r.def.name),
+                    &format!("{}: {}", e.pointer, e.message),
+                );
+                d.attribute = pointer_path(&r.attrs, &e.pointer);
+                d
+            }),
+    );
+    diags
 }
 
 pub struct PlanOut {
@@ -203,17 +221,25 @@ pub fn import_stub(r: &Resource, id: &str) -> Result<Value, String> {
         .iter()
         .map(|a| (a.name.clone(), Value::Null))
         .collect();
-    let key_value = match r.def.parent {
-        Some(p) => {
-            let (parent, rest) = id
-                .split_once(':')
-                .or_else(|| id.split_once('/'))
-                .ok_or_else(|| format!("import id must be {p}:{}, got '{id}'", r.def.key))?;
-            m.insert(p.to_string(), Value::String(parent.to_string()));
-            rest
-        }
-        None => id,
-    };
+    // Parents first, then the key: `pool:name`, `container/105/before-upgrade`.
+    let parts: Vec<&str> = id.splitn(r.def.parents.len() + 1, ['/', ':']).collect();
+    if parts.len() != r.def.parents.len() + 1 || parts.iter().any(|p| p.is_empty()) {
+        let mut want: Vec<&str> = r.def.parents.iter().map(|p| p.name).collect();
+        want.push(r.def.key);
+        return Err(format!("import id must be {}, got '{id}'", want.join("/")));
+    }
+    for (p, v) in r.def.parents.iter().zip(&parts) {
+        let val = if p.number {
+            Value::Number(Num::Int(
+                v.parse()
+                    .map_err(|_| format!("{} must be a number, got '{v}'", p.name))?,
+            ))
+        } else {
+            Value::String(v.to_string())
+        };
+        m.insert(p.name.to_string(), val);
+    }
+    let key_value = parts[r.def.parents.len()];
     let key = r
         .attr(r.def.key)
         .ok_or_else(|| format!("{} has no key attribute", r.def.name))?;
