@@ -211,7 +211,11 @@ fn acpi_tables_declare_cpus_and_virtio_devices() {
                    "disks": {"disk0": {"volume": "local:acpi.raw", "read_only": true}}, "rng": true}),
         );
         start(&c, id);
-        let s = wait_serial(&c, id, "acpi report", |s| s.contains("acpi "));
+        // The whole report line: serial output arrives a byte at a time.
+        let s = wait_serial(&c, id, "acpi report", |s| {
+            s.split_once("acpi ")
+                .is_some_and(|(_, rest)| rest.contains('\n'))
+        });
         assert!(
             s.contains(
                 "acpi ok cpus=3 ioapics=1 virtio=2 ged=1 pwrb=1 s5=1 hw_reduced=1 sleep_port=1536"
