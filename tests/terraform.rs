@@ -58,6 +58,9 @@ struct Tf {
     dir: tempfile::TempDir,
     endpoint: String,
     bin: String,
+    /// Provider settings through the environment (FERRITE_*), replacing the default
+    /// username/password login when set.
+    env: Vec<(String, String)>,
 }
 
 impl Tf {
@@ -72,6 +75,10 @@ impl Tf {
             dir,
             endpoint: d.endpoint.clone(),
             bin: terraform(),
+            env: vec![
+                ("FERRITE_USERNAME".into(), "root@local".into()),
+                ("FERRITE_PASSWORD".into(), ROOT_PW.into()),
+            ],
         }
     }
 
@@ -88,8 +95,7 @@ impl Tf {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("FERRITE_ENDPOINT", &self.endpoint)
-            .env("FERRITE_USERNAME", "root@local")
-            .env("FERRITE_PASSWORD", ROOT_PW)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run terraform");
         let text = format!(
@@ -876,5 +882,79 @@ resource "ferrite_snapshot" "ct" {
             .lines()
             .any(|l| l.contains("ferrite-vmm") && l.contains(&d.data().display().to_string())),
         "a ferrite-vmm outlived its VM"
+    );
+}
+
+/// Against a daemon serving TLS: the provider pins the certificate's SHA-256 fingerprint and
+/// authenticates with an API token, both from the environment; a wrong pin is refused with a
+/// diagnostic that shows the fingerprint the daemon presented.
+#[test]
+fn tls_fingerprint_pinning_and_token_auth() {
+    let d = Daemon::start_with(&[]);
+    assert!(d.endpoint.starts_with("https://"), "{}", d.endpoint);
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.data().join("api.json")).expect("api.json"),
+    )
+    .expect("json");
+    let fp = info["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let token = {
+        let pw = std::fs::read_to_string(d.data().join("initial-root-password"))
+            .unwrap_or_else(|_| ROOT_PW.to_string());
+        let out = Command::new("curl")
+            .args(["-sk", "-H", "Content-Type: application/json", "-d"])
+            .arg(json!({"username": "root@local", "password": pw.trim()}).to_string())
+            .arg(format!("{}/api/v1/access/login", d.endpoint))
+            .output()
+            .expect("curl");
+        let t: Value = serde_json::from_slice(&out.stdout).expect("ticket");
+        let ticket = t["ticket"].as_str().expect("ticket").to_string();
+        let out = Command::new("curl")
+            .args(["-sk", "-H", "Content-Type: application/json", "-H"])
+            .arg(format!("Authorization: Bearer {ticket}"))
+            .args(["-d", r#"{"name": "tf"}"#])
+            .arg(format!("{}/api/v1/access/tokens", d.endpoint))
+            .output()
+            .expect("curl");
+        let t: Value = serde_json::from_slice(&out.stdout).expect("token");
+        t["token"].as_str().expect("token").to_string()
+    };
+    let mut tf = Tf::new(&d);
+    tf.env = vec![
+        ("FERRITE_TOKEN".into(), token.clone()),
+        ("FERRITE_TLS_FINGERPRINT".into(), fp.clone()),
+    ];
+    tf.config(
+        r#"resource "ferrite_group" "g" {
+  groupid = "tls-pinned"
+}
+"#,
+    );
+    tf.apply();
+    tf.destroy();
+    // A pin that does not match: refused, naming what the daemon presented.
+    let wrong = fp
+        .chars()
+        .map(|ch| {
+            if ch == 'A' {
+                'B'
+            } else if ch.is_ascii_hexdigit() {
+                'A'
+            } else {
+                ch
+            }
+        })
+        .collect::<String>();
+    tf.env = vec![
+        ("FERRITE_TOKEN".into(), token),
+        ("FERRITE_TLS_FINGERPRINT".into(), wrong),
+    ];
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.to_uppercase().contains(&fp.to_uppercase()[..20]),
+        "{out}"
     );
 }

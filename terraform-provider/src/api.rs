@@ -55,7 +55,7 @@ pub struct Api {
 const RETRIES: u32 = 3;
 
 impl Api {
-    /// Connects lazily: only the login (when a password is given) talks to the daemon here.
+    /// Connects: logs in when a password is given and checks the credential once.
     pub fn connect(s: &Settings) -> Result<Api, String> {
         let trust = if s.insecure {
             Trust::Insecure
@@ -86,6 +86,10 @@ impl Api {
                     Client::new(&s.endpoint, trust, Some(ticket)).map_err(|e| e.to_string())?;
             }
         }
+        // One cheap authenticated read, so a wrong endpoint, pin or credential fails at
+        // plan time with its own message instead of in the middle of an apply.
+        api.call("GET", "/access/me", &[], None, None)
+            .map_err(|e| format!("cannot use {}: {e}", s.endpoint))?;
         Ok(api)
     }
 
