@@ -227,6 +227,8 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.post(&format!("/vms/{vid}/snapshots"), json!({"name": "s1"}));
     root.get(&format!("/vms/{vid}/snapshots"));
     root.post(&format!("/vms/{vid}/resume"), json!({}));
+    // Without a WebSocket handshake: 426 (tests/vms.rs attaches for real).
+    assert_eq!(root.get(&format!("/vms/{vid}/console")).status, 426);
     root.post(&format!("/vms/{vid}/stop"), json!({}));
     root.post(&format!("/vms/{vid}/snapshots/s1/restore"), json!({}));
     root.post(&format!("/vms/{vid}/reboot"), json!({"timeout": 0}));

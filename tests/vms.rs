@@ -709,3 +709,69 @@ fn stock_debian_kernel_boots_to_a_shell_prompt() {
     // virtio-rng (on by default) was found through the DSDT: virtio_mmio bound LNRO0005.
     assert!(s.contains("virtio device: virtio0 id 0x0004"), "{s}");
 }
+
+/// The serial console over WebSocket: the recent log arrives first, then live output; lines
+/// typed into the socket reach the guest's COM1 (it echoes them); the socket closes when the
+/// VM powers off. A plain GET is told to upgrade (426), and an anonymous handshake is refused.
+#[test]
+fn serial_console_over_websocket() {
+    if !common::kvm_or_skip("serial_console_over_websocket") {
+        return;
+    }
+    use tungstenite::client::IntoClientRequest;
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let id = create(
+        &c,
+        json!({"name": "echo", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=echo"}),
+    );
+    // Not running yet: nothing to attach to.
+    assert_eq!(c.get(&format!("/vms/{id}/console")).status, 409);
+    start(&c, id);
+    wait_serial(&c, id, "echo ready", |s| s.contains("echo ready"));
+    assert_eq!(c.get(&format!("/vms/{id}/console")).status, 426);
+    let url = format!(
+        "{}/api/v1/vms/{id}/console",
+        d.endpoint.replacen("http", "ws", 1)
+    );
+    assert!(
+        tungstenite::connect(url.as_str()).is_err(),
+        "anonymous console accepted"
+    );
+    let mut req = url.as_str().into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", c.token.clone().expect("token"))
+            .parse()
+            .expect("header"),
+    );
+    let (mut ws, resp) = tungstenite::connect(req).expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    let mut seen = String::new();
+    let mut read_until = |ws: &mut tungstenite::WebSocket<_>, want: &str| {
+        while !seen.contains(want) {
+            match ws.read().expect("console frame") {
+                tungstenite::Message::Binary(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                tungstenite::Message::Close(_) => panic!("closed before {want:?}: {seen}"),
+                _ => {}
+            }
+        }
+    };
+    // History first: the guest printed this before we attached.
+    read_until(&mut ws, "echo ready");
+    ws.send(tungstenite::Message::text("hello console\n"))
+        .expect("send");
+    read_until(&mut ws, "echo: hello console");
+    ws.send(tungstenite::Message::binary(b"bye\n".to_vec()))
+        .expect("send");
+    read_until(&mut ws, "echo: bye");
+    // The guest powers off; the server closes the socket.
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    wait_state(&c, id, "stopped");
+}

@@ -61,6 +61,21 @@ impl Resp {
         }
     }
 
+    /// 101 Switching Protocols for a WebSocket handshake (`accept` is the derived
+    /// `Sec-WebSocket-Accept`).
+    pub fn websocket(accept: String) -> Self {
+        Resp {
+            status: 101,
+            headers: vec![
+                ("upgrade", "websocket".to_string()),
+                ("connection", "Upgrade".to_string()),
+                ("sec-websocket-accept", accept),
+            ],
+            json: None,
+            stream: None,
+        }
+    }
+
     /// Adds an ETag for a revision.
     pub fn etag(mut self, revision: i64) -> Self {
         self.headers.push(("etag", format!("\"{revision}\"")));

@@ -45,6 +45,26 @@ impl Default for Limits {
     }
 }
 
+/// Runs one connection until it ends, or until `stop` turns true: then it finishes the
+/// request in flight and closes (keep-alive connections close at once).
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        let res = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, peer = %$peer, "connection ended");
+        }
+    }};
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then drains connections.
 pub async fn serve(
     app: Arc<App>,
@@ -53,7 +73,11 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections are driven by `drive!` below: they watch `stop` for the graceful shutdown
+    // and the tracker waits for them to drain. (hyper-util's GracefulShutdown does not take
+    // connections with upgrades, which the WebSocket routes need.)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tracker = tokio_util::task::TaskTracker::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
@@ -81,18 +105,22 @@ pub async fn serve(
             .keep_alive(true);
         match &acceptor {
             None => {
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended");
-                    }
+                let stop = stop_rx.clone();
+                tracker.spawn(async move {
+                    drive!(
+                        builder
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades(),
+                        stop,
+                        peer
+                    );
                 });
             }
             Some(acc) => {
                 let acc = acc.clone();
                 let tls_timeout = limits.tls_timeout;
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                let stop = stop_rx.clone();
+                tracker.spawn(async move {
                     let tls = match tokio::time::timeout(tls_timeout, acc.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
@@ -104,16 +132,21 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), svc));
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended");
-                    }
+                    drive!(
+                        builder
+                            .serve_connection(TokioIo::new(tls), svc)
+                            .with_upgrades(),
+                        stop,
+                        peer
+                    );
                 });
             }
         }
     }
     tracing::info!("shutting down: draining connections");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+    let _ = stop_tx.send(true);
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
         .is_err()
     {
@@ -133,6 +166,31 @@ fn request_id() -> String {
         "{p:08x}{:08x}",
         COUNTER.fetch_add(1, Ordering::Relaxed) as u32
     )
+}
+
+/// The client's `Sec-WebSocket-Key` when the headers make a WebSocket handshake (RFC 6455
+/// section 4.2.1): `Upgrade: websocket`, `Connection: upgrade`, version 13.
+fn websocket_key(headers: &hyper::HeaderMap) -> Option<String> {
+    let has = |name: hyper::header::HeaderName, want: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
+        })
+    };
+    if !has(hyper::header::UPGRADE, "websocket") || !has(hyper::header::CONNECTION, "upgrade") {
+        return None;
+    }
+    if headers
+        .get(hyper::header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return None;
+    }
+    headers
+        .get(hyper::header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
 fn finish(mut resp: Resp, request_id: &str) -> Response<Body> {
@@ -260,7 +318,9 @@ async fn pipeline(
     rid: &str,
     audit_ctx: &mut AuditCtx,
 ) -> Result<Resp, ApiError> {
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
+    // Present on every HTTP/1.1 request; used only by WebSocket routes.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let method = parts.method.as_str().to_string();
     audit_ctx.mutating = method != "GET" && method != "HEAD" && method != "OPTIONS";
     let full_path = parts.uri.path();
@@ -291,6 +351,7 @@ async fn pipeline(
             query_string,
             peer,
             rid,
+            upgrade,
         },
         raw,
         &mut stream,
@@ -313,6 +374,7 @@ struct Parts<'a> {
     query_string: Option<&'a str>,
     peer: IpAddr,
     rid: &'a str,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// Reads and drops what is left of a refused upload (up to a bound), so the client sees the
@@ -347,6 +409,7 @@ async fn route_and_run(
         query_string,
         peer,
         rid,
+        upgrade,
     } = parts;
     let found = found.ok_or_else(|| {
         ApiError::not_found(format!(
@@ -571,6 +634,7 @@ async fn route_and_run(
         }
     }
     let handler = app.handlers[index];
+    let route_is_websocket = route.websocket;
     let r = Req {
         route,
         params,
@@ -587,6 +651,11 @@ async fn route_and_run(
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok()),
+        websocket: if route_is_websocket {
+            upgrade.zip(websocket_key(&headers))
+        } else {
+            None
+        },
     };
 
     match (idem_key, r.principal.clone()) {

@@ -105,10 +105,18 @@ pub fn openapi_document(reg: &Registry) -> Value {
             } else {
                 json!({"description": "Success", "content": {"application/json": {"schema": schema_ref(s)}}})
             }
+        } else if r.websocket {
+            json!({"description": "Switching Protocols: a WebSocket (RFC 6455) follows; send `Connection: Upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`"})
         } else {
             json!({"description": "Success, no content"})
         };
         responses.insert(status, ok);
+        if r.websocket {
+            responses.insert(
+                "426".into(),
+                problem("Upgrade Required: the request was not a WebSocket handshake"),
+            );
+        }
         responses.insert(
             "400".into(),
             problem("Invalid request; invalid_params names each field"),

@@ -46,6 +46,9 @@ pub struct Route {
     /// exclusive with `request`.
     #[serde(default)]
     pub request_stream: Option<String>,
+    /// A WebSocket endpoint: the handler answers 101 and takes over the connection.
+    #[serde(default)]
+    pub websocket: bool,
     pub response: RouteResponse,
     /// Accepts `Idempotency-Key`.
     #[serde(default)]

@@ -4,6 +4,7 @@
 //! VMs. A monitor thread notices VMs that stopped on their own, cleans up their taps, and
 //! starts again the ones whose guest asked for a reset.
 
+pub mod console;
 mod control;
 mod snapshots;
 
@@ -652,6 +653,12 @@ impl Vms {
         let mut data = std::fs::read(dir.join("serial.log.1")).unwrap_or_default();
         data.extend(std::fs::read(dir.join("serial.log")).unwrap_or_default());
         Ok(json!({"data": String::from_utf8_lossy(&data), "bytes": data.len()}))
+    }
+
+    /// Where the live serial log of a running VM is (refused when it is not running).
+    pub fn console_log(&self, id: &str) -> Result<PathBuf, VmError> {
+        self.require_running(id)?;
+        Ok(self.vm_dir(id).join("serial.log"))
     }
 
     pub fn serial_input(&self, id: &str, data: &str) -> Result<(), VmError> {

@@ -19,6 +19,7 @@ typedef unsigned long u64;
 #define VIRTIO_MMIO_SLOTS 16
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline u32 mmio_r32(u64 a) { return *(volatile u32 *)a; }
 static inline void mmio_w32(u64 a, u32 v) { *(volatile u32 *)a = v; }
 static inline void barrier(void) { __asm__ volatile("mfence" ::: "memory"); }
@@ -339,6 +340,25 @@ static void test_count(void) {
     }
 }
 
+/* ---- serial input: echo each line typed into COM1 (the console test) ---- */
+static void test_echo(void) {
+    char line[128];
+    int n = 0;
+    puts("echo ready\n");
+    for (;;) {
+        if (!(inb(COM1 + 5) & 1)) { delay(20000); continue; } /* LSR: data ready */
+        char ch = (char)inb(COM1);
+        if (ch == '\r' || ch == '\n') {
+            line[n] = 0;
+            puts("echo: "); puts(line); puts("\n");
+            if (n == 3 && line[0] == 'b' && line[1] == 'y' && line[2] == 'e') poweroff();
+            n = 0;
+        } else if (n < (int)sizeof(line) - 1) {
+            line[n++] = ch;
+        }
+    }
+}
+
 /* ---- ACPI: walk the tables a stock kernel would, and report what they declare ---- */
 static int sum_ok(const u8 *p, u32 n) { u8 s = 0; for (u32 i = 0; i < n; i++) s += p[i]; return s == 0; }
 static int sig_is(const u8 *p, const char *s, int n) { for (int i = 0; i < n; i++) if (p[i] != (u8)s[i]) return 0; return 1; }
@@ -392,6 +412,7 @@ void guest_main(u64 boot_info, int is_pvh) {
     u64 cl = is_pvh ? *(u64 *)(boot_info + 24) : *(u32 *)(boot_info + 0x228);
     if (cl) cmdline = (const char *)cl;
     if (arg_is("test", "acpi")) test_acpi(is_pvh ? *(u64 *)(boot_info + 32) : *(u64 *)(boot_info + 0x70));
+    if (arg_is("test", "echo")) test_echo();
     if (arg_is("test", "smp")) test_smp();
     if (arg_is("test", "blk")) test_blk();
     if (arg_is("test", "net")) test_net();

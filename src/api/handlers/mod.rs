@@ -156,6 +156,7 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("vm_resume", vms::vm_resume),
         h!("vm_serial", vms::vm_serial),
         h!("vm_serial_input", vms::vm_serial_input),
+        h!("vm_console", vms::vm_console),
         h!("vm_snapshot_list", vms::vm_snapshot_list),
         h!("vm_snapshot_create", vms::vm_snapshot_create),
         h!("vm_snapshot_restore", vms::vm_snapshot_restore),

@@ -157,6 +157,32 @@ pub async fn vm_serial_input(app: Arc<App>, req: Req) -> Result<Resp, ApiError> 
     Ok(Resp::no_content())
 }
 
+/// The serial console over WebSocket: the recent log, then live output as binary frames;
+/// text or binary frames from the client are typed into COM1.
+pub async fn vm_console(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let v = Arc::clone(&app.vms);
+    let i2 = id.clone();
+    let log = blocking(move || v.console_log(&i2)).await?;
+    let Some((upgrade, key)) = req.websocket else {
+        return Err(ApiError::new(
+            426,
+            "upgrade-required",
+            "Upgrade Required",
+            "this is a WebSocket endpoint: send Connection: Upgrade, Upgrade: websocket, \
+             Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+        ));
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tokio::spawn(crate::vm::console::serve(
+        Arc::clone(&app.vms),
+        id,
+        log,
+        upgrade,
+    ));
+    Ok(Resp::websocket(accept))
+}
+
 pub async fn vm_snapshot_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(KIND, req.param("id"))?;
     let items = o.body["snapshots"].as_array().cloned().unwrap_or_default();

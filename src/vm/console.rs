@@ -1,0 +1,107 @@
+//! The serial console over WebSocket.
+//!
+//! `ferrite-vmm` writes COM1 output to `serial.log` (bounded and rotated), which survives a
+//! daemon restart; the console follows that file rather than a pipe held by the daemon, so
+//! attaching never disturbs the guest and a restarted daemon can attach again. Input goes
+//! through the VMM's control socket, like `POST /vms/{id}/serial`.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::Vms;
+
+/// How much of the log a new client sees first: enough for the last screen or two.
+const HISTORY: u64 = 16 * 1024;
+/// How often the log is checked for new output.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Reads what the log gained since `pos`, following a rotation (the file shrank).
+fn read_new(path: &PathBuf, pos: &mut u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < *pos {
+        *pos = 0;
+    }
+    if len == *pos {
+        return Ok(Vec::new());
+    }
+    f.seek(SeekFrom::Start(*pos))?;
+    let mut buf = Vec::with_capacity((len - *pos) as usize);
+    f.by_ref().take(len - *pos).read_to_end(&mut buf)?;
+    *pos += buf.len() as u64;
+    Ok(buf)
+}
+
+/// Serves one client until it closes or the VM stops.
+pub async fn serve(vms: Arc<Vms>, id: String, log: PathBuf, upgrade: hyper::upgrade::OnUpgrade) {
+    let io = match upgrade.await {
+        Ok(u) => TokioIo::new(u),
+        Err(e) => {
+            tracing::debug!(vm = %id, error = %e, "console upgrade failed");
+            return;
+        }
+    };
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let (mut tx, mut rx) = ws.split();
+    let mut pos = std::fs::metadata(&log)
+        .map(|m| m.len().saturating_sub(HISTORY))
+        .unwrap_or(0);
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let running = {
+                    let v = Arc::clone(&vms);
+                    let i = id.clone();
+                    tokio::task::spawn_blocking(move || v.running(&i)).await.unwrap_or(false)
+                };
+                let (p, l) = (pos, log.clone());
+                let got = tokio::task::spawn_blocking(move || {
+                    let mut p = p;
+                    read_new(&l, &mut p).map(|b| (b, p))
+                })
+                .await;
+                if let Ok(Ok((bytes, p))) = got {
+                    pos = p;
+                    if !bytes.is_empty() && tx.send(Message::binary(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                if !running {
+                    let _ = tx
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1000.into(),
+                            reason: "the VM stopped".into(),
+                        })))
+                        .await;
+                    return;
+                }
+            }
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Text(t))) => type_in(&vms, &id, t.to_string()).await,
+                Some(Ok(Message::Binary(b))) => {
+                    type_in(&vms, &id, String::from_utf8_lossy(&b).into_owned()).await
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn type_in(vms: &Arc<Vms>, id: &str, data: String) {
+    let v = Arc::clone(vms);
+    let i = id.to_string();
+    let r = tokio::task::spawn_blocking(move || v.serial_input(&i, &data)).await;
+    if let Ok(Err(e)) = r {
+        tracing::debug!(vm = %id, error = %e, "console input refused");
+    }
+}
