@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 pub mod cli;
+pub mod console;
 pub mod container;
 pub mod daemon;
 pub mod guest;

@@ -153,7 +153,7 @@ fn a_container_starts_isolated_runs_commands_and_leaves_nothing() {
     assert_eq!(
         std::fs::read_to_string(d.data().join(format!("containers/{id}/console.log")))
             .expect("log"),
-        "booted\n"
+        "booted\r\n" // the console is a terminal (ONLCR)
     );
 
     // Freeze and thaw.
@@ -848,4 +848,67 @@ fn mounts_dns_and_reboot() {
             r.pointers()
         );
     }
+}
+
+/// The console is a terminal, reachable over WebSocket: a shell as init reads what is typed
+/// into the socket, runs it on a tty (stty works), and its output comes back; when the shell
+/// exits the container stops and the socket closes. A plain GET is told to upgrade.
+#[test]
+fn console_is_a_terminal_over_websocket() {
+    use tungstenite::client::IntoClientRequest;
+    let (d, c) = setup();
+    let _reap = Reap(c.clone());
+    let r = c.post(
+        "/containers",
+        json!({"name": "tty", "template": "local:busybox.tar.gz", "init": ["/bin/sh"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().expect("id");
+    assert_eq!(c.get(&format!("/containers/{id}/console")).status, 409);
+    assert_eq!(
+        c.post(&format!("/containers/{id}/start"), json!({})).status,
+        200
+    );
+    assert_eq!(c.get(&format!("/containers/{id}/console")).status, 426);
+    let url = format!(
+        "{}/api/v1/containers/{id}/console",
+        d.endpoint.replacen("http", "ws", 1)
+    );
+    let mut req = url.as_str().into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", c.token.clone().expect("token"))
+            .parse()
+            .expect("header"),
+    );
+    let (mut ws, resp) = tungstenite::connect(req).expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    let mut seen = String::new();
+    let mut read_until = |ws: &mut tungstenite::WebSocket<_>, want: &str| {
+        while !seen.contains(want) {
+            match ws.read().expect("console frame") {
+                tungstenite::Message::Binary(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                tungstenite::Message::Close(_) => panic!("closed before {want:?}: {seen}"),
+                _ => {}
+            }
+        }
+    };
+    // Computed by the shell, so the typed text (echoed by the terminal) cannot match.
+    ws.send(tungstenite::Message::text("echo hi-$((6*7))\n"))
+        .expect("send");
+    read_until(&mut ws, "hi-42");
+    ws.send(tungstenite::Message::text(
+        "busybox stty -g >/dev/null && echo TTY-$((1+1))-OK\n",
+    ))
+    .expect("send");
+    read_until(&mut ws, "TTY-2-OK");
+    ws.send(tungstenite::Message::text("exit\n")).expect("send");
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let st = c.get(&format!("/containers/{id}")).body["status"]["state"].clone();
+    assert_eq!(st, "stopped");
 }

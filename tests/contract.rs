@@ -167,6 +167,8 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.get(&format!("/containers/{id}"));
     root.put(&format!("/containers/{id}"), json!({"memory": 128}));
     root.post(&format!("/containers/{id}/start"), json!({}));
+    // Without a WebSocket handshake: 426 (tests/containers.rs attaches for real).
+    assert_eq!(root.get(&format!("/containers/{id}/console")).status, 426);
     root.post(
         &format!("/containers/{id}/exec"),
         json!({"command": ["/bin/sh", "-c", "true"]}),

@@ -162,6 +162,37 @@ impl Containers {
             .ok_or_else(|| ContainerError::NotFound(id.to_string()))
     }
 
+    /// The console log of a running container (refused when it is not running).
+    pub fn console_log(&self, id: &str) -> Result<PathBuf, ContainerError> {
+        self.get(id)?;
+        if !self.running(id) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(self.ct_dir(id).join("console.log"))
+    }
+
+    /// Types into the container's console (through its relay's FIFO).
+    pub fn console_input(&self, id: &str, data: &[u8]) -> Result<(), ContainerError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if !self.running(id) {
+            return Err(ContainerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(self.ct_dir(id).join("console.in"))
+            .map_err(|e| {
+                ContainerError::Conflict(format!("container {id} has no console relay: {e}"))
+            })?;
+        f.write_all(data)
+            .map_err(|e| ContainerError::Conflict(format!("container {id}: console input: {e}")))
+    }
+
     /// Whether the container's init is alive.
     pub fn running(&self, id: &str) -> bool {
         self.runtime_state(id).is_some()
@@ -346,6 +377,7 @@ impl Containers {
             id_base: ID_BASE,
             id_count: ID_COUNT,
             console_log: dir.join("console.log"),
+            console_input: dir.join("console.in"),
             keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
             mounts: self.mounts_of(b)?,
         };

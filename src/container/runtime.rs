@@ -31,6 +31,10 @@ pub struct StartSpec {
     pub id_count: u32,
     /// Where the init's stdout and stderr go.
     pub console_log: PathBuf,
+    /// A FIFO the console relay reads keyboard input from (written by the daemon's console
+    /// endpoint); it outlives the daemon like the container does.
+    #[serde(default)]
+    pub console_input: PathBuf,
     /// Allow keyctl/add_key/request_key (systemd in containers wants them).
     pub keyctl: bool,
     /// Bind mounts into the container (`mp0`..), made before it starts.
@@ -224,8 +228,7 @@ fn mnt(
 fn become_init(
     spec: &StartSpec,
     root: &Path,
-    log: &std::fs::File,
-    null: &std::fs::File,
+    tty: &OwnedFd,
 ) -> Result<std::convert::Infallible, String> {
     mnt(
         None,
@@ -311,9 +314,16 @@ fn become_init(
         .map_err(|e| fail("detaching the host root", e))?;
     let _ = std::fs::remove_dir("/.ferrite-oldroot");
     nix::unistd::sethostname(&spec.hostname).map_err(|e| fail("sethostname", e))?;
-    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| fail("stdin", e))?;
-    nix::unistd::dup2(log.as_raw_fd(), 1).map_err(|e| fail("stdout", e))?;
-    nix::unistd::dup2(log.as_raw_fd(), 2).map_err(|e| fail("stderr", e))?;
+    // The console: a terminal of its own, controlling for the init's session, as on a real
+    // machine's console (shells get job control, programs see a tty).
+    nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
+    // SAFETY: TIOCSCTTY on an open terminal fd with arg 0 (do not steal).
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY as _, 0) } != 0 {
+        return Err(fail("TIOCSCTTY", std::io::Error::last_os_error()));
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(tty.as_raw_fd(), fd).map_err(|e| fail("console stdio", e))?;
+    }
     drop_caps()?;
     seccomp(spec.keyctl)?;
     let argv = cstrings(&spec.init)?;
@@ -332,6 +342,87 @@ fn become_init(
 /// may traverse. The bind lives only in the container's own mount namespaces.
 pub fn mount_point(scope: &str, id: &str) -> PathBuf {
     PathBuf::from(format!("/run/ferrite/{scope}/{id}/rootfs"))
+}
+
+/// Makes the container's console: a pseudo-terminal whose slave end becomes the init's
+/// stdio, and a relay process holding the master end. The relay copies what the container
+/// writes to the console log and what arrives on the input FIFO to the terminal; it runs in
+/// a session of its own, so it outlives the daemon exactly as the container does, and it ends
+/// when the last process holding the terminal (the container) is gone.
+fn console_relay(spec: &StartSpec, log: std::fs::File) -> Result<OwnedFd, String> {
+    let pty = nix::pty::openpty(None, None).map_err(|e| fail("openpty", e))?;
+    let input = &spec.console_input;
+    let _ = std::fs::remove_file(input);
+    nix::unistd::mkfifo(input, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| fail("creating the console input FIFO", e))?;
+    // Read-write, so the relay never sees end-of-file when a writer goes away.
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(input)
+        .map_err(|e| fail("opening the console input FIFO", e))?;
+    // SAFETY: single-threaded helper; the child only runs the relay loop and exits.
+    match unsafe { fork() }.map_err(|e| fail("fork the console relay", e))? {
+        ForkResult::Child => {
+            drop(pty.slave);
+            let _ = nix::unistd::setsid();
+            // Hold nothing else: the start handshake pipes must close when the helper and
+            // the init are done with them, and the daemon's pipes when it stops reading.
+            let keep = [pty.master.as_raw_fd(), fifo.as_raw_fd(), log.as_raw_fd()];
+            let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for fd in open {
+                if !keep.contains(&fd) {
+                    // SAFETY: closing descriptors this process no longer uses; none is
+                    // owned by a live Rust object except the three kept.
+                    unsafe { libc::close(fd) };
+                }
+            }
+            relay(pty.master, fifo, log);
+            std::process::exit(0);
+        }
+        ForkResult::Parent { .. } => {
+            drop(pty.master);
+            Ok(pty.slave)
+        }
+    }
+}
+
+/// The relay loop: terminal output to the log, FIFO input to the terminal, until the
+/// terminal hangs up (EIO once no process holds the slave end).
+fn relay(master: OwnedFd, fifo: std::fs::File, mut log: std::fs::File) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut buf = [0u8; 4096];
+    let mut fifo = fifo;
+    loop {
+        let mut fds = [
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let out = fds[0].revents().unwrap_or(PollFlags::empty());
+        let inp = fds[1].revents().unwrap_or(PollFlags::empty());
+        if !out.is_empty() {
+            match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let _ = log.write_all(&buf[..n]);
+                }
+            }
+        }
+        if inp.contains(PollFlags::POLLIN) {
+            if let Ok(n) = fifo.read(&mut buf) {
+                let _ = nix::unistd::write(&master, &buf[..n]);
+            }
+        }
+    }
 }
 
 /// Starts a container and returns its init's host PID once the init has been executed.
@@ -359,8 +450,7 @@ pub fn start(
                     .append(true)
                     .open(&spec.console_log)
                     .map_err(|e| fail("opening the console log", e))?;
-                let null =
-                    std::fs::File::open("/dev/null").map_err(|e| fail("opening /dev/null", e))?;
+                let tty = console_relay(spec, log)?;
                 unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail("new mount namespace", e))?;
                 mnt(
                     None,
@@ -403,7 +493,7 @@ pub fn start(
                 // SAFETY: still single-threaded.
                 match unsafe { fork() }.map_err(|e| fail("fork into the PID namespace", e))? {
                     ForkResult::Child => {
-                        let e = match become_init(spec, &mp, &log, &null) {
+                        let e = match become_init(spec, &mp, &tty) {
                             Err(e) => e,
                             Ok(never) => match never {},
                         };

@@ -4,7 +4,6 @@
 //! VMs. A monitor thread notices VMs that stopped on their own, cleans up their taps, and
 //! starts again the ones whose guest asked for a reset.
 
-pub mod console;
 mod control;
 mod snapshots;
 

@@ -208,6 +208,30 @@ pub async fn container_unfreeze(app: Arc<App>, req: Req) -> Result<Resp, ApiErro
     power(app, req, |c, id| c.freeze(id, false)).await
 }
 
+/// The container's console terminal over WebSocket: recent output, then live; frames from
+/// the client are typed into the terminal.
+pub async fn container_console(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let c = Arc::clone(&app.containers);
+    let i0 = id.clone();
+    let log = blocking(move || c.console_log(&i0)).await?;
+    let (upgrade, accept) = super::websocket(req.websocket)?;
+    let (c1, c2, i1, i2) = (
+        Arc::clone(&app.containers),
+        Arc::clone(&app.containers),
+        id.clone(),
+        id.clone(),
+    );
+    tokio::spawn(crate::console::serve(
+        format!("container {id}"),
+        log,
+        upgrade,
+        Arc::new(move || c1.running(&i1)),
+        Arc::new(move |data: Vec<u8>| c2.console_input(&i2, &data).map_err(|e| e.to_string())),
+    ));
+    Ok(Resp::websocket(accept))
+}
+
 pub async fn container_exec(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("id").to_string();
     let command: Vec<String> = req.body["command"]

@@ -157,9 +157,28 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("vm_serial", vms::vm_serial),
         h!("vm_serial_input", vms::vm_serial_input),
         h!("vm_console", vms::vm_console),
+        h!("container_console", containers::container_console),
         h!("vm_snapshot_list", vms::vm_snapshot_list),
         h!("vm_snapshot_create", vms::vm_snapshot_create),
         h!("vm_snapshot_restore", vms::vm_snapshot_restore),
         h!("vm_snapshot_delete", vms::vm_snapshot_delete),
     ]
+}
+
+/// The upgrade and `Sec-WebSocket-Accept` of a WebSocket route, or 426 when the request was
+/// not a WebSocket handshake.
+pub(crate) fn websocket(
+    ws: Option<(hyper::upgrade::OnUpgrade, String)>,
+) -> Result<(hyper::upgrade::OnUpgrade, String), crate::api::problem::ApiError> {
+    let Some((upgrade, key)) = ws else {
+        return Err(crate::api::problem::ApiError::new(
+            426,
+            "upgrade-required",
+            "Upgrade Required",
+            "this is a WebSocket endpoint: send Connection: Upgrade, Upgrade: websocket, \
+             Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+        ));
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Ok((upgrade, accept))
 }

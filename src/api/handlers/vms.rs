@@ -164,21 +164,22 @@ pub async fn vm_console(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let v = Arc::clone(&app.vms);
     let i2 = id.clone();
     let log = blocking(move || v.console_log(&i2)).await?;
-    let Some((upgrade, key)) = req.websocket else {
-        return Err(ApiError::new(
-            426,
-            "upgrade-required",
-            "Upgrade Required",
-            "this is a WebSocket endpoint: send Connection: Upgrade, Upgrade: websocket, \
-             Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
-        ));
-    };
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    tokio::spawn(crate::vm::console::serve(
+    let (upgrade, accept) = super::websocket(req.websocket)?;
+    let (v1, v2, i1, i2) = (
         Arc::clone(&app.vms),
-        id,
+        Arc::clone(&app.vms),
+        id.clone(),
+        id.clone(),
+    );
+    tokio::spawn(crate::console::serve(
+        format!("vm {id}"),
         log,
         upgrade,
+        Arc::new(move || v1.running(&i1)),
+        Arc::new(move |data: Vec<u8>| {
+            v2.serial_input(&i2, &String::from_utf8_lossy(&data))
+                .map_err(|e| e.to_string())
+        }),
     ));
     Ok(Resp::websocket(accept))
 }

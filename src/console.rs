@@ -1,9 +1,10 @@
-//! The serial console over WebSocket.
+//! Guest consoles over WebSocket (VM serial port, container terminal).
 //!
-//! `ferrite-vmm` writes COM1 output to `serial.log` (bounded and rotated), which survives a
-//! daemon restart; the console follows that file rather than a pipe held by the daemon, so
-//! attaching never disturbs the guest and a restarted daemon can attach again. Input goes
-//! through the VMM's control socket, like `POST /vms/{id}/serial`.
+//! Both engines keep a guest's console output in a log file that outlives the daemon
+//! (`ferrite-vmm` writes COM1 to `serial.log`; a container's console relay writes its
+//! terminal to `console.log`). A console client follows that file rather than a pipe held by
+//! the daemon, so attaching never disturbs the guest and a restarted daemon can attach again.
+//! Input goes back through the engine (the VMM's control socket, the relay's FIFO).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -16,7 +17,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::Vms;
+/// Whether the guest still runs (checked on a blocking thread).
+pub type Alive = Arc<dyn Fn() -> bool + Send + Sync>;
+/// Delivers typed input to the guest (on a blocking thread).
+pub type Input = Arc<dyn Fn(Vec<u8>) -> Result<(), String> + Send + Sync>;
 
 /// How much of the log a new client sees first: enough for the last screen or two.
 const HISTORY: u64 = 16 * 1024;
@@ -40,12 +44,18 @@ fn read_new(path: &PathBuf, pos: &mut u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Serves one client until it closes or the VM stops.
-pub async fn serve(vms: Arc<Vms>, id: String, log: PathBuf, upgrade: hyper::upgrade::OnUpgrade) {
+/// Serves one client until it closes or the guest stops.
+pub async fn serve(
+    what: String,
+    log: PathBuf,
+    upgrade: hyper::upgrade::OnUpgrade,
+    alive: Alive,
+    input: Input,
+) {
     let io = match upgrade.await {
         Ok(u) => TokioIo::new(u),
         Err(e) => {
-            tracing::debug!(vm = %id, error = %e, "console upgrade failed");
+            tracing::debug!(guest = %what, error = %e, "console upgrade failed");
             return;
         }
     };
@@ -59,9 +69,8 @@ pub async fn serve(vms: Arc<Vms>, id: String, log: PathBuf, upgrade: hyper::upgr
         tokio::select! {
             _ = tick.tick() => {
                 let running = {
-                    let v = Arc::clone(&vms);
-                    let i = id.clone();
-                    tokio::task::spawn_blocking(move || v.running(&i)).await.unwrap_or(false)
+                    let a = Arc::clone(&alive);
+                    tokio::task::spawn_blocking(move || a()).await.unwrap_or(false)
                 };
                 let (p, l) = (pos, log.clone());
                 let got = tokio::task::spawn_blocking(move || {
@@ -79,17 +88,15 @@ pub async fn serve(vms: Arc<Vms>, id: String, log: PathBuf, upgrade: hyper::upgr
                     let _ = tx
                         .send(Message::Close(Some(CloseFrame {
                             code: 1000.into(),
-                            reason: "the VM stopped".into(),
+                            reason: "the guest stopped".into(),
                         })))
                         .await;
                     return;
                 }
             }
             msg = rx.next() => match msg {
-                Some(Ok(Message::Text(t))) => type_in(&vms, &id, t.to_string()).await,
-                Some(Ok(Message::Binary(b))) => {
-                    type_in(&vms, &id, String::from_utf8_lossy(&b).into_owned()).await
-                }
+                Some(Ok(Message::Text(t))) => type_in(&input, &what, t.as_bytes().to_vec()).await,
+                Some(Ok(Message::Binary(b))) => type_in(&input, &what, b.to_vec()).await,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
@@ -97,11 +104,10 @@ pub async fn serve(vms: Arc<Vms>, id: String, log: PathBuf, upgrade: hyper::upgr
     }
 }
 
-async fn type_in(vms: &Arc<Vms>, id: &str, data: String) {
-    let v = Arc::clone(vms);
-    let i = id.to_string();
-    let r = tokio::task::spawn_blocking(move || v.serial_input(&i, &data)).await;
+async fn type_in(input: &Input, what: &str, data: Vec<u8>) {
+    let f = Arc::clone(input);
+    let r = tokio::task::spawn_blocking(move || f(data)).await;
     if let Ok(Err(e)) = r {
-        tracing::debug!(vm = %id, error = %e, "console input refused");
+        tracing::debug!(guest = %what, error = %e, "console input refused");
     }
 }
