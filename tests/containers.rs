@@ -484,6 +484,13 @@ fn containers_on_one_bridge_talk_and_the_bridge_cannot_go_under_them() {
     );
     assert!(pings(&c, a, "10.77.0.2"), "a reaches b over the bridge");
     assert!(pings(&c, b, "10.77.0.1"), "b reaches a");
+    // The traffic shows in the containers' network counters.
+    let usage = c.get(&format!("/containers/{a}")).body["status"]["usage"]["net"]["eth0"].clone();
+    assert!(
+        usage["tx_packets"].as_u64().unwrap_or(0) >= 3
+            && usage["rx_bytes"].as_u64().unwrap_or(0) > 0,
+        "{usage}"
+    );
     // The NIC has its stable MAC inside, as eth0, and the default route was set.
     let mac = exec(&c, a, "cat /sys/class/net/eth0/address")["stdout"].clone();
     assert_eq!(

@@ -202,13 +202,17 @@ impl Containers {
     pub fn status(&self, id: &str) -> Value {
         let cg = self.cg(id);
         match self.runtime_state(id) {
-            Some(st) => json!({
-                "state": if cg.frozen() { "frozen" } else { "running" },
-                "pid": st.pid,
-                "started_at": st.started_at,
-                "cgroup_mode": cg.mode.as_str(),
-                "usage": cg.usage(),
-            }),
+            Some(st) => {
+                let mut usage = cg.usage();
+                usage["net"] = net_counters(st.pid);
+                json!({
+                    "state": if cg.frozen() { "frozen" } else { "running" },
+                    "pid": st.pid,
+                    "started_at": st.started_at,
+                    "cgroup_mode": cg.mode.as_str(),
+                    "usage": usage,
+                })
+            }
             None => json!({"state": "stopped", "cgroup_mode": cg.mode.as_str()}),
         }
     }
@@ -873,4 +877,36 @@ pub fn become_subreaper() {
     unsafe {
         nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+}
+
+/// Per-interface traffic counters as the container sees them (its own network namespace,
+/// read through its init's `/proc/PID/net/dev`): `{"eth0": {"rx_bytes", ...}}`, loopback left
+/// out.
+fn net_counters(pid: i32) -> Value {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() < 16 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": (f[0]), "rx_packets": (f[1]), "rx_errors": (f[2]), "rx_dropped": (f[3]),
+                "tx_bytes": (f[8]), "tx_packets": (f[9]), "tx_errors": (f[10]), "tx_dropped": (f[11]),
+            }),
+        );
+    }
+    Value::Object(out)
 }
