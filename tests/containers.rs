@@ -919,3 +919,47 @@ fn console_is_a_terminal_over_websocket() {
     let st = c.get(&format!("/containers/{id}")).body["status"]["state"].clone();
     assert_eq!(st, "stopped");
 }
+
+/// `features.nesting`: without it the default seccomp filter refuses namespaces inside the
+/// container (unshare, setns, clone with namespace flags); with it a nested PID namespace
+/// with its own /proc and a nested UTS namespace work, as nested containers need.
+#[test]
+fn nesting_feature_gates_namespaces_inside() {
+    let (_d, c) = setup();
+    let _reap = Reap(c.clone());
+    let mut ids = Vec::new();
+    for (name, nesting) in [("flat", false), ("nested", true)] {
+        let r = c.post(
+            "/containers",
+            json!({"name": name, "template": "local:busybox.tar.gz",
+                   "init": ["/bin/sh", "-c", "exec sleep 1000000"],
+                   "features": {"nesting": nesting}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_i64().expect("id");
+        assert_eq!(
+            c.post(&format!("/containers/{id}/start"), json!({})).status,
+            200
+        );
+        ids.push(id);
+    }
+    let pidns = "busybox unshare -p -f -m --mount-proc busybox sh -c 'echo pid-$$'";
+    let utsns = "busybox unshare -u busybox sh -c 'busybox hostname inner && busybox hostname'";
+    let flat = exec(&c, ids[0], pidns);
+    assert_ne!(
+        flat["exit_code"], 0,
+        "nested namespace allowed without nesting: {flat}"
+    );
+    assert_ne!(exec(&c, ids[0], utsns)["exit_code"], 0);
+    // Ordinary forks still work under the filter.
+    assert_eq!(
+        exec(&c, ids[0], "busybox sh -c 'echo child' | busybox cat")["stdout"],
+        "child\n"
+    );
+    let nested = exec(&c, ids[1], pidns);
+    assert_eq!(nested["stdout"], "pid-1\n", "{nested}");
+    let uts = exec(&c, ids[1], utsns);
+    assert_eq!(uts["stdout"], "inner\n", "{uts}");
+    // The container's own hostname is untouched by the nested one.
+    assert_ne!(exec(&c, ids[1], "busybox hostname")["stdout"], "inner\n");
+}

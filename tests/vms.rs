@@ -501,7 +501,7 @@ fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
     let id = create(
         &c,
         json!({"name": "netvm", "kernel": "local:guest.elf", "memory": 32,
-               "cmdline": "test=net ip=10.77.0.2 peer=10.77.0.1",
+               "cmdline": "test=net ip=10.77.0.2 peer=10.77.0.1 hold=1",
                "net": {"net0": {"bridge": "vmbr0", "mac": "52:54:00:12:34:56"}}}),
     );
     start(&c, id);
@@ -521,6 +521,10 @@ fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
     // The peer learned the guest's MAC from its request: frames went both ways.
     let neigh = common::sh(&format!("ip -n {} neigh show 10.77.0.2", peer.name));
     assert!(neigh.contains("52:54:00:12:34:56"), "{neigh}");
+    // A key on the console lets the holding guest power off on its own.
+    wait_serial(&c, id, "holding", |s| s.contains("holding"));
+    let r = c.post(&format!("/vms/{id}/serial"), json!({"data": "x"}));
+    assert_eq!(r.status, 204, "{}", r.text);
     wait_state(&c, id, "stopped");
     // The bridge cannot be deleted under the VM; once the VM is gone the tap is too.
     let r = c.delete("/network/bridges/vmbr0");

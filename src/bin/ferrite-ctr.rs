@@ -33,6 +33,8 @@ enum Cmd {
         privileged: bool,
         #[arg(long)]
         keyctl: bool,
+        #[arg(long)]
+        nesting: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -70,10 +72,11 @@ fn main() {
             pid,
             privileged,
             keyctl,
+            nesting,
             command,
         } => {
             let cg = Cgroup::new(&cgroup);
-            match runtime::exec(pid, privileged, keyctl, &command, &|p| {
+            match runtime::exec(pid, privileged, keyctl, nesting, &command, &|p| {
                 cg.add(p).map_err(|e| e.to_string())
             }) {
                 Ok(c) => c,

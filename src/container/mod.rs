@@ -383,6 +383,7 @@ impl Containers {
             console_log: dir.join("console.log"),
             console_input: dir.join("console.in"),
             keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
+            nesting: b["features"]["nesting"].as_bool().unwrap_or(false),
             mounts: self.mounts_of(b)?,
         };
         self.write_resolv_conf(&spec.rootfs, b)?;
@@ -738,6 +739,9 @@ impl Containers {
         }
         if o.body["features"]["keyctl"].as_bool().unwrap_or(false) {
             cmd.arg("--keyctl");
+        }
+        if o.body["features"]["nesting"].as_bool().unwrap_or(false) {
+            cmd.arg("--nesting");
         }
         cmd.arg("--").args(command).kill_on_drop(true);
         cmd.stdin(std::process::Stdio::null());

@@ -37,6 +37,10 @@ pub struct StartSpec {
     pub console_input: PathBuf,
     /// Allow keyctl/add_key/request_key (systemd in containers wants them).
     pub keyctl: bool,
+    /// Allow namespaces inside the container (nested containers, sandboxing services);
+    /// refused by the seccomp filter otherwise.
+    #[serde(default)]
+    pub nesting: bool,
     /// Bind mounts into the container (`mp0`..), made before it starts.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
@@ -131,8 +135,14 @@ fn read_exact(fd: &OwnedFd, n: usize) -> Result<Vec<u8>, String> {
 const DROPPED_CAPS: [i32; 9] = [16, 17, 25, 30, 32, 33, 35, 36, 37];
 
 /// The default seccomp filter: calls that act on the host kernel as a whole answer EPERM.
-fn seccomp(keyctl: bool) -> Result<(), String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+fn seccomp(keyctl: bool, nesting: bool) -> Result<(), String> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| fail("seccomp arch", e))?;
     let mut names: Vec<i64> = vec![
         nix::libc::SYS_kexec_load,
         nix::libc::SYS_kexec_file_load,
@@ -155,20 +165,60 @@ fn seccomp(keyctl: bool) -> Result<(), String> {
             nix::libc::SYS_request_key,
         ]);
     }
-    let rules = names.into_iter().map(|n| (n, vec![])).collect();
+    if !nesting {
+        names.extend([nix::libc::SYS_unshare, nix::libc::SYS_setns]);
+    }
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
+        names.into_iter().map(|n| (n, vec![])).collect();
+    if !nesting {
+        // clone with any namespace flag; plain fork/thread clones stay allowed.
+        let ns_flags = [
+            nix::libc::CLONE_NEWNS,
+            nix::libc::CLONE_NEWUTS,
+            nix::libc::CLONE_NEWIPC,
+            nix::libc::CLONE_NEWUSER,
+            nix::libc::CLONE_NEWPID,
+            nix::libc::CLONE_NEWNET,
+            nix::libc::CLONE_NEWCGROUP,
+        ];
+        let mut clone_rules = Vec::new();
+        for f in ns_flags {
+            let f = f as u64;
+            let cond =
+                SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f), f)
+                    .map_err(|e| fail("seccomp clone rule", e))?;
+            clone_rules
+                .push(SeccompRule::new(vec![cond]).map_err(|e| fail("seccomp clone rule", e))?);
+        }
+        rules.insert(nix::libc::SYS_clone, clone_rules);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(nix::libc::EPERM as u32),
-        std::env::consts::ARCH
-            .try_into()
-            .map_err(|e| fail("seccomp arch", e))?,
+        arch,
     )
     .map_err(|e| fail("building the seccomp filter", e))?;
     let prog: BpfProgram = filter
         .try_into()
         .map_err(|e| fail("compiling the seccomp filter", e))?;
-    seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))
+    seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))?;
+    if !nesting {
+        // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, so libc
+        // falls back to clone, which the rules above can check.
+        let filter = SeccompFilter::new(
+            [(nix::libc::SYS_clone3, vec![])].into_iter().collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(nix::libc::ENOSYS as u32),
+            arch,
+        )
+        .map_err(|e| fail("building the seccomp filter", e))?;
+        let prog: BpfProgram = filter
+            .try_into()
+            .map_err(|e| fail("compiling the seccomp filter", e))?;
+        seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))?;
+    }
+    Ok(())
 }
 
 /// Closes every descriptor above stderr, so nothing the daemon (or whatever started it)
@@ -325,7 +375,7 @@ fn become_init(
         nix::unistd::dup2(tty.as_raw_fd(), fd).map_err(|e| fail("console stdio", e))?;
     }
     drop_caps()?;
-    seccomp(spec.keyctl)?;
+    seccomp(spec.keyctl, spec.nesting)?;
     let argv = cstrings(&spec.init)?;
     // The error pipe is CLOEXEC and must stay open until exec: mark the rest to close on exec
     // instead of closing them now.
@@ -550,10 +600,12 @@ pub fn start(
 
 /// Runs `cmd` inside the running container whose init is `pid`, with this process's stdio,
 /// and returns its exit code (128 + signal when killed).
+#[allow(clippy::too_many_arguments)]
 pub fn exec(
     pid: i32,
     privileged: bool,
     keyctl: bool,
+    nesting: bool,
     cmd: &[String],
     add_to_cgroup: &dyn Fn(i32) -> Result<(), String>,
 ) -> Result<i32, String> {
@@ -595,7 +647,7 @@ pub fn exec(
                 nix::unistd::chdir("/").map_err(|e| fail("chdir /", e))?;
                 close_inherited_fds();
                 drop_caps()?;
-                seccomp(keyctl)?;
+                seccomp(keyctl, nesting)?;
                 let prog = argv.first().ok_or("the command is empty")?.clone();
                 nix::unistd::execvpe(&prog, &argv, &env())
                     .map_err(|e| fail(&format!("executing {}", cmd[0]), e))

@@ -251,6 +251,16 @@ static struct vq rxq, txq;
 static u8 rxbuf[QSZ][1536] __attribute__((aligned(16)));
 static u8 txbuf[12 + 42] __attribute__((aligned(16)));
 
+/* With "hold=1" the guest waits for a key on COM1 before powering off, so a test can look
+ * at the running machine (its tap on the bridge) without racing the guest. */
+static void hold_then_poweroff(void) {
+    if (arg_is("hold", "1")) {
+        puts("holding\n");
+        while (!(inb(COM1 + 5) & 1)) delay(20000);
+    }
+    poweroff();
+}
+
 static void test_net(void) {
     u64 b = find_device(1, 0);
     if (!b || device_init(b, 1u << 5 /* MAC */) != 0) { puts("net init failed\n"); poweroff(); }
@@ -304,12 +314,12 @@ static void test_net(void) {
                 puts("net arp reply from ");
                 for (int i = 0; i < 6; i++) { put_hex8(r[22 + i]); if (i < 5) putc(':'); }
                 puts("\n");
-                poweroff();
+                hold_then_poweroff();
             }
         }
     }
     puts("net no reply\n");
-    poweroff();
+    hold_then_poweroff();
 }
 
 static struct vq rngq;
