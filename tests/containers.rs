@@ -963,3 +963,52 @@ fn nesting_feature_gates_namespaces_inside() {
     // The container's own hostname is untouched by the nested one.
     assert_ne!(exec(&c, ids[1], "busybox hostname")["stdout"], "inner\n");
 }
+
+/// `onboot` containers start when the daemon starts, in `startup_order`; the others stay
+/// stopped.
+#[test]
+fn onboot_containers_start_with_the_daemon_in_order() {
+    let (mut d, c) = setup();
+    let mut ids = Vec::new();
+    for (name, onboot, order) in [
+        ("second", true, 2),
+        ("first", true, 1),
+        ("manual", false, 0),
+    ] {
+        let r = c.post(
+            "/containers",
+            json!({"name": name, "template": "local:busybox.tar.gz", "onboot": onboot,
+                   "startup_order": order, "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(r.body["id"].as_i64().expect("id"));
+    }
+    d.stop(nix::sys::signal::Signal::SIGTERM);
+    d.spawn();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    let state = |id: i64| c.get(&format!("/containers/{id}")).body["status"]["state"].clone();
+    let t0 = std::time::Instant::now();
+    while state(ids[0]) != "running" || state(ids[1]) != "running" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "onboot containers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        state(ids[2]),
+        "stopped",
+        "a container without onboot was started"
+    );
+    let log = d.log();
+    let at = |id: i64| {
+        log.lines()
+            .position(|l| l.contains("started on boot") && l.contains(&format!("container={id}")))
+            .unwrap_or_else(|| panic!("no boot start logged for {id}:\n{log}"))
+    };
+    assert!(
+        at(ids[1]) < at(ids[0]),
+        "startup_order 1 did not start before 2:\n{log}"
+    );
+}
