@@ -206,11 +206,15 @@ impl Tf {
         if let Some(start) = out.find(&format!("# {addr} ")) {
             let block = &out[start..];
             let block = &block[..block.find("\n\n").unwrap_or(block.len())];
+            // Attribute lines of the block (six spaces in), changed, added or removed.
             let changed: Vec<&str> = block
                 .lines()
-                .filter_map(|l| l.trim().strip_prefix("~ "))
+                .filter(|l| l.len() - l.trim_start().len() == 6)
+                .filter_map(|l| {
+                    let t = l.trim_start();
+                    ["~ ", "+ ", "- "].iter().find_map(|p| t.strip_prefix(p))
+                })
                 .filter_map(|l| l.split_whitespace().next())
-                .filter(|a| *a != "resource")
                 .collect();
             assert!(
                 block.contains("updated in-place")
@@ -242,6 +246,7 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
   mtu       = {mtu}
   comment   = "{comment}"
   tags      = ["lab", "tf"]
+  timeouts  = {{ create = "2m", update = "90s", delete = "1m" }}
 }}
 "#
         )
@@ -293,7 +298,7 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     tf.apply();
     assert!(links(&ns).contains(&"tfbr1".to_string()));
 
-    tf.import_round_trip(&d, "ferrite_bridge.br", "tfbr1", &[]);
+    tf.import_round_trip(&d, "ferrite_bridge.br", "tfbr1", &["timeouts"]);
 
     tf.destroy();
     assert_eq!(c.get("/network/bridges/tfbr1").status, 404);
@@ -549,6 +554,7 @@ resource "ferrite_container" "bad" {
   template = "local:none.tar.gz"
   memory   = 8
   running  = false
+  timeouts = { create = "soon" }
 }
 "#,
     );
@@ -562,6 +568,7 @@ resource "ferrite_container" "bad" {
         assert!(out.contains(line), "diagnostic for {attr} missing:\n{out}");
     }
     assert!(out.contains("Invalid ferrite_vlan configuration"), "{out}");
+    assert!(out.contains("'soon' is not a duration"), "{out}");
     // Nothing was created.
     for p in ["/network/bridges", "/network/vlans", "/containers"] {
         assert_eq!(c.get(p).body["items"], json!([]), "{p}");

@@ -45,8 +45,9 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
+#[derive(Clone)]
 pub struct Api {
-    client: Client,
+    client: std::sync::Arc<Client>,
     timeout: Duration,
 }
 
@@ -67,7 +68,7 @@ impl Api {
         let client =
             Client::new(&s.endpoint, trust.clone(), s.token.clone()).map_err(|e| e.to_string())?;
         let mut api = Api {
-            client,
+            client: std::sync::Arc::new(client),
             timeout: s.timeout,
         };
         if s.token.is_none() {
@@ -82,8 +83,9 @@ impl Api {
                     .and_then(Json::as_str)
                     .ok_or("login answered without a ticket")?
                     .to_string();
-                api.client =
-                    Client::new(&s.endpoint, trust, Some(ticket)).map_err(|e| e.to_string())?;
+                api.client = std::sync::Arc::new(
+                    Client::new(&s.endpoint, trust, Some(ticket)).map_err(|e| e.to_string())?,
+                );
             }
         }
         // One cheap authenticated read, so a wrong endpoint, pin or credential fails at
@@ -91,6 +93,14 @@ impl Api {
         api.call("GET", "/access/me", &[], None, None)
             .map_err(|e| format!("cannot use {}: {e}", s.endpoint))?;
         Ok(api)
+    }
+
+    /// The same connection with another per-call deadline (a resource's `timeouts`).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Api {
+        Api {
+            client: std::sync::Arc::clone(&self.client),
+            timeout: timeout.unwrap_or(self.timeout),
+        }
     }
 
     /// One call; `Ok(None)` for an empty (204) answer.
@@ -148,4 +158,53 @@ impl Api {
 /// Logs to stderr, which Terraform relays into TF_LOG output.
 pub fn tracing_line(msg: &str) {
     eprintln!("[INFO] terraform-provider-ferrite: {msg}");
+}
+
+/// Parses a duration as Terraform users write them (`30s`, `10m`, `1h30m`, `500ms`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration (e.g. 30s, 10m, 1h30m)");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_like_terraforms() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "soon", "10", "m5", "5x"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -314,6 +314,22 @@ fn read_object(api: &Api, r: &Resource, state: &Value) -> Result<Option<Json>, A
 fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec<pb::Diagnostic>) {
     let what = r.def.name;
     let mut diags = Vec::new();
+    // The resource's `timeouts` for this operation bound every call it makes.
+    let op = if planned.is_null() {
+        "delete"
+    } else if prior.is_null() {
+        "create"
+    } else {
+        "update"
+    };
+    let source = if planned.is_null() { prior } else { planned };
+    let deadline = source
+        .get("timeouts")
+        .get(op)
+        .as_str()
+        .and_then(|s| crate::api::parse_duration(s).ok());
+    let scoped = api.with_timeout(deadline);
+    let api = &scoped;
     if planned.is_null() {
         let path = match item_path(r, prior) {
             Ok(p) => p,

@@ -377,6 +377,33 @@ fn provider_only(name: &str, ty: Type, default: Value, description: &str) -> Att
     a
 }
 
+/// `timeouts = { create = "10m", update = "5m", delete = "2m" }`: how long one operation's
+/// API calls may take (default: the provider's `timeout`).
+fn timeouts_attr() -> Attr {
+    let op = |name: &str| {
+        let mut a = config_attr(
+            name,
+            Type::String,
+            false,
+            &format!("Deadline for {name} calls, e.g. \"30s\", \"10m\", \"1h30m\"."),
+        );
+        a.provider_only = true;
+        a
+    };
+    let mut a = Attr::computed_only(
+        "timeouts",
+        Kind::Nested(
+            Nesting::Single,
+            vec![op("create"), op("update"), op("delete")],
+        ),
+        "Per-operation deadlines; unset operations use the provider's `timeout`.",
+    );
+    a.computed = false;
+    a.optional = true;
+    a.provider_only = true;
+    a
+}
+
 fn config_attr(name: &str, ty: Type, sensitive: bool, description: &str) -> Attr {
     let mut a = Attr::computed_only(name, Kind::Prim(ty, Conv::Plain), description);
     a.computed = false;
@@ -458,6 +485,7 @@ fn build() -> Catalog {
                  Default false: such changes wait for the next start and a warning says so.",
             ));
         }
+        attrs.push(timeouts_attr());
         attrs.sort_by(|a, b| a.name.cmp(&b.name));
         let ty = object_type(&attrs);
         resources.insert(def.name, Resource { def, attrs, ty });

@@ -43,6 +43,18 @@ pub fn validate(r: &Resource, cfg: &Value) -> Vec<pb::Diagnostic> {
             }
         }
     }
+    if let Value::Object(t) = cfg.get("timeouts") {
+        for (op, v) in t {
+            if let Some(s) = v.as_str() {
+                if let Err(e) = crate::api::parse_duration(s) {
+                    diags.push(super::diag::at(
+                        error(&format!("Invalid {} timeouts", r.def.name), &e),
+                        &["timeouts", op],
+                    ));
+                }
+            }
+        }
+    }
     let errs = catalog()
         .registry
         .validate(r.def.create, &Json::Object(body), "body");
