@@ -299,6 +299,16 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     assert!(links(&ns).contains(&"tfbr1".to_string()));
 
     tf.import_round_trip(&d, "ferrite_bridge.br", "tfbr1", &["timeouts"]);
+    // Removing an optional field from the configuration clears it (an update with null).
+    tf.config(&bridge("tfbr1", "v2", 1400).replace("  comment   = \"v2\"\n", ""));
+    let (code, out) = tf.plan(&[]);
+    assert!(code == 2 && out.contains("- comment"), "{out}");
+    tf.apply();
+    assert!(c
+        .get("/network/bridges/tfbr1")
+        .body
+        .get("comment")
+        .is_none());
 
     tf.destroy();
     assert_eq!(c.get("/network/bridges/tfbr1").status, 404);
@@ -392,7 +402,7 @@ fn users_groups_roles_acls_and_tokens() {
     let d = Daemon::start();
     let c = d.root();
     let tf = Tf::new(&d);
-    let cfg = |pw: &str, privs: &str| {
+    let cfg_full = |pw: &str, privs: &str, propagate: bool, token: &str| {
         format!(
             r#"resource "ferrite_group" "ops" {{
   groupid = "ops"
@@ -413,9 +423,10 @@ resource "ferrite_acl" "a" {{
   principal_type = "group"
   principal      = ferrite_group.ops.groupid
   role           = ferrite_role.auditor.roleid
+  propagate      = {propagate}
 }}
 resource "ferrite_api_token" "t" {{
-  name = "ci"
+  name = "{token}"
   user = ferrite_user.alice.userid
 }}
 output "token" {{
@@ -425,6 +436,7 @@ output "token" {{
 "#
         )
     };
+    let cfg = |pw: &str, privs: &str| cfg_full(pw, privs, true, "ci");
     tf.config(&cfg("first-password", r#""VM.Audit", "Sys.Audit""#));
     tf.apply();
     // The password works, and so does the token Terraform kept.
@@ -458,6 +470,67 @@ output "token" {{
     tf.import_round_trip(&d, "ferrite_group.ops", "ops", &[]);
     tf.import_round_trip(&d, "ferrite_role.auditor", "TfAuditor", &[]);
     tf.import_round_trip(&d, "ferrite_acl.a", &acl_id, &[]);
+    // Secrets cannot be read back: the imported user lacks its password, the token its value.
+    tf.import_round_trip(
+        &d,
+        "ferrite_user.alice",
+        "alice@local",
+        &["password", "revision"],
+    );
+    let token_id = tf.state()["ferrite_api_token.t"]["id"]
+        .as_str()
+        .expect("token id")
+        .to_string();
+    tf.import_round_trip(&d, "ferrite_api_token.t", &token_id, &["token"]);
+    // Drift: a user's email changed and the ACL deleted behind Terraform's back.
+    assert_eq!(
+        c.put(
+            "/access/users/alice@local",
+            json!({"email": "x@example.com"})
+        )
+        .status,
+        200
+    );
+    assert_eq!(c.delete(&format!("/access/acl/{acl_id}")).status, 204);
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("\"x@example.com\" -> \"alice@example.com\"")
+            && out.contains("ferrite_acl.a will be created"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(
+        c.get("/access/users/alice@local").body["email"],
+        "alice@example.com"
+    );
+    // ACL entries and tokens have no update: a change replaces them (a new token secret, the
+    // old one revoked).
+    tf.config(&cfg_full("second-password", r#""VM.Audit""#, false, "ci2"));
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("ferrite_acl.a must be replaced")
+            && out.contains("ferrite_api_token.t must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(
+        tok.get("/access/me").status,
+        401,
+        "the replaced token still works"
+    );
+    let (_, out) = tf.run(&["output", "-raw", "token"]);
+    let tok = c.with_token(out.trim());
+    assert_eq!(tok.get("/access/me").status, 200);
+    let acl_id = tf.state()["ferrite_acl.a"]["id"]
+        .as_str()
+        .expect("acl id")
+        .to_string();
+    assert_eq!(
+        c.get(&format!("/access/acl/{acl_id}")).body["propagate"],
+        false
+    );
     tf.destroy();
     assert_eq!(c.get("/access/users/alice@local").status, 404);
     assert_eq!(c.get("/access/groups/ops").status, 404);
@@ -476,17 +549,18 @@ fn pools_volumes_and_data_sources() {
     let c = d.root();
     let tf = Tf::new(&d);
     let pool_dir = d.data().join("tfpool");
-    let cfg = |size: u64| {
+    let cfg_full = |size: u64, content: &str, vol: &str| {
         format!(
             r#"resource "ferrite_storage_pool" "p" {{
   name    = "tfpool"
   type    = "dir"
   path    = "{}"
-  content = ["images", "iso"]
+  content = [{content}]
+  comment = "pool for terraform"
 }}
 resource "ferrite_volume" "v" {{
   pool = ferrite_storage_pool.p.name
-  name = "data.raw"
+  name = "{vol}"
   size = {size}
 }}
 data "ferrite_storage_pools" "all" {{
@@ -499,6 +573,7 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
             pool_dir.display()
         )
     };
+    let cfg = |size: u64| cfg_full(size, r#""images", "iso""#, "data.raw");
     tf.config(&cfg(8 << 20));
     tf.apply();
     let file = pool_dir.join("images/data.raw");
@@ -531,6 +606,53 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
     tf.config(&cfg(16 << 20));
     tf.import_round_trip(&d, "ferrite_volume.v", "tfpool:data.raw", &[]);
     tf.import_round_trip(&d, "ferrite_storage_pool.p", "tfpool", &[]);
+    // The pool's content types change in place.
+    tf.config(&cfg_full(
+        16 << 20,
+        r#""images", "iso", "backup""#,
+        "data.raw",
+    ));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("updated in-place") && !out.contains("replaced"),
+        "{out}"
+    );
+    tf.apply();
+    // Drift: the pool's comment changed and the volume deleted behind Terraform's back.
+    assert_eq!(
+        c.put("/storage/pools/tfpool", json!({"comment": "by hand"}))
+            .status,
+        200
+    );
+    assert_eq!(
+        c.delete("/storage/pools/tfpool/volumes/data.raw").status,
+        204
+    );
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("\"by hand\" -> \"pool for terraform\"")
+            && out.contains("ferrite_volume.v will be created"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(on_disk(&vol_file), 16 << 20);
+    // A volume's name forces a new volume.
+    tf.config(&cfg_full(
+        16 << 20,
+        r#""images", "iso", "backup""#,
+        "data2.raw",
+    ));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("ferrite_volume.v must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    assert!(!vol_file.exists());
+    let vol2 = c.get("/storage/pools/tfpool/volumes/data2.raw");
+    assert_eq!(vol2.status, 200, "{}", vol2.text);
+    let vol_file = PathBuf::from(vol2.body["path"].as_str().expect("path"));
     tf.destroy();
     assert!(!vol_file.exists());
     assert_eq!(c.get("/storage/pools/tfpool").status, 404);

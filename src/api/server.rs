@@ -168,6 +168,53 @@ fn request_id() -> String {
     )
 }
 
+/// Validates an update body, where `null` clears an optional field. Update types share their
+/// fields with create and read types (through `allOf`), which cannot say "or null" without
+/// restating every field, so nulls are checked here: each must name a field the type has,
+/// and the other fields are validated as usual.
+fn validate_update(app: &App, ty: &str, v: &serde_json::Value) -> Vec<crate::schema::InvalidParam> {
+    let Some(obj) = v.as_object() else {
+        return app.registry.validate(ty, v, "body");
+    };
+    let (nulls, rest): (Vec<_>, Vec<_>) = obj.iter().partition(|(_, x)| x.is_null());
+    if nulls.is_empty() {
+        return app.registry.validate(ty, v, "body");
+    }
+    let fields = app.registry.field_names(ty);
+    // Fields the object cannot exist without (required when creating) cannot be cleared.
+    let required = app
+        .registry
+        .required_names(&format!("{}Create", ty.trim_end_matches("Update")));
+    let mut errs: Vec<crate::schema::InvalidParam> = nulls
+        .iter()
+        .filter_map(|(k, _)| {
+            let message = if !fields.contains(k.as_str()) {
+                format!("unknown field '{k}'")
+            } else if required.contains(k.as_str()) {
+                format!("'{k}' is required and cannot be cleared")
+            } else {
+                return None;
+            };
+            Some(crate::schema::InvalidParam {
+                pointer: format!("/{k}"),
+                location: "body".into(),
+                message,
+            })
+        })
+        .collect();
+    if !rest.is_empty() {
+        let rest: serde_json::Map<String, serde_json::Value> = rest
+            .into_iter()
+            .map(|(k, x)| (k.clone(), x.clone()))
+            .collect();
+        errs.extend(
+            app.registry
+                .validate(ty, &serde_json::Value::Object(rest), "body"),
+        );
+    }
+    errs
+}
+
 /// The client's `Sec-WebSocket-Key` when the headers make a WebSocket handshake (RFC 6455
 /// section 4.2.1): `Upgrade: websocket`, `Connection: upgrade`, version 13.
 fn websocket_key(headers: &hyper::HeaderMap) -> Option<String> {
@@ -558,7 +605,11 @@ async fn route_and_run(
                     )
                 })?
             };
-            let errs = app.registry.validate(ty, &v, "body");
+            let errs = if ty.ends_with("Update") {
+                validate_update(app, ty, &v)
+            } else {
+                app.registry.validate(ty, &v, "body")
+            };
             if !errs.is_empty() {
                 let summary = errs
                     .iter()

@@ -248,6 +248,65 @@ impl Registry {
         }
     }
 
+    /// Every field name of an object type, through `allOf` references.
+    pub fn field_names(&self, name: &str) -> std::collections::HashSet<String> {
+        let mut out = std::collections::HashSet::new();
+        let Some(def) = self.defs.get(name) else {
+            return out;
+        };
+        if let Some(p) = def.get("properties").and_then(Value::as_object) {
+            out.extend(p.keys().cloned());
+        }
+        for part in def
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = part
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                out.extend(self.field_names(r));
+            }
+        }
+        out
+    }
+
+    /// The required field names of an object type, through `allOf` references.
+    pub fn required_names(&self, name: &str) -> std::collections::HashSet<String> {
+        let mut out = std::collections::HashSet::new();
+        let Some(def) = self.defs.get(name) else {
+            return out;
+        };
+        for r in def
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = r.as_str() {
+                out.insert(r.to_string());
+            }
+        }
+        for part in def
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = part
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                out.extend(self.required_names(r));
+            }
+        }
+        out
+    }
+
     /// The `properties` of an object type (used for query parameters).
     pub fn properties(&self, name: &str) -> Option<&Map<String, Value>> {
         self.defs.get(name)?.get("properties")?.as_object()

@@ -142,11 +142,7 @@ pub async fn container_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError>
     let id = req.param("id").to_string();
     let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
     let mut body = cur.body.clone();
-    if let (Value::Object(b), Value::Object(u)) = (&mut body, &req.body) {
-        for (k, v) in u {
-            b.insert(k.clone(), v.clone());
-        }
-    }
+    super::merge_update(&mut body, &req.body);
     check_nics(&app, &body)?;
     check_mounts(&app, &req, &req.body)?;
     let tags: Vec<String> = paging::tags_of(&body);

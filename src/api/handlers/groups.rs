@@ -56,11 +56,7 @@ pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.write(|tx| {
         let cur = objects::require(tx, KIND, &id)?;
         let mut body = cur.body.clone();
-        if let (Some(m), Some(p)) = (body.as_object_mut(), req.body.as_object()) {
-            for (k, v) in p {
-                m.insert(k.clone(), v.clone());
-            }
-        }
+        super::merge_update(&mut body, &req.body);
         objects::update(tx, KIND, &id, req.if_match, &body, &tags_of(&body))
     })?;
     Ok(Resp::json(200, &with_members(&app, &o)).etag(o.revision))

@@ -539,11 +539,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     refuse_if_pending(&app, &name)?;
     check_if_match(&req, kind, &name, cur.revision)?;
     let mut body = cur.body.clone();
-    if let (Some(m), Some(p)) = (body.as_object_mut(), req.body.as_object()) {
-        for (k, v) in p {
-            m.insert(k.clone(), v.clone());
-        }
-    }
+    super::merge_update(&mut body, &req.body);
     let all = related_objects(&app, &touched(&name, &body))?;
     let snap = snapshot_of(&app, &touched(&name, &body)).await?;
     check_lower(kind, &name, &body, &snap, &all)?;

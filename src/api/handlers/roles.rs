@@ -53,11 +53,7 @@ pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         let cur = objects::require(tx, KIND, &id)?;
         refuse_builtin(&cur)?;
         let mut body = cur.body.clone();
-        if let (Some(m), Some(p)) = (body.as_object_mut(), req.body.as_object()) {
-            for (k, v) in p {
-                m.insert(k.clone(), v.clone());
-            }
-        }
+        super::merge_update(&mut body, &req.body);
         Ok::<_, ApiError>(objects::update(tx, KIND, &id, req.if_match, &body, &[])?)
     })?;
     app.access.reload(&app.store)?;

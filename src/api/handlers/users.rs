@@ -97,11 +97,7 @@ pub async fn update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.write(|tx| {
         let cur = objects::require(tx, KIND, &id)?;
         let mut body = cur.body.clone();
-        if let (Some(m), Some(patch)) = (body.as_object_mut(), req.body.as_object()) {
-            for (k, v) in patch {
-                m.insert(k.clone(), v.clone());
-            }
-        }
+        super::merge_update(&mut body, &req.body);
         check_groups(tx, &body)?;
         let tags = tags_of(&body);
         Ok::<_, ApiError>(objects::update(tx, KIND, &id, req.if_match, &body, &tags)?)

@@ -73,15 +73,7 @@ pub async fn vm_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("id").to_string();
     let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
     let mut body = cur.body.clone();
-    if let (Value::Object(b), Value::Object(u)) = (&mut body, &req.body) {
-        for (k, val) in u {
-            if val.is_null() {
-                b.remove(k);
-            } else {
-                b.insert(k.clone(), val.clone());
-            }
-        }
-    }
+    super::merge_update(&mut body, &req.body);
     check_nics(&app, &body)?;
     let v = Arc::clone(&app.vms);
     let checked = body.clone();
