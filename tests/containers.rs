@@ -1012,3 +1012,38 @@ fn onboot_containers_start_with_the_daemon_in_order() {
         "startup_order 1 did not start before 2:\n{log}"
     );
 }
+
+/// `features.fuse` puts the host's `/dev/fuse` into the container (a privileged one here:
+/// this host's node is 0600, which an unprivileged container's root may not open); without
+/// it there is no such device.
+#[test]
+fn fuse_feature_provides_dev_fuse() {
+    if !Path::new("/dev/fuse").exists() {
+        common::skip(
+            "containers::fuse_feature_provides_dev_fuse",
+            "this host has no /dev/fuse",
+        );
+        return;
+    }
+    let (_d, c) = setup();
+    let _reap = Reap(c.clone());
+    let mut ids = Vec::new();
+    for (name, fuse) in [("plain", false), ("fuse", true)] {
+        let r = c.post(
+            "/containers",
+            json!({"name": name, "template": "local:busybox.tar.gz", "privileged": true,
+                   "init": ["/bin/sh", "-c", "exec sleep 1000000"],
+                   "features": {"fuse": fuse}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_i64().expect("id");
+        let r = c.post(&format!("/containers/{id}/start"), json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(id);
+    }
+    let open = "busybox test -c /dev/fuse && exec 3<>/dev/fuse && echo opened";
+    let plain = exec(&c, ids[0], open);
+    assert_ne!(plain["exit_code"], 0, "{plain}");
+    let fused = exec(&c, ids[1], open);
+    assert_eq!(fused["stdout"], "opened\n", "{fused}");
+}

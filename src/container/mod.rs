@@ -384,6 +384,7 @@ impl Containers {
             console_input: dir.join("console.in"),
             keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
             nesting: b["features"]["nesting"].as_bool().unwrap_or(false),
+            fuse: b["features"]["fuse"].as_bool().unwrap_or(false),
             mounts: self.mounts_of(b)?,
         };
         self.write_resolv_conf(&spec.rootfs, b)?;

@@ -41,6 +41,9 @@ pub struct StartSpec {
     /// refused by the seccomp filter otherwise.
     #[serde(default)]
     pub nesting: bool,
+    /// Bind the host's `/dev/fuse` into the container (FUSE filesystems inside).
+    #[serde(default)]
+    pub fuse: bool,
     /// Bind mounts into the container (`mp0`..), made before it starts.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
@@ -330,6 +333,16 @@ fn become_init(
         let t = dev.join(d);
         std::fs::File::create(&t).map_err(|e| fail(&format!("creating /dev/{d}"), e))?;
         mnt(Some(&format!("/dev/{d}")), &t, None, MsFlags::MS_BIND, None)?;
+    }
+    if spec.fuse {
+        // The host's node as it is: an unprivileged container can open it only where the
+        // host makes it world-accessible (Debian's default 0666).
+        if !Path::new("/dev/fuse").exists() {
+            return Err("features.fuse: this host has no /dev/fuse (load the fuse module)".into());
+        }
+        let t = dev.join("fuse");
+        std::fs::File::create(&t).map_err(|e| fail("creating /dev/fuse", e))?;
+        mnt(Some("/dev/fuse"), &t, None, MsFlags::MS_BIND, None)?;
     }
     let _ = std::fs::create_dir_all(dev.join("pts"));
     mnt(
