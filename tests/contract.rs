@@ -236,6 +236,14 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.post(&format!("/vms/{vid}/reboot"), json!({"timeout": 0}));
     root.post(&format!("/vms/{vid}/shutdown"), json!({"timeout": 0}));
     root.delete(&format!("/vms/{vid}/snapshots/s1"));
+    let clone = root.post(&format!("/vms/{vid}/clone"), json!({"name": "vclone"}));
+    assert_eq!(clone.status, 201, "{}", clone.text);
+    let cid = clone.body["id"].as_i64().expect("clone id");
+    assert_eq!(
+        root.post(&format!("/vms/{cid}/template"), json!({})).status,
+        200
+    );
+    root.request("DELETE", &format!("/vms/{cid}?force=true"), None, &[]);
     root.request("DELETE", &format!("/vms/{vid}?force=true"), None, &[]);
 
     let doc = c.get("/openapi.json").body;

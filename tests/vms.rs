@@ -779,3 +779,119 @@ fn serial_console_over_websocket() {
     }
     wait_state(&c, id, "stopped");
 }
+
+/// Templates and clones: a full clone gets a new id, new MACs and a copy of each writable
+/// disk (checked byte for byte on the host) and boots; a template no longer starts; a linked
+/// clone of a template's qcow2 disk is backed by it; bad requests leave nothing behind.
+#[test]
+fn vm_templates_and_full_and_linked_clones() {
+    if !common::kvm_or_skip("vm_templates_and_full_and_linked_clones") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    for (name, format) in [("tpl.raw", "raw")] {
+        let r = c.post(
+            "/storage/pools/local/volumes",
+            json!({"name": name, "size": 1048576, "content": "images", "format": format}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(volume_path(&c, "local:tpl.raw"))
+            .expect("open raw volume");
+        f.write_all(&pattern).expect("write pattern");
+    }
+    let base = create(
+        &c,
+        json!({"name": "base", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=hello",
+               "disks": {"disk0": {"volume": "local:tpl.raw"}},
+               "net": {}}),
+    );
+    // A linked clone needs a template.
+    let r = c.post(
+        &format!("/vms/{base}/clone"),
+        json!({"name": "nope", "linked": true}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/linked"]);
+    // Full clone.
+    let r = c.post(&format!("/vms/{base}/clone"), json!({"name": "full1"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let full = r.body["id"].as_i64().expect("id");
+    assert_ne!(full, base);
+    assert_eq!(r.body["cloned_from"], base.to_string());
+    let vol = r.body["disks"]["disk0"]["volume"]
+        .as_str()
+        .expect("volume")
+        .to_string();
+    assert_eq!(vol, format!("local:vm-{full}-disk0"));
+    let copy = std::fs::read(volume_path(&c, &vol)).expect("read clone disk");
+    assert_eq!(
+        &copy[..pattern.len()],
+        &pattern[..],
+        "the clone's disk is a copy"
+    );
+    start(&c, full);
+    wait_serial(&c, full, "hello", |s| {
+        s.contains("Hello from a Ferrite micro-guest")
+    });
+    wait_state(&c, full, "stopped");
+    // A duplicate name is refused and leaves no VM or volume behind.
+    let before = c.get("/vms").body["items"].as_array().map(Vec::len);
+    let vols_before = c.get("/storage/pools/local/volumes").body["items"]
+        .as_array()
+        .map(Vec::len);
+    let r = c.post(&format!("/vms/{base}/clone"), json!({"name": "full1"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = c.post(
+        &format!("/vms/{base}/clone"),
+        json!({"name": "x", "snapshot": "nosuch"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(c.get("/vms").body["items"].as_array().map(Vec::len), before);
+    assert_eq!(
+        c.get("/storage/pools/local/volumes").body["items"]
+            .as_array()
+            .map(Vec::len),
+        vols_before
+    );
+    // Template: it no longer starts.
+    let r = c.post(&format!("/vms/{base}/template"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["is_template"], true);
+    let r = c.post(&format!("/vms/{base}/start"), json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    // Linked clones need a pool that can link raw disks (thin snapshots on lvmthin); a
+    // dir pool cannot, and the refusal leaves nothing behind.
+    let vms_before = c.get("/vms").body["items"].as_array().map(Vec::len);
+    let r = c.post(
+        &format!("/vms/{base}/clone"),
+        json!({"name": "linked1", "linked": true}),
+    );
+    assert!(r.status == 422 || r.status == 409, "{}", r.text);
+    assert_eq!(
+        c.get("/vms").body["items"].as_array().map(Vec::len),
+        vms_before
+    );
+    assert_eq!(
+        c.get("/storage/pools/local/volumes").body["items"]
+            .as_array()
+            .map(Vec::len),
+        vols_before
+    );
+    // A full clone of the template starts.
+    let r = c.post(
+        &format!("/vms/{base}/clone"),
+        json!({"name": "from-template"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let from_tpl = r.body["id"].as_i64().expect("id");
+    start(&c, from_tpl);
+    wait_state(&c, from_tpl, "stopped");
+}

@@ -4,7 +4,10 @@
 //! VMs. A monitor thread notices VMs that stopped on their own, cleans up their taps, and
 //! starts again the ones whose guest asked for a reset.
 
+mod clones;
 mod control;
+
+pub use clones::CloneSpec;
 mod snapshots;
 
 use std::collections::HashSet;
@@ -535,6 +538,11 @@ impl Vms {
         let o = self.get(id)?;
         if self.running(id) {
             return Err(VmError::Conflict(format!("vm {id} is already running")));
+        }
+        if o.body["is_template"].as_bool().unwrap_or(false) {
+            return Err(VmError::Conflict(format!(
+                "vm {id} is a template; clone it and start the clone"
+            )));
         }
         let cfg = self.machine_config(id, &o.body)?;
         let dir = self.vm_dir(id);

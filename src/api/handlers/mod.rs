@@ -157,6 +157,8 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("vm_serial", vms::vm_serial),
         h!("vm_serial_input", vms::vm_serial_input),
         h!("vm_console", vms::vm_console),
+        h!("vm_clone", vms::vm_clone),
+        h!("vm_template", vms::vm_template),
         h!("container_console", containers::container_console),
         h!("vm_snapshot_list", vms::vm_snapshot_list),
         h!("vm_snapshot_create", vms::vm_snapshot_create),

@@ -176,6 +176,35 @@ pub async fn vm_console(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     Ok(Resp::websocket(accept))
 }
 
+pub async fn vm_clone(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let new_id = allocate(&app, req.body["id"].as_u64().map(|i| i as u32))?;
+    let body = req.body.clone();
+    let v = Arc::clone(&app.vms);
+    blocking(move || {
+        v.clone_to(
+            &id,
+            &crate::vm::CloneSpec {
+                new_id,
+                name: body["name"].as_str().unwrap_or_default(),
+                snapshot: body["snapshot"].as_str(),
+                pool: body["pool"].as_str(),
+                linked: body["linked"].as_bool().unwrap_or(false),
+            },
+        )
+    })
+    .await?;
+    respond(&app, 201, new_id.to_string()).await
+}
+
+pub async fn vm_template(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let v = Arc::clone(&app.vms);
+    let i2 = id.clone();
+    blocking(move || v.make_template(&i2)).await?;
+    respond(&app, 200, id).await
+}
+
 pub async fn vm_snapshot_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let o = app.store.require_cached(KIND, req.param("id"))?;
     let items = o.body["snapshots"].as_array().cloned().unwrap_or_default();
