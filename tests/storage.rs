@@ -788,6 +788,43 @@ fn lvmthin_pool_volumes_snapshots_and_linked_clones() {
         assert_eq!(read_at(Path::new(&format!("/dev/{vg}/c1")), 0, 4), b"THIN");
         assert_eq!(root.delete(&format!("{base}/c1")).status, 204);
         assert_eq!(root.delete(&format!("{base}/base")).status, 204);
+        // A VM template on the thin pool: its linked clone gets a thin snapshot of the raw
+        // disk (raw, as ferrite-vmm boots), not a copy. (The "kernel" only has to be an ELF:
+        // nothing boots here.)
+        common::upload(&root, Path::new("/bin/busybox"), "kern.elf", "snippets");
+        let r = root.post(base, json!({"name": "vmdisk", "size": 32 * MIB}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        write_at(Path::new(&format!("/dev/{vg}/vmdisk")), 0, b"DISK");
+        let r = root.post(
+            "/vms",
+            json!({"name": "thinvm", "kernel": "local:kern.elf", "memory": 32,
+                   "disks": {"disk0": {"volume": "thin:vmdisk"}}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let vm = r.body["id"].as_i64().expect("vm id");
+        assert_eq!(
+            root.post(&format!("/vms/{vm}/template"), json!({})).status,
+            200
+        );
+        let r = root.post(
+            &format!("/vms/{vm}/clone"),
+            json!({"name": "thinclone", "linked": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let clone = r.body["id"].as_i64().expect("clone id");
+        let disk = format!("vm-{clone}-disk0");
+        assert_eq!(r.body["disks"]["disk0"]["volume"], format!("thin:{disk}"));
+        let v = root.get(&format!("{base}/{disk}"));
+        assert_eq!(v.body["base"], "thin:vmdisk", "{}", v.text);
+        assert_eq!(v.body["format"], "raw", "{}", v.text);
+        assert_eq!(
+            read_at(Path::new(&format!("/dev/{vg}/{disk}")), 0, 4),
+            b"DISK"
+        );
+        assert_eq!(root.delete(&format!("/vms/{clone}")).status, 204);
+        assert_eq!(root.delete(&format!("/vms/{vm}")).status, 204);
+        assert_eq!(root.delete(&format!("{base}/{disk}")).status, 204);
+        assert_eq!(root.delete(&format!("{base}/vmdisk")).status, 204);
         assert_eq!(root.delete("/storage/pools/thin").status, 204);
     }));
     let _ = Command::new("sh")
