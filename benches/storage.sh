@@ -7,12 +7,19 @@
 #   3. upload of a 1 GiB file (POST .../upload, streamed, SHA-256 checked, fsynced) against
 #      `cp` of the same file to the same disk (plain, and followed by sync for a like-for-like
 #      durable copy).
-# Usage: benches/storage.sh
+# Usage: benches/storage.sh [--only-lvmthin]
+#   --only-lvmthin runs part 2 alone (for the kernel VM, where device-mapper exists:
+#   scripts/kernel-vm/kernel-vm run "$PWD/benches/storage.sh" --only-lvmthin)
 set -euo pipefail
+ONLY_LVMTHIN=0
+[ "${1:-}" = "--only-lvmthin" ] && ONLY_LVMTHIN=1
 cd "$(dirname "$0")/.."
 . scripts/lib/prereqs.sh
-apt_install "${BUILD_PACKAGES[@]}" curl qemu-utils lvm2
-cargo build --release --bin ferrited >/dev/null 2>&1 || cargo build --release --bin ferrited
+if [ "$ONLY_LVMTHIN" = 0 ]; then
+    apt_install "${BUILD_PACKAGES[@]}" curl qemu-utils lvm2
+    cargo build --release --bin ferrited >/dev/null 2>&1 || cargo build --release --bin ferrited
+fi
+[ -x ./target/release/ferrited ] || { echo "build first: cargo build --release --bin ferrited" >&2; exit 2; }
 DATA=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 LOOP=""
 VG="ferritebench$$"
@@ -34,6 +41,7 @@ ms() { python3 -c "import time;print(int(time.time()*1000))"; }
 echo "machine: $(nproc) cores, $(uname -r); data dir on $(df --output=source,fstype "$DATA" | tail -1)"
 
 # 1. qcow2 linked clone of a 10 GiB template with some data in it.
+if [ "$ONLY_LVMTHIN" = 0 ]; then
 "${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"tpl","size":10737418240,"format":"qcow2"}' "$EP/api/v1/storage/pools/local/volumes" >/dev/null
 qemu-io -f qcow2 -c "write -P 0x5a 0 256M" "$DATA/d/storage/local/images/tpl" >/dev/null
 "${C[@]}" "${A[@]}" -X POST "$EP/api/v1/storage/pools/local/volumes/tpl/template" >/dev/null
@@ -43,9 +51,12 @@ for i in 1 2 3; do
     t1=$(ms)
     echo "qcow2 linked clone of 10 GiB template #$i: $((t1 - t0)) ms ($st; target < 1000 ms)"
 done
+fi
 
 # 2. lvmthin linked clone.
 if grep -q device-mapper /proc/misc; then
+    # Without udev (the kernel VM) lvm must not wait for it.
+    [ -e /run/udev/control ] || export DM_DISABLE_UDEV=1
     truncate -s 12G "$DATA/pv.img"
     LOOP=$(losetup --find --show "$DATA/pv.img")
     lvm pvcreate -q "$LOOP" >/dev/null && lvm vgcreate -q "$VG" "$LOOP" >/dev/null && lvm lvcreate -q -L 11G -T "$VG/tp" >/dev/null
@@ -61,6 +72,7 @@ else
 fi
 
 # 3. Upload of 1 GiB against cp on the same disk.
+if [ "$ONLY_LVMTHIN" = 1 ]; then exit 0; fi
 SRC="$DATA/src.bin"
 head -c 1073741824 /dev/urandom > "$SRC"
 SUM=$(sha256sum "$SRC" | cut -d' ' -f1)
