@@ -68,17 +68,20 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let running = {
-                    let a = Arc::clone(&alive);
-                    tokio::task::spawn_blocking(move || a()).await.unwrap_or(false)
-                };
-                let (p, l) = (pos, log.clone());
-                let got = tokio::task::spawn_blocking(move || {
+                // One trip to a blocking thread per tick: liveness first, then the output
+                // written up to that moment, so nothing the guest wrote before it stopped is
+                // lost.
+                let (a, l, p) = (Arc::clone(&alive), log.clone(), pos);
+                let Ok((running, got)) = tokio::task::spawn_blocking(move || {
+                    let running = a();
                     let mut p = p;
-                    read_new(&l, &mut p).map(|b| (b, p))
+                    (running, read_new(&l, &mut p).map(|b| (b, p)))
                 })
-                .await;
-                if let Ok(Ok((bytes, p))) = got {
+                .await
+                else {
+                    return;
+                };
+                if let Ok((bytes, p)) = got {
                     pos = p;
                     if !bytes.is_empty() && tx.send(Message::binary(bytes)).await.is_err() {
                         return;

@@ -862,7 +862,6 @@ fn mounts_dns_and_reboot() {
 /// exits the container stops and the socket closes. A plain GET is told to upgrade.
 #[test]
 fn console_is_a_terminal_over_websocket() {
-    use tungstenite::client::IntoClientRequest;
     let (d, c) = setup();
     let _reap = Reap(c.clone());
     let r = c.post(
@@ -877,45 +876,16 @@ fn console_is_a_terminal_over_websocket() {
         200
     );
     assert_eq!(c.get(&format!("/containers/{id}/console")).status, 426);
-    let url = format!(
-        "{}/api/v1/containers/{id}/console",
-        d.endpoint.replacen("http", "ws", 1)
-    );
-    let mut req = url.as_str().into_client_request().expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", c.token.clone().expect("token"))
-            .parse()
-            .expect("header"),
-    );
-    let (mut ws, resp) = tungstenite::connect(req).expect("websocket handshake");
-    assert_eq!(resp.status(), 101);
-    let mut seen = String::new();
-    let mut read_until = |ws: &mut tungstenite::WebSocket<_>, want: &str| {
-        while !seen.contains(want) {
-            match ws.read().expect("console frame") {
-                tungstenite::Message::Binary(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                tungstenite::Message::Close(_) => panic!("closed before {want:?}: {seen}"),
-                _ => {}
-            }
-        }
-    };
+    let mut con = common::Console::attach(&d, &c, &format!("containers/{id}/console"));
     // Computed by the shell, so the typed text (echoed by the terminal) cannot match.
-    ws.send(tungstenite::Message::text("echo hi-$((6*7))\n"))
-        .expect("send");
-    read_until(&mut ws, "hi-42");
-    ws.send(tungstenite::Message::text(
+    con.send(tungstenite::Message::text("echo hi-$((6*7))\n"));
+    con.read_until("hi-42");
+    con.send(tungstenite::Message::text(
         "busybox stty -g >/dev/null && echo TTY-$((1+1))-OK\n",
-    ))
-    .expect("send");
-    read_until(&mut ws, "TTY-2-OK");
-    ws.send(tungstenite::Message::text("exit\n")).expect("send");
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+    ));
+    con.read_until("TTY-2-OK");
+    con.send(tungstenite::Message::text("exit\n"));
+    con.wait_closed();
     let st = c.get(&format!("/containers/{id}")).body["status"]["state"].clone();
     assert_eq!(st, "stopped");
 }

@@ -406,16 +406,7 @@ fn bad_input_is_refused_and_the_kernel_untouched() {
 /// stops; it is not counted as proof.
 #[test]
 fn vlans_isolate_hosts_and_trunks_carry_both() {
-    let needs = [
-        ("CONFIG_BRIDGE_VLAN_FILTERING", "ip -n NS link add name pbr type bridge vlan_filtering 1"),
-        ("CONFIG_VLAN_8021Q", "ip -n NS link add name pv0 type veth peer name pv1 && ip -n NS link add link pv0 name pv0.10 type vlan id 10"),
-        ("CONFIG_BONDING", "ip -n NS link add name pb0 type bond mode active-backup"),
-    ];
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|(_, probe)| !kernel_supports(probe))
-        .map(|(n, _)| *n)
-        .collect();
+    let missing = common::missing_vlan_features();
     if !missing.is_empty() {
         if common::rerun_in_kernel_vm("vlans_isolate_hosts_and_trunks_carry_both") {
             return;

@@ -722,7 +722,6 @@ fn serial_console_over_websocket() {
     if !common::kvm_or_skip("serial_console_over_websocket") {
         return;
     }
-    use tungstenite::client::IntoClientRequest;
     let d = Daemon::start();
     let c = setup_in(&d);
     let _reap = Reap(c.clone());
@@ -743,40 +742,15 @@ fn serial_console_over_websocket() {
         tungstenite::connect(url.as_str()).is_err(),
         "anonymous console accepted"
     );
-    let mut req = url.as_str().into_client_request().expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", c.token.clone().expect("token"))
-            .parse()
-            .expect("header"),
-    );
-    let (mut ws, resp) = tungstenite::connect(req).expect("websocket handshake");
-    assert_eq!(resp.status(), 101);
-    let mut seen = String::new();
-    let mut read_until = |ws: &mut tungstenite::WebSocket<_>, want: &str| {
-        while !seen.contains(want) {
-            match ws.read().expect("console frame") {
-                tungstenite::Message::Binary(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                tungstenite::Message::Close(_) => panic!("closed before {want:?}: {seen}"),
-                _ => {}
-            }
-        }
-    };
+    let mut con = common::Console::attach(&d, &c, &format!("vms/{id}/console"));
     // History first: the guest printed this before we attached.
-    read_until(&mut ws, "echo ready");
-    ws.send(tungstenite::Message::text("hello console\n"))
-        .expect("send");
-    read_until(&mut ws, "echo: hello console");
-    ws.send(tungstenite::Message::binary(b"bye\n".to_vec()))
-        .expect("send");
-    read_until(&mut ws, "echo: bye");
+    con.read_until("echo ready");
+    con.send(tungstenite::Message::text("hello console\n"));
+    con.read_until("echo: hello console");
+    con.send(tungstenite::Message::binary(b"bye\n".to_vec()));
+    con.read_until("echo: bye");
     // The guest powers off; the server closes the socket.
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
+    con.wait_closed();
     wait_state(&c, id, "stopped");
 }
 

@@ -195,31 +195,28 @@ fn seccomp(keyctl: bool, nesting: bool) -> Result<(), String> {
         }
         rules.insert(nix::libc::SYS_clone, clone_rules);
     }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(nix::libc::EPERM as u32),
-        arch,
-    )
-    .map_err(|e| fail("building the seccomp filter", e))?;
-    let prog: BpfProgram = filter
-        .try_into()
-        .map_err(|e| fail("compiling the seccomp filter", e))?;
-    seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))?;
-    if !nesting {
-        // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, so libc
-        // falls back to clone, which the rules above can check.
+    // Filters stack: a call must pass every one installed.
+    let install = |rules: std::collections::BTreeMap<i64, Vec<SeccompRule>>, errno: i32| {
         let filter = SeccompFilter::new(
-            [(nix::libc::SYS_clone3, vec![])].into_iter().collect(),
+            rules,
             SeccompAction::Allow,
-            SeccompAction::Errno(nix::libc::ENOSYS as u32),
+            SeccompAction::Errno(errno as u32),
             arch,
         )
         .map_err(|e| fail("building the seccomp filter", e))?;
         let prog: BpfProgram = filter
             .try_into()
             .map_err(|e| fail("compiling the seccomp filter", e))?;
-        seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))?;
+        seccompiler::apply_filter(&prog).map_err(|e| fail("installing the seccomp filter", e))
+    };
+    install(rules, nix::libc::EPERM)?;
+    if !nesting {
+        // clone3 passes its flags in memory a filter cannot read: answer ENOSYS, so libc
+        // falls back to clone, which the rules above can check.
+        install(
+            [(nix::libc::SYS_clone3, vec![])].into_iter().collect(),
+            nix::libc::ENOSYS,
+        )?;
     }
     Ok(())
 }

@@ -251,45 +251,36 @@ impl Registry {
     /// Every field name of an object type, through `allOf` references.
     pub fn field_names(&self, name: &str) -> std::collections::HashSet<String> {
         let mut out = std::collections::HashSet::new();
-        let Some(def) = self.defs.get(name) else {
-            return out;
-        };
-        if let Some(p) = def.get("properties").and_then(Value::as_object) {
-            out.extend(p.keys().cloned());
-        }
-        for part in def
-            .get("allOf")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = part
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/$defs/"))
-            {
-                out.extend(self.field_names(r));
+        self.each_part(name, &mut |def| {
+            if let Some(p) = def.get("properties").and_then(Value::as_object) {
+                out.extend(p.keys().cloned());
             }
-        }
+        });
         out
     }
 
     /// The required field names of an object type, through `allOf` references.
     pub fn required_names(&self, name: &str) -> std::collections::HashSet<String> {
         let mut out = std::collections::HashSet::new();
+        self.each_part(name, &mut |def| {
+            let names = def.get("required").and_then(Value::as_array);
+            out.extend(
+                names
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from),
+            );
+        });
+        out
+    }
+
+    /// Calls `f` on an object type and on every type its `allOf` references, depth first.
+    fn each_part(&self, name: &str, f: &mut dyn FnMut(&Value)) {
         let Some(def) = self.defs.get(name) else {
-            return out;
+            return;
         };
-        for r in def
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = r.as_str() {
-                out.insert(r.to_string());
-            }
-        }
+        f(def);
         for part in def
             .get("allOf")
             .and_then(Value::as_array)
@@ -301,10 +292,9 @@ impl Registry {
                 .and_then(Value::as_str)
                 .and_then(|r| r.strip_prefix("#/$defs/"))
             {
-                out.extend(self.required_names(r));
+                self.each_part(r, f);
             }
         }
-        out
     }
 
     /// The `properties` of an object type (used for query parameters).
