@@ -197,27 +197,64 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Freezes or thaws every process in the cgroup.
+    /// Freezes or thaws every process in the cgroup and waits until the kernel says it is
+    /// done. Freezing is asynchronous on both hierarchies: v1 reports `FREEZING` until every
+    /// task has stopped (and wants `FROZEN` written again to retry), v2 flips `frozen` in
+    /// `cgroup.events` only once the whole subtree has settled. Returning before that would
+    /// let a snapshot copy a filesystem that is still being written.
     pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
-        match self.mode {
-            Mode::V2 => write(
-                &self.dir("").join("cgroup.freeze"),
-                if frozen { "1" } else { "0" },
-            ),
-            Mode::Hybrid => write(
-                &self.dir("freezer").join("freezer.state"),
-                if frozen { "FROZEN" } else { "THAWED" },
-            ),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.mode {
+                Mode::V2 => write(
+                    &self.dir("").join("cgroup.freeze"),
+                    if frozen { "1" } else { "0" },
+                )?,
+                Mode::Hybrid => write(
+                    &self.dir("freezer").join("freezer.state"),
+                    if frozen { "FROZEN" } else { "THAWED" },
+                )?,
+            }
+            if self.settled(frozen) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                if frozen {
+                    // Leave nothing half-frozen behind a failed request.
+                    let _ = self.freeze(false);
+                }
+                return Err(CgroupError {
+                    path: self.dir(if self.mode == Mode::V2 { "" } else { "freezer" }),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the kernel did not finish freezing within 10 s",
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
-    /// Whether the cgroup is frozen.
+    /// Whether the kernel reports the freeze (or thaw) as complete.
+    fn settled(&self, frozen: bool) -> bool {
+        match self.mode {
+            Mode::V2 => fs::read_to_string(self.dir("").join("cgroup.events")).is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
+            }),
+            Mode::Hybrid => fs::read_to_string(self.dir("freezer").join("freezer.state"))
+                .is_ok_and(|s| s.trim() == if frozen { "FROZEN" } else { "THAWED" }),
+        }
+    }
+
+    /// Whether the cgroup is frozen (or being frozen: a container on its way to frozen
+    /// must not accept exec either).
     pub fn frozen(&self) -> bool {
         match self.mode {
             Mode::V2 => fs::read_to_string(self.dir("").join("cgroup.freeze"))
                 .is_ok_and(|s| s.trim() == "1"),
             Mode::Hybrid => fs::read_to_string(self.dir("freezer").join("freezer.state"))
-                .is_ok_and(|s| s.trim() == "FROZEN"),
+                .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
         }
     }
 
