@@ -1017,3 +1017,141 @@ fn fuse_feature_provides_dev_fuse() {
     let fused = exec(&c, ids[1], open);
     assert_eq!(fused["stdout"], "opened\n", "{fused}");
 }
+
+/// `tc -s -j ARGS` in the namespace, as JSON: what the kernel really holds.
+fn tc_json(ns: &NetNs, args: &str) -> Value {
+    let out = common::sh(&format!("ip netns exec {} tc -s -j {args}", ns.name));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("tc {args}: {e}: {out}"))
+}
+
+/// The first object (depth first) whose `kind` is `kind`.
+fn find_kind<'a>(v: &'a Value, kind: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) if m.get("kind").and_then(Value::as_str) == Some(kind) => Some(v),
+        Value::Object(m) => m.values().find_map(|x| find_kind(x, kind)),
+        Value::Array(a) => a.iter().find_map(|x| find_kind(x, kind)),
+        _ => None,
+    }
+}
+
+/// Rate limits on a guest NIC are programmed on the host end and bite: a flood towards the
+/// limited container is shaped (the tbf qdisc counts overlimits and drops), a flood from it is
+/// policed (the police action counts drops), while the unlimited peer's NIC carries no qdisc.
+/// Policing needs cls_matchall and act_police; on a kernel without them the start is refused
+/// with 422 naming the field and leaves nothing, and the rest runs in the kernel VM.
+#[test]
+fn nic_rate_limits_are_enforced_on_the_host_end() {
+    let police = "ip -n NS link add name prl type veth peer name prl2 && \
+                  ip netns exec NS tc qdisc add dev prl ingress && \
+                  ip netns exec NS tc filter add dev prl parent ffff: matchall action police rate 1mbit burst 16k drop";
+    if !common::kernel_supports(police) {
+        {
+            let (ns, d, c) = net_setup("ctrate0");
+            let _reap = Reap(c.clone());
+            assert_eq!(
+                c.post("/network/bridges", json!({"name": "rtbr0"})).status,
+                201
+            );
+            let r = c.post(
+                "/containers",
+                json!({"name": "lim", "template": "local:busybox.tar.gz",
+                       "net": {"net0": {"bridge": "rtbr0", "rate": {"tx_mbps": 1}}}}),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            let id = r.body["id"].as_i64().expect("id");
+            let r = c.post(&format!("/containers/{id}/start"), json!({}));
+            assert_eq!(r.status, 422, "{}", r.text);
+            assert_eq!(r.pointers(), vec!["/net/net0/rate/tx_mbps"], "{}", r.text);
+            assert!(r.text.contains("act_police"), "{}", r.text);
+            assert_eq!(
+                c.get(&format!("/containers/{id}")).body["status"]["state"],
+                "stopped"
+            );
+            let links = ns.links();
+            assert!(
+                !links.keys().any(|l| l.starts_with(&format!("v{id}i"))),
+                "a host end was left: {links:?}"
+            );
+            assert_eq!(leftovers(&d, id), Vec::<String>::new());
+        }
+        if common::rerun_in_kernel_vm("nic_rate_limits_are_enforced_on_the_host_end") {
+            return;
+        }
+        common::skip(
+            "containers::nic_rate_limits_are_enforced_on_the_host_end",
+            "this kernel lacks cls_matchall/act_police and no kernel VM is available",
+        );
+        return;
+    }
+    let (ns, _d, c) = net_setup("ctrate");
+    let _reap = Reap(c.clone());
+    assert_eq!(
+        c.post("/network/bridges", json!({"name": "rtbr0"})).status,
+        201
+    );
+    // Bad values are refused before anything is made.
+    for bad in [
+        json!({"rx_mbps": 0}),
+        json!({}),
+        json!({"tx_mbps": 1, "x": 1}),
+    ] {
+        let r = c.post(
+            "/containers",
+            json!({"name": "bad", "template": "local:busybox.tar.gz",
+                   "net": {"net0": {"bridge": "rtbr0", "rate": bad}}}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+    let a = ct_with_nic(
+        &c,
+        "limited",
+        json!({"bridge": "rtbr0", "ip": "10.79.0.1/24", "rate": {"rx_mbps": 1, "tx_mbps": 1}}),
+    );
+    let b = ct_with_nic(&c, "free", json!({"bridge": "rtbr0", "ip": "10.79.0.2/24"}));
+    assert!(pings(&c, b, "10.79.0.1"), "traffic within the limit flows");
+    let host_a = format!("v{a}i0");
+    let host_b = format!("v{b}i0");
+    // What the kernel holds: a tbf root qdisc at 1 Mbit/s (125,000 bytes/s) on a's host end,
+    // an ingress qdisc with a police action at the same rate; nothing on b's.
+    let q = tc_json(&ns, &format!("qdisc show dev {host_a}"));
+    let tbf = find_kind(&q, "tbf").unwrap_or_else(|| panic!("no tbf on {host_a}: {q}"));
+    assert_eq!(tbf["options"]["rate"], 125_000, "{tbf}");
+    assert!(find_kind(&q, "ingress").is_some(), "{q}");
+    let qb = tc_json(&ns, &format!("qdisc show dev {host_b}"));
+    assert!(
+        find_kind(&qb, "tbf").is_none() && find_kind(&qb, "ingress").is_none(),
+        "{qb}"
+    );
+    // A flood towards a (300 x 1.4 KB in about 0.3 s: ~11 Mbit/s) is shaped...
+    exec(
+        &c,
+        b,
+        "ping -q -c 300 -i 0.001 -s 1400 -W 2 10.79.0.1 >/dev/null; true",
+    );
+    let q = tc_json(&ns, &format!("qdisc show dev {host_a}"));
+    let tbf = find_kind(&q, "tbf").expect("tbf");
+    assert!(
+        tbf["overlimits"].as_u64().unwrap_or(0) > 0 && tbf["drops"].as_u64().unwrap_or(0) > 0,
+        "the flood to the guest was not shaped: {tbf}"
+    );
+    // ...and a flood from a is policed.
+    exec(
+        &c,
+        a,
+        "ping -q -c 300 -i 0.001 -s 1400 -W 2 10.79.0.2 >/dev/null; true",
+    );
+    let f = tc_json(&ns, &format!("filter show dev {host_a} ingress"));
+    let p = find_kind(&f, "police").unwrap_or_else(|| panic!("no police action: {f}"));
+    let drops = p["stats"]["drops"]
+        .as_u64()
+        .or_else(|| p["drops"].as_u64())
+        .unwrap_or(0);
+    assert!(drops > 0, "the flood from the guest was not policed: {p}");
+    // Deleting the container takes the qdiscs with its host end.
+    assert_eq!(
+        c.request("DELETE", &format!("/containers/{a}?force=true"), None, &[])
+            .status,
+        204
+    );
+    assert!(!ns.links().contains_key(&host_a));
+}

@@ -502,12 +502,22 @@ fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
         &c,
         json!({"name": "netvm", "kernel": "local:guest.elf", "memory": 32,
                "cmdline": "test=net ip=10.77.0.2 peer=10.77.0.1 hold=1",
-               "net": {"net0": {"bridge": "vmbr0", "mac": "52:54:00:12:34:56"}}}),
+               "net": {"net0": {"bridge": "vmbr0", "mac": "52:54:00:12:34:56",
+                                "rate": {"rx_mbps": 100}}}}),
     );
     start(&c, id);
-    // The tap is on the bridge in the daemon's namespace.
+    // The tap is on the bridge in the daemon's namespace, and what it sends to the guest is
+    // shaped at 100 Mbit/s (12.5 MB/s) by a tbf qdisc the kernel reports.
     let links = ns.links();
     assert_eq!(links[&format!("v{id}i0")]["master"], "vmbr0");
+    let q = common::sh(&format!(
+        "ip netns exec {} tc -j qdisc show dev v{id}i0",
+        ns.name
+    ));
+    assert!(
+        q.contains("\"kind\":\"tbf\"") && q.contains("\"rate\":12500000"),
+        "{q}"
+    );
     let s = wait_serial(&c, id, "arp reply", |s| {
         s.contains("arp reply") || s.contains("no reply")
     });

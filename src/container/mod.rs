@@ -551,20 +551,7 @@ impl Containers {
                 .as_str()
                 .map(String::from)
                 .unwrap_or_else(|| stable_mac(id, slot));
-            let spec = NicSpec {
-                bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
-                tag: nic["tag"].as_u64().map(|t| t as u16),
-                trunks: nic["trunks"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_u64().map(|x| x as u16))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                mac: Some(mac.clone()),
-                mtu: nic["mtu"].as_u64().map(|m| m as u32),
-            };
+            let spec = NicSpec::from_json(nic, &mac);
             let guest = format!("eth{n}");
             attach(
                 k,
@@ -578,7 +565,12 @@ impl Containers {
                 &mac,
             )
             .await
-            .map_err(|e| ContainerError::Runtime(format!("{slot}: {e}")))?;
+            .map_err(|e| match e {
+                crate::network::netlink::KernelError::Unsupported { field, message } => {
+                    invalid(&format!("/net/{slot}/{field}"), message)
+                }
+                e => ContainerError::Runtime(format!("{slot}: {e}")),
+            })?;
             inside.push((guest, nic));
         }
         let (gk, _events) = crate::network::netlink::Kernel::connect(Some(&netns))

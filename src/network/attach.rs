@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use sha2::{Digest, Sha256};
 
 use super::netlink::{Kernel, KernelError, VlanFlags};
+use super::ratelimit::RateLimit;
 
 /// How the guest sees its NIC.
 #[derive(Debug, Clone)]
@@ -37,6 +38,29 @@ pub struct NicSpec {
     pub trunks: Vec<u16>,
     pub mac: Option<String>,
     pub mtu: Option<u32>,
+    /// Traffic limits, enforced on the host end.
+    pub rate: Option<RateLimit>,
+}
+
+impl NicSpec {
+    /// From a guest's `netN` object (the schema's `GuestNic`) with its resolved MAC.
+    pub fn from_json(nic: &serde_json::Value, mac: &str) -> NicSpec {
+        NicSpec {
+            bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
+            tag: nic["tag"].as_u64().map(|t| t as u16),
+            trunks: nic["trunks"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_u64().map(|x| x as u16))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            mac: Some(mac.to_string()),
+            mtu: nic["mtu"].as_u64().map(|m| m as u32),
+            rate: RateLimit::from_json(&nic["rate"]),
+        }
+    }
 }
 
 /// What was created.
@@ -251,6 +275,9 @@ pub async fn attach(
                     spec.bridge
                 ),
             ));
+        }
+        if let Some(r) = &spec.rate {
+            super::ratelimit::apply(k, h.index, &host, r).await?;
         }
         Ok(())
     }

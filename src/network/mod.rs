@@ -10,6 +10,7 @@ pub mod attach;
 pub mod linkdump;
 pub mod model;
 pub mod netlink;
+pub mod ratelimit;
 pub mod reconcile;
 
 use std::collections::HashMap;

@@ -30,10 +30,14 @@ pub enum KernelError {
     },
     #[error("opening a netlink socket{ns}: {source}")]
     Socket { ns: String, source: std::io::Error },
+    /// The kernel lacks a feature a setting needs (a traffic-control module, say); `field`
+    /// is the setting's path below the object that asked for it (`rate/tx_mbps`).
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
 }
 
 impl KernelError {
-    fn from_rtnl(op: impl Into<String>, e: rtnetlink::Error) -> Self {
+    pub(super) fn from_rtnl(op: impl Into<String>, e: rtnetlink::Error) -> Self {
         let errno = match &e {
             rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
             _ => None,
@@ -355,7 +359,12 @@ impl Kernel {
         self.writes.load(Ordering::Relaxed)
     }
 
-    fn wrote(&self) {
+    /// The rtnetlink handle, for requests built elsewhere in the module (traffic control).
+    pub(super) fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub(super) fn wrote(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -404,20 +404,7 @@ impl Vms {
                 .as_str()
                 .map(String::from)
                 .unwrap_or_else(|| stable_mac(id, &slot));
-            let spec = NicSpec {
-                bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
-                tag: nic["tag"].as_u64().map(|t| t as u16),
-                trunks: nic["trunks"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_u64().map(|x| x as u16))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                mac: Some(mac.clone()),
-                mtu: nic["mtu"].as_u64().map(|m| m as u32),
-            };
+            let spec = NicSpec::from_json(nic, &mac);
             // A tap left by a crashed run is replaced, not reused with stale settings.
             let _ = self.rt.block_on(crate::network::attach::detach(k, &tap));
             let r = self.rt.block_on(crate::network::attach::attach(
@@ -428,7 +415,12 @@ impl Vms {
             ));
             if let Err(e) = r {
                 self.detach(&made);
-                return Err(VmError::Runtime(format!("{slot}: {e}")));
+                return Err(match e {
+                    crate::network::netlink::KernelError::Unsupported { field, message } => {
+                        invalid(&format!("/net/{slot}/{field}"), message)
+                    }
+                    e => VmError::Runtime(format!("{slot}: {e}")),
+                });
             }
             made.push(tap);
         }
