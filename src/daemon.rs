@@ -34,7 +34,8 @@ pub struct Config {
     /// the daemon's own.
     pub netns: Option<PathBuf>,
     /// The interface carrying the management address: changes touching it are rolled back
-    /// unless confirmed.
+    /// unless confirmed. `None` or `auto`: found from the default route and the listen
+    /// address; `none`: no confirm windows.
     pub management_interface: Option<String>,
 }
 
@@ -74,9 +75,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     bootstrap::root_user(&store, &cfg.data_dir)?;
     let access = Access::open(&cfg.data_dir, &store)?;
     let tasks = TaskManager::new(Arc::clone(&store))?;
+    // The API's own address lives in the daemon's namespace; it only says which link carries
+    // management traffic when that is also the namespace the network engine manages.
+    let listen = cfg.netns.is_none().then(|| cfg.listen.ip());
     let network = crate::network::Network::start(
         cfg.netns.as_deref(),
-        cfg.management_interface.clone(),
+        crate::network::Management::parse(cfg.management_interface.as_deref(), listen),
         Arc::clone(&store),
     )
     .await?;

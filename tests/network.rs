@@ -715,3 +715,71 @@ fn lean_link_dump_matches_the_full_decoder() {
         }
     });
 }
+
+/// Without `--management-interface`, the daemon finds the management interface itself: the
+/// link carrying the default route. A change that takes it into a bridge gets a confirm
+/// window and is rolled back unconfirmed; other links need none; `none` turns it off.
+#[test]
+fn the_management_interface_is_found_from_the_default_route() {
+    let app = NetNs::new("app");
+    let (_h1, _h2) = two_hosts(&app);
+    app.ip("addr add 10.77.0.100/24 dev p1");
+    app.ip("link set p1 up");
+    app.ip("route add default via 10.77.0.1 dev p1");
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let items = root.get("/network/interfaces").body["items"].clone();
+    let flag = |n: &str| {
+        items
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"] == n))
+            .map(|l| l["management"].clone())
+    };
+    assert_eq!(flag("p1"), Some(json!(true)), "{items}");
+    assert_eq!(flag("p2"), Some(json!(false)), "{items}");
+    let r = root.post(
+        "/network/bridges?confirm_timeout=5",
+        json!({"name": "mgmt0", "ports": {"p1": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(
+        r.header("x-ferrite-confirm-deadline").is_some(),
+        "{}",
+        r.text
+    );
+    assert_eq!(master_of(&app.links(), "p1").as_deref(), Some("mgmt0"));
+    wait_for("the unconfirmed bridge to be rolled back", || {
+        !app.links().contains_key("mgmt0") && root.get("/network/bridges/mgmt0").status == 404
+    });
+    assert_eq!(master_of(&app.links(), "p1"), None);
+    // A batch may not hide a management change among others.
+    let r = root.post(
+        "/network/batch",
+        json!({"bridges": [{"name": "bx0", "ports": {"p2": {}}}, {"name": "bx1", "ports": {"p1": {}}}]}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(!app.links().contains_key("bx0"), "the batch left a bridge");
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "br2", "ports": {"p2": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.header("x-ferrite-confirm-deadline").is_none());
+    drop(root);
+    drop(d);
+    // Turned off, the same change is applied at once.
+    let d = Daemon::start_with(&[
+        "--no-tls",
+        "--netns",
+        &app.path(),
+        "--management-interface",
+        "none",
+    ]);
+    let root = d.root();
+    let r = root.post(
+        "/network/bridges",
+        json!({"name": "mgmt0", "ports": {"p1": {}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.header("x-ferrite-confirm-deadline").is_none());
+}

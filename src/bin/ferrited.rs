@@ -36,7 +36,9 @@ struct Args {
     #[arg(long, env = "FERRITE_NETNS")]
     netns: Option<PathBuf>,
     /// The interface that carries the management address; network changes that touch it are
-    /// rolled back unless confirmed with POST /api/v1/network/confirm.
+    /// rolled back unless confirmed with POST /api/v1/network/confirm. Default `auto`: every
+    /// link with a default route, and the one holding the listen address; `none` turns the
+    /// confirm window off.
     #[arg(long, env = "FERRITE_MANAGEMENT_INTERFACE")]
     management_interface: Option<String>,
     /// Print the OpenAPI document generated from schema/ and exit.

@@ -39,6 +39,32 @@ pub struct Status {
     pub error: Option<String>,
 }
 
+/// Which interfaces carry management traffic (a change touching one is rolled back unless
+/// confirmed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Management {
+    /// No confirm windows.
+    Off,
+    /// This interface.
+    Named(String),
+    /// Whatever carries a default route, and the link holding `listen` (the API's address
+    /// when it is a specific, non-loopback address in the managed namespace).
+    Auto { listen: Option<std::net::IpAddr> },
+}
+
+impl Management {
+    /// From the `--management-interface` setting: `auto` (also when absent), `none`, or a name.
+    pub fn parse(setting: Option<&str>, listen: Option<std::net::IpAddr>) -> Management {
+        match setting {
+            None | Some("auto") => Management::Auto {
+                listen: listen.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()),
+            },
+            Some("none") => Management::Off,
+            Some(n) => Management::Named(n.to_string()),
+        }
+    }
+}
+
 /// A change that touched the management interface and waits for confirmation.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -56,8 +82,9 @@ pub struct Network {
     kernel: Kernel,
     lock: tokio::sync::Mutex<()>,
     status: Mutex<HashMap<String, Status>>,
-    /// The interface that carries the management address (changes touching it need a confirm).
-    management: Option<String>,
+    /// How the interfaces carrying management traffic are found (changes touching them
+    /// need a confirm).
+    management: Management,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -108,7 +135,7 @@ impl Network {
     /// Connects to the kernel (in `netns` if given) and starts the reconciler.
     pub async fn start(
         netns: Option<&Path>,
-        management: Option<String>,
+        management: Management,
         store: Arc<Store>,
     ) -> Result<Arc<Network>, KernelError> {
         if let Err(e) = backfill_refs(&store) {
@@ -241,9 +268,27 @@ impl Network {
         }
     }
 
-    /// The management interface, if configured.
-    pub fn management(&self) -> Option<&str> {
-        self.management.as_deref()
+    /// The interfaces that carry management traffic right now: the configured one, or (by
+    /// default) every link with a default route plus the one holding the API's listen
+    /// address. Read from the kernel at the time of each change, because the answer moves
+    /// when an address or the default route moves onto a new bridge. A kernel that cannot
+    /// be read yields none (and a warning): the change is then applied without a window.
+    pub async fn management(&self) -> std::collections::BTreeSet<String> {
+        match &self.management {
+            Management::Off => Default::default(),
+            Management::Named(n) => std::iter::once(n.clone()).collect(),
+            Management::Auto { listen } => {
+                let found = async {
+                    let idx = self.kernel.default_route_links().await?;
+                    self.kernel.link_names(&idx, *listen).await
+                }
+                .await;
+                found.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not find the management interfaces");
+                    Default::default()
+                })
+            }
+        }
     }
 
     /// The pending confirmation for an object, if any.

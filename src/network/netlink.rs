@@ -727,6 +727,97 @@ impl Kernel {
         .await
     }
 
+    /// The indexes of links that carry a default route (IPv4 or IPv6, main table), every hop
+    /// of a multipath route included: where management traffic leaves this namespace.
+    pub async fn default_route_links(
+        &self,
+    ) -> Result<std::collections::BTreeSet<u32>, KernelError> {
+        use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
+        let _turn = self.dumps.lock().await;
+        let mut out = std::collections::BTreeSet::new();
+        let v4 = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build();
+        let v6 = rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build();
+        for q in [v4, v6] {
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(q)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| KernelError::from_rtnl("listing routes", e))?;
+            for r in routes {
+                let table = r
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Table(t) => Some(*t),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(r.header.table));
+                if r.header.destination_prefix_length != 0
+                    || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+                {
+                    continue;
+                }
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Oif(i) => {
+                            out.insert(*i);
+                        }
+                        RouteAttribute::MultiPath(hops) => {
+                            out.extend(hops.iter().map(|h| h.interface_index));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names of the links with these indexes, plus of those holding `holding` (an
+    /// address), read from the kernel.
+    pub async fn link_names(
+        &self,
+        indexes: &std::collections::BTreeSet<u32>,
+        holding: Option<IpAddr>,
+    ) -> Result<std::collections::BTreeSet<String>, KernelError> {
+        let mut want = indexes.clone();
+        if let Some(ip) = holding {
+            let _turn = self.dumps.lock().await;
+            let addrs: Vec<AddressMessage> = self
+                .handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| KernelError::from_rtnl("listing addresses", e))?;
+            for m in addrs {
+                if m.attributes.iter().any(|a| {
+                    matches!(a, AddressAttribute::Local(x) | AddressAttribute::Address(x) if *x == ip)
+                }) {
+                    want.insert(m.header.index);
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for i in want {
+            let mut st = self.handle.link().get().match_index(i).execute();
+            // A link that vanished since is simply not there.
+            if let Ok(Some(m)) = st.try_next().await {
+                if let Some(n) = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                }) {
+                    out.insert(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds an IPv4 default route through `gw`.
     pub async fn route_add_default_v4(&self, gw: std::net::Ipv4Addr) -> Result<(), KernelError> {
         self.wrote();

@@ -350,27 +350,31 @@ fn check_vlan(
     Ok(())
 }
 
-/// Whether a change from `old` to `new` touches the management interface.
-fn touches_management(app: &App, name: &str, old: Option<&Value>, new: Option<&Value>) -> bool {
-    let Some(m) = app.network.management() else {
-        return false;
-    };
+/// Whether a change from `old` to `new` touches a management interface (`mgmt`, read
+/// before the change is applied: applying it may move the default route).
+fn touches_management(
+    mgmt: &std::collections::BTreeSet<String>,
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> bool {
     [old, new]
         .into_iter()
         .flatten()
-        .any(|b| touched(name, b).iter().any(|t| t == m))
+        .any(|b| touched(name, b).iter().any(|t| mgmt.contains(t)))
 }
 
 /// Arms the confirm window when needed; returns the deadline header to send.
 fn maybe_await_confirm(
     app: &App,
     req: &Req,
+    mgmt: &std::collections::BTreeSet<String>,
     kind: &str,
     name: &str,
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> Option<String> {
-    if !touches_management(app, name, old, new) {
+    if !touches_management(mgmt, name, old, new) {
         return None;
     }
     let secs = req.query_i64("confirm_timeout").unwrap_or(60).max(5) as u64;
@@ -502,6 +506,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     }
     let desired = Desired::from_object(kind, &body)
         .map_err(|e| ApiError::field("body", "", e.to_string()))?;
+    let mgmt = app.network.management().await;
     app.network
         .apply(std::slice::from_ref(&desired))
         .await
@@ -519,7 +524,7 @@ async fn create(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let confirm = maybe_await_confirm(&app, &req, kind, &name, None, Some(&body));
+    let confirm = maybe_await_confirm(&app, &req, &mgmt, kind, &name, None, Some(&body));
     let snap = snapshot_of(&app, std::slice::from_ref(&o.id)).await?;
     let mut resp = Resp::json(201, &api(&app, &o, &snap));
     if let Some(d) = confirm {
@@ -545,6 +550,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
     check_lower(kind, &name, &body, &snap, &all)?;
     let desired = Desired::from_object(kind, &body)
         .map_err(|e| ApiError::field("body", "", e.to_string()))?;
+    let mgmt = app.network.management().await;
     app.network
         .apply(std::slice::from_ref(&desired))
         .await
@@ -564,7 +570,7 @@ async fn update(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             return Err(e.into());
         }
     };
-    let confirm = maybe_await_confirm(&app, &req, kind, &name, Some(&cur.body), Some(&body));
+    let confirm = maybe_await_confirm(&app, &req, &mgmt, kind, &name, Some(&cur.body), Some(&body));
     let snap = snapshot_of(&app, std::slice::from_ref(&o.id)).await?;
     let mut resp = Resp::json(200, &api(&app, &o, &snap)).etag(o.revision);
     if let Some(d) = confirm {
@@ -590,6 +596,7 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
             users.join(", ")
         )));
     }
+    let mgmt = app.network.management().await;
     crate::network::reconcile::remove(app.network.kernel(), &name)
         .await
         .map_err(|e| {
@@ -604,7 +611,7 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
         .write(|tx| objects::delete(tx, kind, &name, Some(cur.revision)))?;
     app.network.forget(&name);
     let mut resp = Resp::no_content();
-    if let Some(d) = maybe_await_confirm(&app, &req, kind, &name, Some(&cur.body), None) {
+    if let Some(d) = maybe_await_confirm(&app, &req, &mgmt, kind, &name, Some(&cur.body), None) {
         resp.headers.push(("x-ferrite-confirm-deadline", d));
     }
     Ok(resp)
@@ -614,6 +621,7 @@ async fn delete(kind: &'static str, app: Arc<App>, req: Req) -> Result<Resp, Api
 pub async fn interface_list(app: Arc<App>, _req: Req) -> Result<Resp, ApiError> {
     let snap = snapshot(&app).await?;
     let managed: Vec<String> = all_objects(&app)?.into_iter().map(|(_, o)| o.id).collect();
+    let mgmt = app.network.management().await;
     let names = crate::network::reconcile::names_by_index(&snap);
     let mut links: Vec<_> = snap.values().collect();
     links.sort_by_key(|l| l.index);
@@ -624,7 +632,7 @@ pub async fn interface_list(app: Arc<App>, _req: Req) -> Result<Resp, ApiError> 
             json!({
                 "name": l.name, "ifindex": l.index, "kind": l.kind, "up": l.up, "operstate": l.operstate,
                 "mtu": l.mtu, "mac": l.mac, "master": l.master.and_then(|m| names.get(&m).cloned()),
-                "vlans": vlans, "addresses": l.addresses, "managed": managed.contains(&l.name),
+                "vlans": vlans, "addresses": l.addresses, "managed": managed.contains(&l.name), "management": mgmt.contains(&l.name),
             })
         })
         .collect();
@@ -749,11 +757,9 @@ pub async fn network_batch(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         }
     }
     let _g = app.network.lock().await;
-    if let Some(m) = app.network.management() {
-        if let Some((_, _, _, prefix)) = items
-            .iter()
-            .find(|(_, n, b, _)| touched(n, b).iter().any(|t| t == m))
-        {
+    let mgmt = app.network.management().await;
+    for (_, n, b, prefix) in &items {
+        if let Some(m) = touched(n, b).into_iter().find(|t| mgmt.contains(t)) {
             return Err(ApiError::unprocessable(format!("{prefix} touches the management interface {m}; make that change on its own so it can be confirmed")));
         }
     }
