@@ -877,3 +877,54 @@ fn vm_templates_and_full_and_linked_clones() {
     start(&c, from_tpl);
     wait_state(&c, from_tpl, "stopped");
 }
+
+/// `AnonHugePages` of a process, in KiB (from /proc/PID/smaps_rollup).
+fn anon_huge_kib(pid: i64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `hugepages: true` backs guest RAM with transparent huge pages: after the guest touches
+/// 16 MiB, the VMM's RSS holds huge pages; the same guest without the flag gets none.
+#[test]
+fn hugepages_back_guest_memory_when_asked() {
+    if !common::kvm_or_skip("hugepages_back_guest_memory_when_asked") {
+        return;
+    }
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .unwrap_or_default();
+    if !thp.contains("[always]") && !thp.contains("[madvise]") {
+        common::skip(
+            "vms::hugepages_back_guest_memory_when_asked",
+            &format!("transparent hugepages are off on this host ({})", thp.trim()),
+        );
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let mut huge = Vec::new();
+    for (name, flag) in [("huge", true), ("small", false)] {
+        let id = create(
+            &c,
+            json!({"name": name, "kernel": "local:guest.elf", "memory": 64, "hugepages": flag,
+                   "cmdline": "test=touch mib=16 hold=1"}),
+        );
+        start(&c, id);
+        wait_serial(&c, id, "touched", |s| s.contains("touched 16 MiB"));
+        let pid = state(&c, id)["pid"].as_i64().expect("pid");
+        huge.push(anon_huge_kib(pid));
+        assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    }
+    eprintln!("AnonHugePages KiB with and without hugepages: {huge:?}");
+    assert!(
+        huge[0] >= 8 * 1024,
+        "guest RAM with hugepages holds only {} KiB of huge pages",
+        huge[0]
+    );
+    assert_eq!(huge[1], 0, "guest RAM without hugepages holds huge pages");
+}

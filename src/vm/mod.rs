@@ -487,6 +487,16 @@ impl Vms {
         let t0 = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                // A small guest can run and power off (or reset) before the first look at
+                // its socket: the VMM recorded why it exited, so it did start; the monitor
+                // handles the exit as for any other.
+                let ran = std::fs::read_to_string(dir.join("exit.json"))
+                    .ok()
+                    .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                    .is_some_and(|v| v["reason"] != "error");
+                if ran {
+                    return Ok(pid);
+                }
                 let out = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
                 let msg = out.trim().trim_start_matches("ferrite-vmm: ");
                 return Err(VmError::Runtime(format!(

@@ -418,6 +418,16 @@ static void test_acpi(u64 rsdp) {
     poweroff();
 }
 
+/* "test=touch mib=N": writes one byte in every 4 KiB page of N MiB from 16 MiB up (RAM the
+ * guest image does not use), so the host can see how its memory was backed, then holds. */
+static void test_touch(void) {
+    u64 mib = arg_u64("mib", 16);
+    volatile u8 *p = (volatile u8 *)(16ull << 20);
+    for (u64 o = 0; o < (mib << 20); o += 4096) p[o] = 1;
+    puts("touched "); put_u64(mib); puts(" MiB\n");
+    hold_then_poweroff();
+}
+
 void guest_main(u64 boot_info, int is_pvh) {
     u64 cl = is_pvh ? *(u64 *)(boot_info + 24) : *(u32 *)(boot_info + 0x228);
     if (cl) cmdline = (const char *)cl;
@@ -428,6 +438,7 @@ void guest_main(u64 boot_info, int is_pvh) {
     if (arg_is("test", "net")) test_net();
     if (arg_is("test", "rng")) test_rng();
     if (arg_is("test", "count")) test_count();
+    if (arg_is("test", "touch")) test_touch();
     if (arg_is("test", "reset")) { puts("resetting\n"); outb(0x64, 0xfe); for (;;) __asm__ volatile("hlt"); }
     if (arg_is("test", "hang")) { puts("hanging\n"); for (;;) __asm__ volatile("hlt"); }
     puts(is_pvh ? "Hello from a Ferrite micro-guest (PVH entry)\n" : "Hello from a Ferrite micro-guest (64-bit entry)\n");
