@@ -911,7 +911,7 @@ fn vm_power_state_changes_and_guest_snapshots() {
             r#"resource "ferrite_vm" "vm" {{
   name             = "tfvm"
   kernel           = "local:guest.elf"
-  cmdline          = "test=hang"
+  cmdline          = "test=touch mib=1 hold=1"
   memory           = {memory}
   running          = {running}
   reboot_on_change = {reboot}
@@ -975,9 +975,12 @@ resource "ferrite_snapshot" "ct" {
         &[],
     );
     // Desired power state off: stopped, and the plan is empty afterwards.
+    // The VM is shut down through the ACPI power button, which this guest honours.
     tf.config(&cfg(64, false, true, snaps));
     tf.apply();
     assert_eq!(vm_state(&c), "stopped");
+    let st = c.get(&format!("/vms/{vm_id}")).body["status"].clone();
+    assert_eq!(st["last_exit"]["reason"], "poweroff", "{st}");
     // Out of band start: drift back to the desired "stopped".
     assert_eq!(
         c.post(&format!("/vms/{vm_id}/start"), json!({})).status,

@@ -895,12 +895,15 @@ fn hugepages_back_guest_memory_when_asked() {
     if !common::kvm_or_skip("hugepages_back_guest_memory_when_asked") {
         return;
     }
-    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-        .unwrap_or_default();
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if !thp.contains("[always]") && !thp.contains("[madvise]") {
         common::skip(
             "vms::hugepages_back_guest_memory_when_asked",
-            &format!("transparent hugepages are off on this host ({})", thp.trim()),
+            &format!(
+                "transparent hugepages are off on this host ({})",
+                thp.trim()
+            ),
         );
         return;
     }
@@ -927,4 +930,34 @@ fn hugepages_back_guest_memory_when_asked() {
         huge[0]
     );
     assert_eq!(huge[1], 0, "guest RAM without hugepages holds huge pages");
+}
+
+/// `shutdown` presses the ACPI power button (the GED event the DSDT declares): a guest that
+/// handles it powers off on its own, so the VM stops with `poweroff` as its exit reason
+/// instead of being killed at the timeout.
+#[test]
+fn shutdown_presses_the_power_button_and_the_guest_powers_off() {
+    if !common::kvm_or_skip("shutdown_presses_the_power_button_and_the_guest_powers_off") {
+        return;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let _reap = Reap(c.clone());
+    let id = create(
+        &c,
+        json!({"name": "acpi-off", "kernel": "local:guest.elf", "memory": 32,
+               "cmdline": "test=touch mib=1 hold=1"}),
+    );
+    start(&c, id);
+    wait_serial(&c, id, "holding", |s| s.contains("holding"));
+    let r = c.post(&format!("/vms/{id}/shutdown"), json!({"timeout": 120}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "stopped", "{}", r.text);
+    assert_eq!(
+        r.body["status"]["last_exit"]["reason"], "poweroff",
+        "{}",
+        r.text
+    );
+    assert!(serial(&c, id).contains("power button"));
+    assert!(vmm_processes(&d).is_empty(), "{:?}", vmm_processes(&d));
 }

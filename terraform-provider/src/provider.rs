@@ -477,12 +477,12 @@ fn pause_for_snapshot(api: &Api, r: &Resource, planned: &Value) -> Option<String
 /// Starts or stops a guest.
 fn power(api: &Api, r: &Resource, state: &Value, on: bool) -> Result<(), ApiError> {
     let path = item_path(r, state).map_err(ApiError::Other)?;
-    let (action, body) = match (on, r.def.name) {
-        (true, _) => ("start", None),
-        // Containers get their init's chance to stop cleanly; VMs are stopped outright until
-        // the ACPI power button reaches guests without ACPI tables.
-        (false, "ferrite_container") => ("shutdown", Some(serde_json::json!({"timeout": 30}))),
-        (false, _) => ("stop", None),
+    // A clean stop: SIGTERM to a container's init, the ACPI power button to a VM; either is
+    // killed if it has not stopped after 30 s.
+    let (action, body) = if on {
+        ("start", None)
+    } else {
+        ("shutdown", Some(serde_json::json!({"timeout": 30})))
     };
     api.call(
         "POST",

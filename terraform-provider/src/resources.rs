@@ -475,7 +475,7 @@ fn build() -> Catalog {
                 "running",
                 Type::Bool,
                 Value::Bool(true),
-                "Desired power state: true starts the guest, false stops it. Default true.",
+                "Desired power state: true starts the guest, false shuts it down cleanly (SIGTERM to a container's init, the ACPI power button to a VM), killing it after 30 s. Default true.",
             ));
             attrs.push(provider_only(
                 "reboot_on_change",

@@ -251,12 +251,19 @@ static struct vq rxq, txq;
 static u8 rxbuf[QSZ][1536] __attribute__((aligned(16)));
 static u8 txbuf[12 + 42] __attribute__((aligned(16)));
 
-/* With "hold=1" the guest waits for a key on COM1 before powering off, so a test can look
- * at the running machine (its tap on the bridge) without racing the guest. */
+/* With "hold=1" the guest waits for a key on COM1 (or the ACPI power button) before powering
+ * off, so a test can look at the running machine (its tap on the bridge) without racing the
+ * guest, and can shut it down gracefully. */
 static void hold_then_poweroff(void) {
     if (arg_is("hold", "1")) {
         puts("holding\n");
-        while (!(inb(COM1 + 5) & 1)) delay(20000);
+        for (;;) {
+            if (inb(COM1 + 5) & 1) break;
+            /* What an ACPI OS's _EVT does on the GED interrupt: read the event register
+             * (ferrite-vmm's GED, 0xfebff000); bit 0 is the power button. */
+            if (*(volatile u8 *)0xfebff000ull & 1) { puts("power button\n"); break; }
+            delay(20000);
+        }
     }
     poweroff();
 }
