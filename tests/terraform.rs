@@ -380,12 +380,75 @@ resource "ferrite_vlan" "v" {{
     assert!(l.contains(&"tfvbr0.20".to_string()) && !l.contains(&"tfvbr0.10".to_string()));
     tf.import_round_trip(&d, "ferrite_vlan.v", "tfvbr0.20", &[]);
     tf.import_round_trip(&d, "ferrite_bond.b", "tfbond0", &[]);
+    // Drift through the API: a bond setting changed and the VLAN deleted out of band are
+    // planned as an update and a re-creation, and the apply repairs both.
+    let r = c.put("/network/bonds/tfbond0", json!({"miimon": 300}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(c.delete("/network/vlans/tfvbr0.20").status, 204);
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("miimon") && out.contains("will be created"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(c.get("/network/bonds/tfbond0").body["miimon"], 200);
+    assert!(links(&ns).contains(&"tfvbr0.20".to_string()));
     tf.destroy();
     let l = links(&ns);
     for gone in ["tfvbr0", "tfvbr0.20", "tfbond0"] {
         assert!(!l.contains(&gone.to_string()), "{gone} left behind: {l:?}");
     }
     assert!(l.contains(&"tfa0".to_string()) && l.contains(&"tfb0".to_string()));
+
+    // The issue's scenario: a VLAN-aware bridge, a VLAN interface on it and 20 containers in
+    // that VLAN, from empty in one apply with parallelism 10; they reach the host's VLAN
+    // address; the destroy leaves no link.
+    let tpl = common::busybox_template(&d.data());
+    common::upload(&c, &tpl, "busybox.tar.gz", "template");
+    tf.config(
+        r#"resource "ferrite_bridge" "br" {
+  name       = "tfvbr1"
+  vlan_aware = true
+  vlans      = ["30"] # the bridge itself carries VLAN 30 up to its VLAN interface
+}
+resource "ferrite_vlan" "v" {
+  parent    = ferrite_bridge.br.name
+  vlan_id   = 30
+  addresses = ["10.96.0.1/24"]
+}
+resource "ferrite_container" "ct" {
+  count    = 20
+  name     = "vct${count.index}"
+  template = "local:busybox.tar.gz"
+  init     = ["/bin/sh", "-c", "exec sleep 1000000"]
+  net = {
+    net0 = { bridge = ferrite_bridge.br.name, tag = 30, ip = "10.96.0.${count.index + 10}/24" }
+  }
+  depends_on = [ferrite_vlan.v]
+}
+"#,
+    );
+    tf.apply();
+    let items = c.get("/containers?limit=100").body["items"].clone();
+    let items = items.as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 20);
+    assert!(items.iter().all(|i| i["status"]["state"] == "running"));
+    let first = items[0]["id"].as_i64().expect("id");
+    let r = c.post(
+        &format!("/containers/{first}/exec"),
+        json!({"command": ["ping", "-c", "3", "-W", "5", "10.96.0.1"], "timeout": 60}),
+    );
+    assert_eq!(r.body["exit_code"], 0, "{}", r.text);
+    let (code, _) = tf.plan(&[]);
+    assert_eq!(code, 0, "the plan after the apply is empty");
+    tf.destroy();
+    assert_eq!(c.get("/containers").body["items"], json!([]));
+    let l = links(&ns);
+    assert!(
+        !l.iter()
+            .any(|n| n.starts_with("tfvbr1") || ferrite::network::attach::is_guest_port(n)),
+        "links left behind: {l:?}"
+    );
 }
 
 #[test]
