@@ -181,6 +181,8 @@ impl Registry {
         out
     }
 
+    /// Patterns run on the `regex` engine: linear time, so no request body can make
+    /// validation backtrack for long (no pattern in `schema/` needs look-around).
     fn compile(&self, name: &str) -> Result<jsonschema::Validator, String> {
         // Only the referenced types: compiling a resource with every type in it costs tens of
         // MiB in the validator library, for types this validator never reaches.
@@ -192,6 +194,7 @@ impl Registry {
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
+            .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(&wrapper)
             .map_err(|e| e.to_string())
     }

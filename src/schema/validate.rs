@@ -24,13 +24,13 @@ pub(super) fn collect(
 ) -> Vec<InvalidParam> {
     let mut out = Vec::new();
     for err in v.iter_errors(instance) {
-        let base = err.instance_path.to_string();
-        match &err.kind {
+        let base = err.instance_path().to_string();
+        match err.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected }
             | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 for name in unexpected {
                     out.push(InvalidParam {
-                        pointer: format!("{base}/{}", escape(name)),
+                        pointer: format!("{base}/{}", escape(name.as_ref())),
                         location: location.to_string(),
                         message: format!("unknown field '{name}'"),
                     });
@@ -39,7 +39,7 @@ pub(super) fn collect(
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
                 out.push(InvalidParam {
-                    pointer: format!("{base}/{}", escape(name)),
+                    pointer: format!("{base}/{}", escape(name.as_ref())),
                     location: location.to_string(),
                     message: format!("'{name}' is required"),
                 });

@@ -368,7 +368,7 @@ pub fn validate(doc: &Value, schema: &Value, instance: &Value, what: &str) {
         .expect("schema compiles");
     let errors: Vec<String> = v
         .iter_errors(instance)
-        .map(|e| format!("{}: {e}", e.instance_path))
+        .map(|e| format!("{}: {e}", e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
