@@ -39,7 +39,7 @@ pub(super) fn collect(
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
                 out.push(InvalidParam {
-                    pointer: format!("{base}/{}", escape(name.as_ref())),
+                    pointer: format!("{base}/{}", escape(name)),
                     location: location.to_string(),
                     message: format!("'{name}' is required"),
                 });
