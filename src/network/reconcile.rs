@@ -561,7 +561,19 @@ pub async fn converge(
         let mut last = None;
         let mut seen = k.write_count();
         for group in sorted.chunk_by(|a, b| order(a) == order(b)) {
-            if last.is_some() && k.write_count() != seen {
+            // Re-read only when this kind sits on a link the read does not show yet (a VLAN on
+            // a bridge created just before): a full read of thousands of links is the
+            // largest cost of a big batch after the writes themselves.
+            let stale = group.iter().any(|d| {
+                d.lower_links()
+                    .into_iter()
+                    .chain(match d {
+                        Desired::Vlan(v) => Some(v.parent.as_str()),
+                        _ => None,
+                    })
+                    .any(|n| !s.contains_key(n))
+            });
+            if last.is_some() && k.write_count() != seen && stale {
                 s = run.snapshot().await?;
                 seen = k.write_count();
             }
