@@ -336,14 +336,20 @@ fn vlan_aware_bridge_vlan_and_bond() {
     let c = d.root();
     ns.ip("link add tfa0 type veth peer name tfa1");
     ns.ip("link add tfb0 type veth peer name tfb1");
+    ns.ip("link add tfc0 type veth peer name tfc1");
     let tf = Tf::new(&d);
-    let cfg = |miimon: u32, vid: u32| {
+    let cfg_full = |miimon: u32, vid: u32, mode: &str, mtu: u32| {
         format!(
             r#"resource "ferrite_bond" "b" {{
   name    = "tfbond0"
   mode    = "active-backup"
   members = ["tfa0", "tfb0"]
   miimon  = {miimon}
+}}
+resource "ferrite_bond" "spare" {{
+  name    = "tfbond1"
+  mode    = "{mode}"
+  members = ["tfc0"]
 }}
 resource "ferrite_bridge" "br" {{
   name       = "tfvbr0"
@@ -355,10 +361,12 @@ resource "ferrite_vlan" "v" {{
   parent  = ferrite_bridge.br.name
   vlan_id = {vid}
   addresses = ["10.98.0.1/24"]
+  mtu     = {mtu}
 }}
 "#
         )
     };
+    let cfg = |miimon: u32, vid: u32| cfg_full(miimon, vid, "active-backup", 1500);
     tf.config(&cfg(100, 10));
     tf.apply();
     let l = ns.links();
@@ -393,9 +401,36 @@ resource "ferrite_vlan" "v" {{
     tf.apply();
     assert_eq!(c.get("/network/bonds/tfbond0").body["miimon"], 200);
     assert!(links(&ns).contains(&"tfvbr0.20".to_string()));
+    // The VLAN interface's MTU changes in place; a bond's mode forces a new bond (the spare
+    // one: a bond that is a bridge port cannot be deleted under its bridge).
+    tf.config(&cfg_full(200, 20, "balance-xor", 1400));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2
+            && out.contains("ferrite_vlan.v will be updated in-place")
+            && out.contains("ferrite_bond.spare must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    let l = ns.links();
+    assert_eq!(l["tfvbr0.20"]["mtu"], 1400, "{l:?}");
+    assert_eq!(
+        l["tfbond1"]["linkinfo"]["info_data"]["mode"], "balance-xor",
+        "{:?}",
+        l["tfbond1"]
+    );
+    assert_eq!(l["tfc0"]["master"], "tfbond1");
     tf.destroy();
+    for gone in [
+        "/network/bonds/tfbond0",
+        "/network/bonds/tfbond1",
+        "/network/bridges/tfvbr0",
+        "/network/vlans/tfvbr0.20",
+    ] {
+        assert_eq!(c.get(gone).status, 404, "{gone}");
+    }
     let l = links(&ns);
-    for gone in ["tfvbr0", "tfvbr0.20", "tfbond0"] {
+    for gone in ["tfvbr0", "tfvbr0.20", "tfbond0", "tfbond1"] {
         assert!(!l.contains(&gone.to_string()), "{gone} left behind: {l:?}");
     }
     assert!(l.contains(&"tfa0".to_string()) && l.contains(&"tfb0".to_string()));
@@ -510,13 +545,32 @@ output "token" {{
         c.get("/access/roles/TfAuditor").body["privileges"],
         json!(["VM.Audit"])
     );
-    // Drift in a group's comment.
+    // Drift in a group's comment and a role's privileges; the apply puts both back.
     assert_eq!(
         c.put("/access/groups/ops", json!({"comment": "x"})).status,
         200
     );
-    assert_eq!(tf.plan(&[]).0, 2);
+    assert_eq!(
+        c.put(
+            "/access/roles/TfAuditor",
+            json!({"privileges": ["VM.Audit", "Sys.Modify"]})
+        )
+        .status,
+        200
+    );
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2
+            && out.contains("ferrite_group.ops will be updated in-place")
+            && out.contains("ferrite_role.auditor will be updated in-place"),
+        "{out}"
+    );
     tf.apply();
+    assert_eq!(c.get("/access/groups/ops").body["comment"], "operators");
+    assert_eq!(
+        c.get("/access/roles/TfAuditor").body["privileges"],
+        json!(["VM.Audit"])
+    );
     let acl_id = tf.state()["ferrite_acl.a"]["id"]
         .as_str()
         .expect("acl id")
@@ -536,6 +590,18 @@ output "token" {{
         .expect("token id")
         .to_string();
     tf.import_round_trip(&d, "ferrite_api_token.t", &token_id, &["token"]);
+    // A token revoked out of band is planned for re-creation, and the new one works.
+    assert_eq!(c.delete(&format!("/access/tokens/{token_id}")).status, 204);
+    assert_eq!(tok.get("/access/me").status, 401);
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("ferrite_api_token.t will be created"),
+        "{out}"
+    );
+    tf.apply();
+    let (_, out) = tf.run(&["output", "-raw", "token"]);
+    let tok = c.with_token(out.trim());
+    assert_eq!(tok.get("/access/me").status, 200);
     // Drift: a user's email changed and the ACL deleted behind Terraform's back.
     assert_eq!(
         c.put(
@@ -707,8 +773,62 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
     let vol2 = c.get("/storage/pools/tfpool/volumes/data2.raw");
     assert_eq!(vol2.status, 200, "{}", vol2.text);
     let vol_file = PathBuf::from(vol2.body["path"].as_str().expect("path"));
-    tf.destroy();
+    // A pool's path forces a new pool (once it holds no volume; a pool with volumes is
+    // refused deletion, so Terraform stops before losing data).
+    let pool_dir2 = d.data().join("tfpool2");
+    tf.config(&format!(
+        r#"resource "ferrite_storage_pool" "p" {{
+  name    = "tfpool"
+  type    = "dir"
+  path    = "{}"
+  content = ["images", "template"]
+  comment = "pool for terraform"
+}}
+"#,
+        pool_dir.display()
+    ));
+    tf.apply();
     assert!(!vol_file.exists());
+    // Templates in the pool are listed by the ferrite_templates data source.
+    let tpl = common::busybox_template(&d.data());
+    common::upload_to(&c, "tfpool", &tpl, "busybox.tar.gz", "template");
+    let templates = |dir: &PathBuf| {
+        format!(
+            r#"resource "ferrite_storage_pool" "p" {{
+  name    = "tfpool"
+  type    = "dir"
+  path    = "{}"
+  content = ["images", "template"]
+  comment = "pool for terraform"
+}}
+data "ferrite_templates" "t" {{
+  pool       = ferrite_storage_pool.p.name
+  depends_on = [ferrite_storage_pool.p]
+}}
+output "templates" {{ value = [for t in data.ferrite_templates.t.items : t.name] }}
+"#,
+            dir.display()
+        )
+    };
+    tf.config(&templates(&pool_dir));
+    tf.apply();
+    let (_, out) = tf.run(&["output", "-json", "templates"]);
+    assert_eq!(out.trim(), r#"["busybox.tar.gz"]"#);
+    assert_eq!(
+        c.delete("/storage/pools/tfpool/volumes/busybox.tar.gz")
+            .status,
+        204
+    );
+    tf.config(&templates(&pool_dir2));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("ferrite_storage_pool.p must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    let p = c.get("/storage/pools/tfpool").body;
+    assert_eq!(p["path"], pool_dir2.display().to_string(), "{p}");
+    tf.destroy();
     assert_eq!(c.get("/storage/pools/tfpool").status, 404);
 }
 
@@ -969,10 +1089,10 @@ fn vm_power_state_changes_and_guest_snapshots() {
     let tpl = common::busybox_template(&d.data());
     common::upload(&c, &tpl, "busybox.tar.gz", "template");
     let tf = Tf::new(&d);
-    let cfg = |memory: u32, running: bool, reboot: bool, snap: &str| {
+    let cfg_named = |memory: u32, running: bool, reboot: bool, snap: &str, vm: &str, ct: &str| {
         format!(
             r#"resource "ferrite_vm" "vm" {{
-  name             = "tfvm"
+  name             = "{vm}"
   kernel           = "local:guest.elf"
   cmdline          = "test=touch mib=1 hold=1"
   memory           = {memory}
@@ -980,13 +1100,21 @@ fn vm_power_state_changes_and_guest_snapshots() {
   reboot_on_change = {reboot}
 }}
 resource "ferrite_container" "ct" {{
-  name     = "tfct"
+  name     = "{ct}"
   template = "local:busybox.tar.gz"
   init     = ["/bin/sh", "-c", "exec sleep 1000000"]
 }}
+data "ferrite_vms" "all" {{
+  name       = "tf*"
+  depends_on = [ferrite_vm.vm]
+}}
+output "vms" {{ value = [for v in data.ferrite_vms.all.items : v.name] }}
 {snap}
 "#
         )
+    };
+    let cfg = |memory: u32, running: bool, reboot: bool, snap: &str| {
+        cfg_named(memory, running, reboot, snap, "tfvm", "tfct")
     };
     let snaps = r#"resource "ferrite_snapshot" "vm" {
   guest_type  = "vm"
@@ -1002,6 +1130,8 @@ resource "ferrite_snapshot" "ct" {
 "#;
     tf.config(&cfg(32, true, false, ""));
     tf.apply();
+    let (_, out) = tf.run(&["output", "-json", "vms"]);
+    assert_eq!(out.trim(), r#"["tfvm"]"#, "the ferrite_vms data source");
     let st = tf.state();
     let vm_id = st["ferrite_vm.vm"]["id"].as_i64().expect("vm id");
     let ct_id = st["ferrite_container.ct"]["id"].as_i64().expect("ct id");
@@ -1037,6 +1167,26 @@ resource "ferrite_snapshot" "ct" {
         &format!("container/{ct_id}/first"),
         &[],
     );
+    tf.import_round_trip_after(
+        &d,
+        &[("ferrite_vm.vm", &vm_id.to_string())],
+        "ferrite_snapshot.vm",
+        &format!("vm/{vm_id}/first"),
+        &[],
+    );
+    // A snapshot deleted out of band is planned for re-creation and taken again.
+    assert_eq!(
+        c.delete(&format!("/vms/{vm_id}/snapshots/first")).status,
+        204
+    );
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("ferrite_snapshot.vm will be created"),
+        "{out}"
+    );
+    tf.apply();
+    let vs = c.get(&format!("/vms/{vm_id}/snapshots")).body.clone();
+    assert!(vs.to_string().contains("\"first\""), "{vs}");
     // Desired power state off: stopped, and the plan is empty afterwards.
     // The VM is shut down through the ACPI power button, which this guest honours.
     tf.config(&cfg(64, false, true, snaps));
@@ -1059,6 +1209,22 @@ resource "ferrite_snapshot" "ct" {
         &vm_id.to_string(),
         &["reboot_on_change"],
     );
+    // A guest's name forces a new guest (and its snapshots with it).
+    tf.config(&cfg_named(64, false, true, snaps, "tfvm2", "tfct2"));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2
+            && out.contains("ferrite_vm.vm must be replaced")
+            && out.contains("ferrite_container.ct must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(c.get(&format!("/vms/{vm_id}")).status, 404);
+    assert_eq!(c.get(&format!("/containers/{ct_id}")).status, 404);
+    let st = tf.state();
+    let vm_id = st["ferrite_vm.vm"]["id"].as_i64().expect("vm id");
+    let ct_id = st["ferrite_container.ct"]["id"].as_i64().expect("ct id");
+    assert_eq!(c.get(&format!("/vms/{vm_id}")).body["name"], "tfvm2");
     tf.destroy();
     assert_eq!(c.get(&format!("/vms/{vm_id}")).status, 404);
     assert_eq!(c.get(&format!("/containers/{ct_id}")).status, 404);

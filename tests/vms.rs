@@ -410,8 +410,37 @@ fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
         !s.contains("count 1\n"),
         "the restored guest started over:\n{s}"
     );
-    // Deleting the snapshot removes the disk snapshot too.
+    // A stopped VM's snapshot holds its disks only; its restore rolls them back and leaves
+    // the VM stopped.
     assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    let disk = std::path::PathBuf::from(
+        c.get("/storage/pools/local/volumes/snapdisk.raw").body["path"]
+            .as_str()
+            .expect("path"),
+    );
+    std::fs::write(&disk, vec![1u8; 4096]).expect("write disk");
+    let r = c.post(&format!("/vms/{id}/snapshots"), json!({"name": "cold"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let snaps = c.get(&format!("/vms/{id}/snapshots")).body;
+    let cold = snaps["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "cold"))
+        .cloned()
+        .expect("cold snapshot listed");
+    assert_eq!(
+        (cold["vmstate"].clone(), cold["memory_bytes"].clone()),
+        (json!(false), json!(0))
+    );
+    std::fs::write(&disk, vec![2u8; 4096]).expect("write disk");
+    let r = c.post(&format!("/vms/{id}/snapshots/cold/restore"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"]["state"], "stopped");
+    assert_eq!(
+        std::fs::read(&disk).expect("read disk")[..4096],
+        [1u8; 4096]
+    );
+    assert_eq!(c.delete(&format!("/vms/{id}/snapshots/cold")).status, 204);
+    // Deleting the snapshot removes the disk snapshot too.
     assert_eq!(c.delete(&format!("/vms/{id}/snapshots/s1")).status, 204);
     let vol = c.get("/storage/pools/local/volumes/snapdisk.raw").body;
     assert!(!vol["snapshots"].to_string().contains("s1"), "{vol}");

@@ -29,8 +29,9 @@ impl Vms {
         }
     }
 
-    /// Snapshots a paused VM. A running (unpaused) VM is refused: pause it first, so the
-    /// guest's memory and its disks are captured at one instant.
+    /// Snapshots a paused VM (machine state and disks, captured at one instant) or a stopped
+    /// one (its disks: nothing else is changing). A running (unpaused) VM is refused: pause it
+    /// first.
     pub fn snapshot(
         &self,
         id: &str,
@@ -39,12 +40,8 @@ impl Vms {
     ) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
-        if !self.running(id) {
-            return Err(VmError::Conflict(format!(
-                "vm {id} is not running; a VM snapshot captures a paused VM's memory"
-            )));
-        }
-        if self.status(id)["state"] != "paused" {
+        let vmstate = self.running(id);
+        if vmstate && self.status(id)["state"] != "paused" {
             return Err(VmError::Conflict(format!(
                 "vm {id} is running; pause it before taking a snapshot"
             )));
@@ -71,13 +68,15 @@ impl Vms {
             done.push(v);
         }
         let dir = self.snapshot_dir(id, name);
-        let r = self.ctl(id, json!({"op": "snapshot", "dir": dir}));
-        if let Err(e) = r {
-            let _ = std::fs::remove_dir_all(&dir);
-            for d in &done {
-                let _ = self.storage.delete_snapshot(d, name);
+        if vmstate {
+            let r = self.ctl(id, json!({"op": "snapshot", "dir": dir}));
+            if let Err(e) = r {
+                let _ = std::fs::remove_dir_all(&dir);
+                for d in &done {
+                    let _ = self.storage.delete_snapshot(d, name);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         let memory_bytes = std::fs::metadata(dir.join("memory"))
             .map(|m| m.len())
@@ -86,6 +85,7 @@ impl Vms {
             "name": name,
             "created_at": crate::time::now_rfc3339(),
             "memory_bytes": memory_bytes,
+            "vmstate": vmstate,
         });
         if let Some(d) = description {
             entry["description"] = json!(d);
@@ -102,8 +102,9 @@ impl Vms {
         Ok(self.status(id))
     }
 
-    /// Restores a stopped VM: disks roll back to the snapshot, then a new VMM process loads
-    /// memory and vCPU state and the guest continues where it was.
+    /// Restores a stopped VM: disks roll back to the snapshot; when the snapshot holds the
+    /// machine state, a new VMM process loads memory and vCPU state and the guest continues
+    /// where it was, otherwise the VM stays stopped.
     pub fn restore(&self, id: &str, name: &str) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
@@ -113,14 +114,22 @@ impl Vms {
             )));
         }
         let dir = self.snapshot_dir(id, name);
-        let known = o.body["snapshots"]
+        let Some(entry) = o.body["snapshots"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
-        if !known || !dir.join("vmstate").exists() {
+            .and_then(|a| a.iter().find(|s| s["name"] == json!(name)))
+        else {
+            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+        };
+        // Entries written before `vmstate` existed all held the machine state.
+        let vmstate = entry["vmstate"].as_bool().unwrap_or(true);
+        if vmstate && !dir.join("vmstate").exists() {
             return Err(VmError::NotFound(format!("{id} snapshot {name}")));
         }
         for v in Self::writable_disks(&o.body) {
             self.storage.rollback(&v, name)?;
+        }
+        if !vmstate {
+            return Ok(self.status(id));
         }
         let vm_dir = self.vm_dir(id);
         // A restored VM is a new console session: its log starts at the restore.

@@ -600,11 +600,22 @@ pub fn busybox_template(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Uploads a file into the `local` pool with its checksum.
 pub fn upload(c: &Client, path: &std::path::Path, name: &str, content: &str) -> Value {
+    upload_to(c, "local", path, name, content)
+}
+
+/// Uploads a file into `pool` with its checksum; panics unless the daemon answers 201.
+pub fn upload_to(
+    c: &Client,
+    pool: &str,
+    path: &std::path::Path,
+    name: &str,
+    content: &str,
+) -> Value {
     let data = std::fs::read(path).expect("read");
     let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     let r = c.send_bytes(
         "POST",
-        &format!("/storage/pools/local/upload?name={name}&content={content}&sha256={sum}"),
+        &format!("/storage/pools/{pool}/upload?name={name}&content={content}&sha256={sum}"),
         &data,
         "application/octet-stream",
     );
