@@ -319,32 +319,21 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
         json!({"name": "reset", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=reset"}),
     );
     start(&c, reset);
+    // The guest resets within milliseconds of each start: the daemon counts the restarts it
+    // made, and the console shows the reset.
     let t0 = Instant::now();
     loop {
         let st = state(&c, reset);
-        if st["state"] == "running"
-            && serial(&c, reset).matches("resetting").count() >= 1
-            && st["started_at"] != Value::Null
-        {
-            let first = st["started_at"].clone();
-            // Wait for a second start (a new started_at) after the reset.
-            let t1 = Instant::now();
-            loop {
-                let st2 = state(&c, reset);
-                if st2["state"] == "running" && st2["started_at"] != first {
-                    break;
-                }
-                assert!(
-                    t1.elapsed() < Duration::from_secs(60),
-                    "no restart after reset: {st2}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if st["restarts"].as_u64().unwrap_or(0) >= 2 {
+            assert!(
+                serial(&c, reset).contains("resetting") || st["last_exit"]["reason"] == "reset",
+                "{st}"
+            );
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "reset guest never ran: {st}"
+            "no restart after a reset: {st}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -207,9 +207,23 @@ impl Vms {
         serde_json::from_str(&s).ok()
     }
 
-    /// Observed state: running or paused (asked of the VMM), or stopped with the last exit.
+    /// Times the monitor restarted the VM after a guest reset since its last start through
+    /// the API (kept in the VM's directory, so it survives a daemon restart).
+    fn restarts(&self, id: &str) -> u64 {
+        std::fs::read_to_string(self.vm_dir(id).join("restarts"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn set_restarts(&self, id: &str, n: u64) {
+        let _ = std::fs::write(self.vm_dir(id).join("restarts"), n.to_string());
+    }
+
+    /// Observed state: running or paused (asked of the VMM), or stopped with the last exit;
+    /// with the count of automatic restarts (a guest stuck in a reset loop shows here).
     pub fn status(&self, id: &str) -> Value {
-        match self.runtime_state(id) {
+        let mut v = match self.runtime_state(id) {
             Some(st) => {
                 let state = control::call(&self.sock(id), &json!({"op": "status"}))
                     .ok()
@@ -224,7 +238,9 @@ impl Vms {
                 }
                 v
             }
-        }
+        };
+        v["restarts"] = json!(self.restarts(id));
+        v
     }
 
     /// Checks what a VM refers to: kernel and initrd files, raw disk volumes, host memory.
@@ -533,6 +549,8 @@ impl Vms {
     /// Starts a stopped VM; on failure no process or tap is left.
     pub fn start(&self, id: &str) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
+        // Before the start: the monitor may count a reset as soon as the guest runs.
+        self.set_restarts(id, 0);
         self.start_locked(id)
     }
 
@@ -764,6 +782,7 @@ impl Vms {
             let shown = reason.clone().unwrap_or(Value::Null).to_string();
             tracing::info!(vm = %id, exit = %shown, "vm stopped on its own");
             if reason.is_some_and(|r| r["reason"] == "reset") {
+                self.set_restarts(&id, self.restarts(&id) + 1);
                 match self.start_locked(&id) {
                     Ok(_) => tracing::info!(vm = %id, "restarted after a guest reset"),
                     Err(e) => tracing::error!(vm = %id, error = %e, "restart after reset failed"),

@@ -2,7 +2,7 @@
 //!
 //! A snapshot is a directory with two files:
 //! - `vmstate`: a magic line, a format version, the SHA-256 of the JSON that follows, then
-//!   the JSON [`MachineState`] (configuration, vCPU registers, interrupt controllers, PIT,
+//!   the JSON [`MachineState`] (configuration, vCPU registers, interrupt controllers,
 //!   kvmclock, COM1 and virtio transport state, and the SHA-256 of the memory file);
 //! - `memory`: guest RAM, regions back to back.
 //!
@@ -14,8 +14,8 @@ use std::path::Path;
 
 use kvm_bindings::{
     kvm_clock_data, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
-    kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
-    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs, KVM_IRQCHIP_IOAPIC,
+    KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 };
 use kvm_ioctls::{VcpuFd, VmFd};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,8 @@ use super::machine::Machine;
 use super::memory::{self, GuestMem};
 
 const MAGIC: &str = "FERRITE-VMSTATE";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: no PIT state (machines have no PIT since).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 pub struct VcpuState {
@@ -58,7 +59,6 @@ pub struct MachineState {
     pub pic_master: kvm_irqchip,
     pub pic_slave: kvm_irqchip,
     pub ioapic: kvm_irqchip,
-    pub pit: kvm_pit_state2,
     pub clock: kvm_clock_data,
     pub serial: SerialSnapshot,
     pub virtio: Vec<TransportState>,
@@ -175,7 +175,6 @@ fn irqchip(vm: &VmFd, id: u32) -> Result<kvm_irqchip> {
 }
 
 pub fn restore_vm(vm: &VmFd, s: &MachineState) -> Result<()> {
-    vm.set_pit2(&s.pit).map_err(VmmError::kvm("KVM_SET_PIT2"))?;
     let mut clock = s.clock;
     clock.flags = 0;
     vm.set_clock(&clock)
@@ -280,7 +279,6 @@ pub fn save(machine: &Machine, dir: &Path) -> Result<()> {
         pic_master: irqchip(vm, KVM_IRQCHIP_PIC_MASTER)?,
         pic_slave: irqchip(vm, KVM_IRQCHIP_PIC_SLAVE)?,
         ioapic: irqchip(vm, KVM_IRQCHIP_IOAPIC)?,
-        pit: vm.get_pit2().map_err(VmmError::kvm("KVM_GET_PIT2"))?,
         clock: vm.get_clock().map_err(VmmError::kvm("KVM_GET_CLOCK"))?,
         serial,
         virtio: machine

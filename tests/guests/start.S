@@ -27,29 +27,9 @@
 _start32:
         cli
         movl %ebx, %esi                 /* hvm_start_info */
-        /* four page directories mapping 0..4 GiB with 2 MiB pages */
-        movl $pd, %edi
-        movl $PAGE_FLAGS, %eax
-        xorl %edx, %edx
-        movl $2048, %ecx
-1:      movl %eax, (%edi)
-        movl %edx, 4(%edi)
-        addl $0x200000, %eax
-        adcl $0, %edx
-        addl $8, %edi
-        loop 1b
-        movl $pdpt, %edi
-        movl $pd, %eax
-        orl $3, %eax
-        movl $4, %ecx
-2:      movl %eax, (%edi)
-        movl $0, 4(%edi)
-        addl $0x1000, %eax
-        addl $8, %edi
-        loop 2b
-        movl $pdpt, %eax
-        orl $3, %eax
-        movl %eax, pml4
+        /* The page tables are built at link time (below, in .data), as Linux's early ones
+         * are: a loop here would run with paging off, which a software-assisted hypervisor
+         * emulates one instruction at a time. */
         movl %cr4, %eax
         orl $0x20, %eax                 /* PAE */
         movl %eax, %cr4
@@ -81,25 +61,7 @@ from32:
 _start64:
         cli
         movq %rsi, %r12                 /* zero page */
-        /* the VMM maps only the first GiB; build our own 4 GiB map */
-        movq $pd, %rdi
-        movq $PAGE_FLAGS, %rax
-        movq $2048, %rcx
-3:      movq %rax, (%rdi)
-        addq $0x200000, %rax
-        addq $8, %rdi
-        loop 3b
-        movq $pdpt, %rdi
-        movq $pd, %rax
-        orq $3, %rax
-        movq $4, %rcx
-4:      movq %rax, (%rdi)
-        addq $0x1000, %rax
-        addq $8, %rdi
-        loop 4b
-        movq $pdpt, %rax
-        orq $3, %rax
-        movq %rax, pml4
+        /* the VMM maps only the first GiB; switch to our own 4 GiB map */
         movq $pml4, %rax
         movq %rax, %cr3
         lgdt gdt_desc
@@ -166,10 +128,25 @@ gdt_desc:
         .word gdt_desc - gdt - 1
         .quad gdt
 
+/* Identity map of 0..4 GiB with 2 MiB pages: one PML4 entry, four PDPT entries, four page
+ * directories of 512 entries each. */
+        .section .data
+        .align 4096
+pml4:   .quad pdpt + 3
+        .fill 511, 8, 0
+pdpt:   .quad pd + 3
+        .quad pd + 0x1000 + 3
+        .quad pd + 0x2000 + 3
+        .quad pd + 0x3000 + 3
+        .fill 508, 8, 0
+pd:
+        .set page, 0
+        .rept 2048
+        .quad page + PAGE_FLAGS
+        .set page, page + 0x200000
+        .endr
+
         .section .bss
         .align 4096
-pml4:   .skip 4096
-pdpt:   .skip 4096
-pd:     .skip 4096 * 4
         .skip 16384
 stack_top:
