@@ -66,6 +66,9 @@ impl RunControl {
     }
 }
 
+/// A machine's vCPUs, each shared by its thread and the control socket.
+type Vcpus = Vec<Arc<Mutex<VcpuFd>>>;
+
 /// Where serial output goes.
 pub struct SerialSetup {
     pub stdout: bool,
@@ -131,49 +134,27 @@ impl Machine {
                 memory::create(config.memory_mib, config.hugepages)?
             }
         };
-        memory::register(&vm, &mem)?;
-
         let (events_tx, events_rx) = channel();
-        let devices = Arc::new(build_devices(&vm, &mem, &config, serial, &events_tx)?);
-
         if restore.is_none() {
-            let (entry, kernel) = boot::load_kernel(&mem, &config.kernel)?;
-            let initrd = match &config.initrd {
-                Some(p) => Some(boot::load_initrd(&mem, p, boot::initrd_limit(&kernel))?),
-                None => None,
-            };
-            let cmdline = full_cmdline(&config);
-            boot::load_cmdline(&mem, &cmdline)?;
-            match entry.mode {
-                BootMode::Pvh => boot::write_pvh_info(&mem, initrd)?,
-                BootMode::Linux64 => boot::write_zero_page(&mem, &kernel, cmdline.len(), initrd)?,
-            }
-            let mmio: Vec<acpi::MmioDevice> = (0..devices.virtio.len())
-                .map(|i| acpi::MmioDevice {
-                    base: layout::mmio_slot(i),
-                    gsi: layout::VIRTIO_GSI_BASE + i as u32,
-                })
-                .collect();
-            acpi::write_tables(&mem, config.vcpus, &mmio)?;
-            let mut vcpus = Vec::new();
-            for i in 0..config.vcpus {
-                let fd = vm
-                    .create_vcpu(u64::from(i))
-                    .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-                cpu::setup_cpuid(&kvm, &fd, i, config.vcpus)?;
-                cpu::setup_msrs(&fd)?;
-                cpu::setup_lapic(&fd)?;
-                if i == 0 {
-                    cpu::setup_regs(&fd, entry)?;
-                    cpu::setup_sregs(&mem, &fd, entry.mode)?;
-                    cpu::setup_fpu(&fd)?;
-                }
-                vcpus.push(Arc::new(Mutex::new(fd)));
-            }
+            // Registering guest RAM is one ioctl that takes 4-7 ms on nested KVM whatever the
+            // size; nothing below needs it until the first KVM_RUN (the guest image and tables
+            // are written through our own mapping), so it runs beside the rest of the setup.
+            let (devices, vcpus) = std::thread::scope(|s| -> Result<_> {
+                let slot = s.spawn(|| memory::register(&vm, &mem));
+                let built = Self::prepare_boot(&kvm, &vm, &mem, &config, serial, &events_tx);
+                let registered = slot.join().unwrap_or_else(|_| {
+                    Err(VmmError::Config("registering guest memory panicked".into()))
+                });
+                let built = built?;
+                registered?;
+                Ok(built)
+            })?;
             return Ok(Self::assemble(
                 config, kvm, vm, mem, vcpus, devices, events_tx, events_rx,
             ));
         }
+        memory::register(&vm, &mem)?;
+        let devices = Arc::new(build_devices(&vm, &mem, &config, serial, &events_tx)?);
         let (state, _) = restore.ok_or_else(|| VmmError::State("no state".into()))?;
         let mut vcpus = Vec::new();
         for (i, vs) in state.vcpus.iter().enumerate() {
@@ -189,6 +170,53 @@ impl Machine {
         Ok(Self::assemble(
             config, kvm, vm, mem, vcpus, devices, events_tx, events_rx,
         ))
+    }
+
+    /// A fresh machine's devices and vCPUs, with the guest image, boot structures and ACPI
+    /// tables written into its memory.
+    fn prepare_boot(
+        kvm: &Kvm,
+        vm: &VmFd,
+        mem: &GuestMem,
+        config: &MachineConfig,
+        serial: SerialSetup,
+        events_tx: &Sender<VmEvent>,
+    ) -> Result<(Arc<Devices>, Vcpus)> {
+        let devices = Arc::new(build_devices(vm, mem, config, serial, events_tx)?);
+        let (entry, kernel) = boot::load_kernel(mem, &config.kernel)?;
+        let initrd = match &config.initrd {
+            Some(p) => Some(boot::load_initrd(mem, p, boot::initrd_limit(&kernel))?),
+            None => None,
+        };
+        let cmdline = full_cmdline(config);
+        boot::load_cmdline(mem, &cmdline)?;
+        match entry.mode {
+            BootMode::Pvh => boot::write_pvh_info(mem, initrd)?,
+            BootMode::Linux64 => boot::write_zero_page(mem, &kernel, cmdline.len(), initrd)?,
+        }
+        let mmio: Vec<acpi::MmioDevice> = (0..devices.virtio.len())
+            .map(|i| acpi::MmioDevice {
+                base: layout::mmio_slot(i),
+                gsi: layout::VIRTIO_GSI_BASE + i as u32,
+            })
+            .collect();
+        acpi::write_tables(mem, config.vcpus, &mmio)?;
+        let mut vcpus = Vec::new();
+        for i in 0..config.vcpus {
+            let fd = vm
+                .create_vcpu(u64::from(i))
+                .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+            cpu::setup_cpuid(kvm, &fd, i, config.vcpus)?;
+            cpu::setup_msrs(&fd)?;
+            cpu::setup_lapic(&fd)?;
+            if i == 0 {
+                cpu::setup_regs(&fd, entry)?;
+                cpu::setup_sregs(mem, &fd, entry.mode)?;
+                cpu::setup_fpu(&fd)?;
+            }
+            vcpus.push(Arc::new(Mutex::new(fd)));
+        }
+        Ok((devices, vcpus))
     }
 
     #[allow(clippy::too_many_arguments)]
