@@ -127,6 +127,15 @@ impl Tf {
         }
     }
 
+    /// Asserts that a plan has changes and its output shows every one of `phrases`.
+    fn plan_shows(&self, phrases: &[&str]) {
+        let (code, out) = self.plan(&[]);
+        assert_eq!(code, 2, "expected changes:\n{out}");
+        for p in phrases {
+            assert!(out.contains(p), "the plan does not show {p:?}:\n{out}");
+        }
+    }
+
     /// `plan -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
     fn plan(&self, extra: &[&str]) -> (i32, String) {
         let mut args = vec!["plan", "-detailed-exitcode", "-input=false", "-no-color"];
@@ -301,8 +310,7 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     tf.import_round_trip(&d, "ferrite_bridge.br", "tfbr1", &["timeouts"]);
     // Removing an optional field from the configuration clears it (an update with null).
     tf.config(&bridge("tfbr1", "v2", 1400).replace("  comment   = \"v2\"\n", ""));
-    let (code, out) = tf.plan(&[]);
-    assert!(code == 2 && out.contains("- comment"), "{out}");
+    tf.plan_shows(&["- comment"]);
     tf.apply();
     assert!(c
         .get("/network/bridges/tfbr1")
@@ -376,13 +384,11 @@ resource "ferrite_vlan" "v" {{
     assert_eq!(c.get("/network/vlans/tfvbr0.10").body["vlan_id"], 10);
     // Bond setting in place; VLAN id forces a new interface.
     tf.config(&cfg(200, 10));
-    let (code, out) = tf.plan(&[]);
-    assert!(code == 2 && out.contains("updated in-place"), "{out}");
+    tf.plan_shows(&["updated in-place"]);
     tf.apply();
     assert_eq!(c.get("/network/bonds/tfbond0").body["miimon"], 200);
     tf.config(&cfg(200, 20));
-    let (code, out) = tf.plan(&[]);
-    assert!(code == 2 && out.contains("must be replaced"), "{out}");
+    tf.plan_shows(&["must be replaced"]);
     tf.apply();
     let l = links(&ns);
     assert!(l.contains(&"tfvbr0.20".to_string()) && !l.contains(&"tfvbr0.10".to_string()));
@@ -393,24 +399,17 @@ resource "ferrite_vlan" "v" {{
     let r = c.put("/network/bonds/tfbond0", json!({"miimon": 300}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(c.delete("/network/vlans/tfvbr0.20").status, 204);
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2 && out.contains("miimon") && out.contains("will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&["miimon", "will be created"]);
     tf.apply();
     assert_eq!(c.get("/network/bonds/tfbond0").body["miimon"], 200);
     assert!(links(&ns).contains(&"tfvbr0.20".to_string()));
     // The VLAN interface's MTU changes in place; a bond's mode forces a new bond (the spare
     // one: a bond that is a bridge port cannot be deleted under its bridge).
     tf.config(&cfg_full(200, 20, "balance-xor", 1400));
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2
-            && out.contains("ferrite_vlan.v will be updated in-place")
-            && out.contains("ferrite_bond.spare must be replaced"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "ferrite_vlan.v will be updated in-place",
+        "ferrite_bond.spare must be replaced",
+    ]);
     tf.apply();
     let l = ns.links();
     assert_eq!(l["tfvbr0.20"]["mtu"], 1400, "{l:?}");
@@ -558,13 +557,10 @@ output "token" {{
         .status,
         200
     );
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2
-            && out.contains("ferrite_group.ops will be updated in-place")
-            && out.contains("ferrite_role.auditor will be updated in-place"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "ferrite_group.ops will be updated in-place",
+        "ferrite_role.auditor will be updated in-place",
+    ]);
     tf.apply();
     assert_eq!(c.get("/access/groups/ops").body["comment"], "operators");
     assert_eq!(
@@ -593,11 +589,7 @@ output "token" {{
     // A token revoked out of band is planned for re-creation, and the new one works.
     assert_eq!(c.delete(&format!("/access/tokens/{token_id}")).status, 204);
     assert_eq!(tok.get("/access/me").status, 401);
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2 && out.contains("ferrite_api_token.t will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&["ferrite_api_token.t will be created"]);
     tf.apply();
     let (_, out) = tf.run(&["output", "-raw", "token"]);
     let tok = c.with_token(out.trim());
@@ -711,8 +703,7 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
     assert_eq!(out.trim(), common::sh("uname -r").trim());
     // Growing is in place and real.
     tf.config(&cfg(16 << 20));
-    let (code, out) = tf.plan(&[]);
-    assert!(code == 2 && out.contains("updated in-place"), "{out}");
+    tf.plan_shows(&["updated in-place"]);
     tf.apply();
     assert_eq!(on_disk(&vol_file), 16 << 20);
     // Shrinking is refused at plan time, naming the attribute.
@@ -763,11 +754,7 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
         r#""images", "iso", "backup""#,
         "data2.raw",
     ));
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2 && out.contains("ferrite_volume.v must be replaced"),
-        "{out}"
-    );
+    tf.plan_shows(&["ferrite_volume.v must be replaced"]);
     tf.apply();
     assert!(!vol_file.exists());
     let vol2 = c.get("/storage/pools/tfpool/volumes/data2.raw");
@@ -776,22 +763,6 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
     // A pool's path forces a new pool (once it holds no volume; a pool with volumes is
     // refused deletion, so Terraform stops before losing data).
     let pool_dir2 = d.data().join("tfpool2");
-    tf.config(&format!(
-        r#"resource "ferrite_storage_pool" "p" {{
-  name    = "tfpool"
-  type    = "dir"
-  path    = "{}"
-  content = ["images", "template"]
-  comment = "pool for terraform"
-}}
-"#,
-        pool_dir.display()
-    ));
-    tf.apply();
-    assert!(!vol_file.exists());
-    // Templates in the pool are listed by the ferrite_templates data source.
-    let tpl = common::busybox_template(&d.data());
-    common::upload_to(&c, "tfpool", &tpl, "busybox.tar.gz", "template");
     let templates = |dir: &PathBuf| {
         format!(
             r#"resource "ferrite_storage_pool" "p" {{
@@ -812,6 +783,11 @@ output "templates" {{ value = [for t in data.ferrite_templates.t.items : t.name]
     };
     tf.config(&templates(&pool_dir));
     tf.apply();
+    assert!(!vol_file.exists());
+    // Templates in the pool are listed by the ferrite_templates data source.
+    let tpl = common::busybox_template(&d.data());
+    common::upload_to(&c, "tfpool", &tpl, "busybox.tar.gz", "template");
+    tf.apply();
     let (_, out) = tf.run(&["output", "-json", "templates"]);
     assert_eq!(out.trim(), r#"["busybox.tar.gz"]"#);
     assert_eq!(
@@ -820,11 +796,7 @@ output "templates" {{ value = [for t in data.ferrite_templates.t.items : t.name]
         204
     );
     tf.config(&templates(&pool_dir2));
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2 && out.contains("ferrite_storage_pool.p must be replaced"),
-        "{out}"
-    );
+    tf.plan_shows(&["ferrite_storage_pool.p must be replaced"]);
     tf.apply();
     let p = c.get("/storage/pools/tfpool").body;
     assert_eq!(p["path"], pool_dir2.display().to_string(), "{p}");
@@ -1179,11 +1151,7 @@ resource "ferrite_snapshot" "ct" {
         c.delete(&format!("/vms/{vm_id}/snapshots/first")).status,
         204
     );
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2 && out.contains("ferrite_snapshot.vm will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&["ferrite_snapshot.vm will be created"]);
     tf.apply();
     let vs = c.get(&format!("/vms/{vm_id}/snapshots")).body.clone();
     assert!(vs.to_string().contains("\"first\""), "{vs}");
@@ -1199,8 +1167,7 @@ resource "ferrite_snapshot" "ct" {
         c.post(&format!("/vms/{vm_id}/start"), json!({})).status,
         200
     );
-    let (code, out) = tf.plan(&[]);
-    assert!(code == 2 && out.contains("running"), "{out}");
+    tf.plan_shows(&["running"]);
     tf.apply();
     assert_eq!(vm_state(&c), "stopped");
     tf.import_round_trip(
@@ -1211,13 +1178,10 @@ resource "ferrite_snapshot" "ct" {
     );
     // A guest's name forces a new guest (and its snapshots with it).
     tf.config(&cfg_named(64, false, true, snaps, "tfvm2", "tfct2"));
-    let (code, out) = tf.plan(&[]);
-    assert!(
-        code == 2
-            && out.contains("ferrite_vm.vm must be replaced")
-            && out.contains("ferrite_container.ct must be replaced"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "ferrite_vm.vm must be replaced",
+        "ferrite_container.ct must be replaced",
+    ]);
     tf.apply();
     assert_eq!(c.get(&format!("/vms/{vm_id}")).status, 404);
     assert_eq!(c.get(&format!("/containers/{ct_id}")).status, 404);

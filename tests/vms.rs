@@ -45,6 +45,18 @@ fn setup_in(d: &Daemon) -> Client {
     c
 }
 
+/// A daemon with the micro-guests uploaded and a guard that reaps its VMs, or `None` (the
+/// skip recorded) where `/dev/kvm` cannot be used.
+fn vm_daemon(test: &str) -> Option<(Daemon, Client, Reap)> {
+    if !common::kvm_or_skip(test) {
+        return None;
+    }
+    let d = Daemon::start();
+    let c = setup_in(&d);
+    let reap = Reap(c.clone());
+    Some((d, c, reap))
+}
+
 fn create(c: &Client, body: Value) -> i64 {
     let r = c.post("/vms", body);
     assert_eq!(r.status, 201, "{}", r.text);
@@ -116,12 +128,11 @@ fn vmm_processes(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn micro_guests_boot_through_the_api_on_both_entries_and_power_off() {
-    if !common::kvm_or_skip("micro_guests_boot_through_the_api_on_both_entries_and_power_off") {
+    let Some((d, c, _reap)) =
+        vm_daemon("micro_guests_boot_through_the_api_on_both_entries_and_power_off")
+    else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let pvh = create(
         &c,
         json!({"name": "pvh", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=hello"}),
@@ -164,12 +175,9 @@ fn micro_guests_boot_through_the_api_on_both_entries_and_power_off() {
 
 #[test]
 fn every_vcpu_starts_and_reports() {
-    if !common::kvm_or_skip("every_vcpu_starts_and_reports") {
+    let Some((_d, c, _reap)) = vm_daemon("every_vcpu_starts_and_reports") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let id = create(
         &c,
         json!({"name": "smp", "kernel": "local:guest.elf", "memory": 32, "vcpus": 4, "cmdline": "test=smp cpus=4"}),
@@ -192,12 +200,9 @@ fn every_vcpu_starts_and_reports() {
 /// FADT with our sleep port.
 #[test]
 fn acpi_tables_declare_cpus_and_virtio_devices() {
-    if !common::kvm_or_skip("acpi_tables_declare_cpus_and_virtio_devices") {
+    let Some((_d, c, _reap)) = vm_daemon("acpi_tables_declare_cpus_and_virtio_devices") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let r = c.post(
         "/storage/pools/local/volumes",
         json!({"name": "acpi.raw", "size": 1048576, "content": "images", "format": "raw"}),
@@ -238,12 +243,11 @@ fn volume_path(c: &Client, volid: &str) -> PathBuf {
 
 #[test]
 fn virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse() {
-    if !common::kvm_or_skip("virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse") {
+    let Some((_d, c, _reap)) =
+        vm_daemon("virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse")
+    else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     for name in ["data.raw", "ro.raw"] {
         let r = c.post(
             "/storage/pools/local/volumes",
@@ -298,12 +302,9 @@ fn virtio_blk_writes_reach_the_volume_and_read_only_disks_refuse() {
 
 #[test]
 fn virtio_rng_and_guest_reset_restarts_the_vm() {
-    if !common::kvm_or_skip("virtio_rng_and_guest_reset_restarts_the_vm") {
+    let Some((_d, c, _reap)) = vm_daemon("virtio_rng_and_guest_reset_restarts_the_vm") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let rng = create(
         &c,
         json!({"name": "rng", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=rng"}),
@@ -343,12 +344,11 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
 
 #[test]
 fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
-    if !common::kvm_or_skip("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting") {
+    let Some((_d, c, _reap)) =
+        vm_daemon("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting")
+    else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let r = c.post(
         "/storage/pools/local/volumes",
         json!({"name": "snapdisk.raw", "size": 1048576, "content": "images"}),
@@ -580,12 +580,9 @@ fn virtio_net_exchanges_frames_with_a_peer_on_the_bridge() {
 
 #[test]
 fn bad_input_is_refused_and_leaves_nothing() {
-    if !common::kvm_or_skip("bad_input_is_refused_and_leaves_nothing") {
+    let Some((d, c, _reap)) = vm_daemon("bad_input_is_refused_and_leaves_nothing") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let junk = d.data().join("junk.bin");
     std::fs::write(&junk, b"#!/bin/sh\necho not a kernel\n").expect("write");
     common::upload(&c, &junk, "junk.bin", "snippets");
@@ -747,12 +744,9 @@ fn stock_debian_kernel_boots_to_a_shell_prompt() {
 /// VM powers off. A plain GET is told to upgrade (426), and an anonymous handshake is refused.
 #[test]
 fn serial_console_over_websocket() {
-    if !common::kvm_or_skip("serial_console_over_websocket") {
+    let Some((d, c, _reap)) = vm_daemon("serial_console_over_websocket") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let id = create(
         &c,
         json!({"name": "echo", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=echo"}),
@@ -787,12 +781,9 @@ fn serial_console_over_websocket() {
 /// clone of a template's qcow2 disk is backed by it; bad requests leave nothing behind.
 #[test]
 fn vm_templates_and_full_and_linked_clones() {
-    if !common::kvm_or_skip("vm_templates_and_full_and_linked_clones") {
+    let Some((_d, c, _reap)) = vm_daemon("vm_templates_and_full_and_linked_clones") else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let r = c.post(
         "/storage/pools/local/volumes",
         json!({"name": "tpl.raw", "size": 1048576, "content": "images", "format": "raw"}),
@@ -955,12 +946,11 @@ fn hugepages_back_guest_memory_when_asked() {
 /// instead of being killed at the timeout.
 #[test]
 fn shutdown_presses_the_power_button_and_the_guest_powers_off() {
-    if !common::kvm_or_skip("shutdown_presses_the_power_button_and_the_guest_powers_off") {
+    let Some((d, c, _reap)) =
+        vm_daemon("shutdown_presses_the_power_button_and_the_guest_powers_off")
+    else {
         return;
-    }
-    let d = Daemon::start();
-    let c = setup_in(&d);
-    let _reap = Reap(c.clone());
+    };
     let id = create(
         &c,
         json!({"name": "acpi-off", "kernel": "local:guest.elf", "memory": 32,
