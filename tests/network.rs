@@ -783,3 +783,58 @@ fn the_management_interface_is_found_from_the_default_route() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.header("x-ferrite-confirm-deadline").is_none());
 }
+
+/// The management set follows the links under the one with the default route: with the
+/// route on a bridge whose port is a bond, and on a VLAN interface on that bridge, changing
+/// the bond or the bridge opens a confirm window too. Needs bonding and 802.1Q (kernel VM
+/// where this kernel lacks them).
+#[test]
+fn management_detection_follows_lower_links() {
+    let missing = common::missing_vlan_features();
+    if !missing.is_empty() {
+        if common::rerun_in_kernel_vm("management_detection_follows_lower_links") {
+            return;
+        }
+        common::skip(
+            "network::management_detection_follows_lower_links",
+            &format!("this kernel lacks {}", missing.join(", ")),
+        );
+        return;
+    }
+    let app = NetNs::new("app");
+    app.ip("link add m0 type veth peer name m0peer");
+    let d = Daemon::start_in(&app);
+    let root = d.root();
+    let r = root.post(
+        "/network/batch",
+        json!({"bonds": [{"name": "mb0", "mode": "active-backup", "members": ["m0"]}],
+               "bridges": [{"name": "mbr0", "ports": {"mb0": {}}, "addresses": ["10.66.0.1/24"]}],
+               "vlans": [{"parent": "mbr0", "vlan_id": 7, "addresses": ["10.67.0.1/24"]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The default route leaves through the VLAN interface on the bridge on the bond.
+    app.ip("route add default via 10.67.0.254 dev mbr0.7");
+    let items = root.get("/network/interfaces").body["items"].clone();
+    let mgmt: Vec<&str> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["management"] == true)
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    for n in ["mbr0.7", "mbr0", "mb0", "m0"] {
+        assert!(mgmt.contains(&n), "{n} not in the management set {mgmt:?}");
+    }
+    let r = root.put(
+        "/network/bonds/mb0?confirm_timeout=30",
+        json!({"miimon": 200}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("x-ferrite-confirm-deadline").is_some(),
+        "{}",
+        r.text
+    );
+    let c = root.post("/network/confirm", json!({}));
+    assert_eq!(c.body["confirmed"], json!(["mb0"]));
+}

@@ -245,6 +245,12 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     let d = Daemon::start_in(&ns);
     let c = d.root();
     ns.ip("link add tfp0 type veth peer name tfp1");
+    // tfp0 carries the namespace's default route, so the daemon treats it as the management
+    // interface: every change below opens a confirm window, which the provider confirms once
+    // the daemon answers after the change (otherwise the daemon would roll it back).
+    ns.ip("link set tfp0 up");
+    ns.ip("addr add 10.98.5.1/24 dev tfp0");
+    ns.ip("route add default via 10.98.5.254 dev tfp0");
     let tf = Tf::new(&d);
     let bridge = |name: &str, comment: &str, mtu: u32| {
         format!(
@@ -262,6 +268,11 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     };
     tf.config(&bridge("tfbr0", "v1", 1500));
     tf.apply();
+    let b = c.get("/network/bridges/tfbr0").body;
+    assert!(
+        b["status"]["confirm_deadline"].is_null(),
+        "the provider left the change unconfirmed: {b}"
+    );
     // The kernel has it, with its port: read back through netlink, not our store.
     let l = ns.links();
     assert!(l.contains_key("tfbr0"), "{l:?}");
@@ -292,8 +303,10 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     );
 
     // Drift: a change made behind Terraform's back shows in the plan and the apply repairs it.
+    // (Out-of-band changes touch the management interface too; the admin confirms them.)
     let r = c.put("/network/bridges/tfbr1", json!({"comment": "by hand"}));
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(c.post("/network/confirm", json!({})).status, 200);
     let (code, out) = tf.plan(&[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("\"by hand\" -> \"v2\""), "{out}");
@@ -301,6 +314,7 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     assert_eq!(c.get("/network/bridges/tfbr1").body["comment"], "v2");
     // Deleted out of band: planned for re-creation, not an error.
     assert_eq!(c.delete("/network/bridges/tfbr1").status, 204);
+    assert_eq!(c.post("/network/confirm", json!({})).status, 200);
     let (code, out) = tf.plan(&[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("will be created"), "{out}");

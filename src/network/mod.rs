@@ -280,7 +280,8 @@ impl Network {
             Management::Auto { listen } => {
                 let found = async {
                     let idx = self.kernel.default_route_links().await?;
-                    self.kernel.link_names(&idx, *listen).await
+                    let top = self.kernel.link_names(&idx, *listen).await?;
+                    self.with_lower_links(top).await
                 }
                 .await;
                 found.unwrap_or_else(|e| {
@@ -289,6 +290,45 @@ impl Network {
                 })
             }
         }
+    }
+
+    /// `names` plus every link they sit on, followed down: a bridge's ports, a bond's
+    /// members, a VLAN interface's parent. Changing any of those can cut the management
+    /// address off as surely as changing the link that holds it.
+    async fn with_lower_links(
+        &self,
+        mut names: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeSet<String>, KernelError> {
+        // Each round goes one level down; stacks are a few levels deep at most.
+        for _ in 0..8 {
+            let list: Vec<String> = names.iter().cloned().collect();
+            let snap = self.kernel.snapshot_of(&list, &[], false).await?;
+            let by_index: HashMap<u32, &str> =
+                snap.values().map(|l| (l.index, l.name.as_str())).collect();
+            let mut parents = std::collections::BTreeSet::new();
+            let mut next = names.clone();
+            for l in snap.values() {
+                let master_in_set = l
+                    .master
+                    .and_then(|m| by_index.get(&m))
+                    .is_some_and(|m| names.contains(*m));
+                if master_in_set {
+                    next.insert(l.name.clone());
+                }
+                // (IFLA_LINK also names a veth's peer, possibly in another namespace.)
+                if names.contains(&l.name) && l.kind == "vlan" {
+                    if let Some(p) = l.vlan_parent {
+                        parents.insert(p);
+                    }
+                }
+            }
+            next.extend(self.kernel.link_names(&parents, None).await?);
+            if next == names {
+                break;
+            }
+            names = next;
+        }
+        Ok(names)
     }
 
     /// The pending confirmation for an object, if any.

@@ -52,16 +52,22 @@ impl RateLimit {
         (r.rx.is_some() || r.tx.is_some()).then_some(r)
     }
 
-    /// The burst for a rate: what was asked, else 10 ms at the rate, at least 16 KiB (a
-    /// burst below one TSO segment stalls TCP).
+    /// The burst for a rate: what was asked, else 10 ms at the rate; never below
+    /// [`MIN_BURST`].
     fn burst_for(&self, rate: u64) -> u32 {
-        if self.burst > 0 {
-            return self.burst;
-        }
-        (rate / 100).clamp(16 * 1024, u64::from(u32::MAX)) as u32
+        let want = if self.burst > 0 {
+            u64::from(self.burst)
+        } else {
+            rate / 100
+        };
+        want.clamp(u64::from(MIN_BURST), u64::from(u32::MAX)) as u32
     }
 }
 
+/// The smallest burst: one full GSO packet (64 KiB) plus a frame. The police action charges
+/// a whole segmentation-offload packet against the bucket at once, and a packet longer than
+/// the bucket can ever hold would be dropped every time, stalling TCP from the guest.
+const MIN_BURST: u32 = 64 * 1024 + 1514;
 /// `TC_LINKLAYER_ETHERNET`: the kernel computes transmit times itself instead of reading
 /// a rate table (which it then only requires to be present, for `police`).
 const LINKLAYER_ETHERNET: u8 = 1;
@@ -76,8 +82,8 @@ const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 /// `PSCHED_SHIFT`: the kernel's traffic-control tick is 64 ns.
 const PSCHED_TICK_NS: u64 = 64;
-/// `htons(ETH_P_ALL)`, as the filter header's protocol half wants it.
-const ETH_P_ALL_BE: u16 = 0x0300;
+/// `ETH_P_ALL` in network byte order, as the filter header's protocol half wants it.
+const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
 /// The handle of the ingress qdisc, `ffff:`.
 const INGRESS: u32 = 0xffff_0000;
 
@@ -285,10 +291,16 @@ mod tests {
         let r = RateLimit::from_json(&json!({"rx_mbps": 8, "tx_mbps": 0.5})).expect("limit");
         assert_eq!(r.rx, Some(1_000_000));
         assert_eq!(r.tx, Some(62_500));
-        assert_eq!(r.burst_for(1_000_000), 16 * 1024);
+        assert_eq!(
+            r.burst_for(1_000_000),
+            MIN_BURST,
+            "a GSO packet always fits"
+        );
         assert_eq!(r.burst_for(1_250_000_000), 12_500_000);
-        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "burst_kib": 64})).expect("limit");
-        assert_eq!((r.tx, r.burst_for(1)), (None, 65536));
+        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "burst_kib": 256})).expect("limit");
+        assert_eq!((r.tx, r.burst_for(1)), (None, 256 * 1024));
+        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "burst_kib": 1})).expect("limit");
+        assert_eq!(r.burst_for(1), MIN_BURST);
         assert_eq!(RateLimit::from_json(&json!({})), None);
     }
 
@@ -300,6 +312,11 @@ mod tests {
         };
         assert_eq!(p.value_len(), 36, "struct tc_tbf_qopt");
         let a = police_action(1_000_000, 16384);
+        assert_eq!(
+            ETH_P_ALL_BE.to_ne_bytes(),
+            [0x00, 0x03],
+            "network byte order"
+        );
         let TcActionAttribute::Options(o) = &a.attributes[1] else {
             panic!("police options")
         };

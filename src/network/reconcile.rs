@@ -560,10 +560,12 @@ pub async fn converge(
         );
         let mut last = None;
         let mut seen = k.write_count();
+        // Links this converge created (or re-created) so far.
+        let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
         for group in sorted.chunk_by(|a, b| order(a) == order(b)) {
-            // Re-read only when this kind sits on a link the read does not show yet (a VLAN on
-            // a bridge created just before): a full read of thousands of links is the
-            // largest cost of a big batch after the writes themselves.
+            // Re-read only when this kind sits on a link the read does not show as it is now
+            // (a VLAN on a bridge created or re-created just before): a full read of
+            // thousands of links is the largest cost of a big batch after the writes.
             let stale = group.iter().any(|d| {
                 d.lower_links()
                     .into_iter()
@@ -571,7 +573,7 @@ pub async fn converge(
                         Desired::Vlan(v) => Some(v.parent.as_str()),
                         _ => None,
                     })
-                    .any(|n| !s.contains_key(n))
+                    .any(|n| !s.contains_key(n) || made.contains(n))
             });
             if last.is_some() && k.write_count() != seen && stale {
                 s = run.snapshot().await?;
@@ -585,6 +587,7 @@ pub async fn converge(
                     fresh.push(d);
                 }
             }
+            made.extend(fresh.iter().map(|d| d.name().to_string()));
             run.create_all(&fresh, &s).await?;
         }
         if k.write_count() != seen {

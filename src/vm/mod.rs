@@ -465,7 +465,9 @@ impl Vms {
     }
 
     /// Spawns `ferrite-vmm` with `args` and waits until its control socket answers.
-    fn spawn_vmm(&self, id: &str, args: &[String]) -> Result<i32, VmError> {
+    /// Starts a `ferrite-vmm` and waits for its control socket; returns its pid and start time
+    /// (for the runtime record).
+    fn spawn_vmm(&self, id: &str, args: &[String]) -> Result<(i32, u64), VmError> {
         let dir = self.vm_dir(id);
         let sock = self.sock(id);
         if let Some(p) = sock.parent() {
@@ -500,6 +502,9 @@ impl Vms {
             .spawn()
             .map_err(|e| VmError::Runtime(format!("running {}: {e}", self.vmm.display())))?;
         let pid = child.id() as i32;
+        // Read now, while the child is ours and not reaped: once `try_wait` below reaps an
+        // early exit, the pid may be reused, and the record must not name another process.
+        let starttime = proc_starttime(pid).map(|(t, _)| t).unwrap_or(0);
         let t0 = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -511,7 +516,7 @@ impl Vms {
                     .and_then(|s| serde_json::from_str::<Value>(&s).ok())
                     .is_some_and(|v| v["reason"] != "error");
                 if ran {
-                    return Ok(pid);
+                    return Ok((pid, starttime));
                 }
                 let out = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
                 let msg = out.trim().trim_start_matches("ferrite-vmm: ");
@@ -520,7 +525,7 @@ impl Vms {
                 )));
             }
             if control::call(&sock, &json!({"op": "status"})).is_ok() {
-                return Ok(pid);
+                return Ok((pid, starttime));
             }
             if t0.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
@@ -533,8 +538,7 @@ impl Vms {
         }
     }
 
-    fn record_runtime(&self, id: &str, pid: i32) {
-        let (starttime, _) = proc_starttime(pid).unwrap_or((0, 'R'));
+    fn record_runtime(&self, id: &str, (pid, starttime): (i32, u64)) {
         let st = RuntimeState {
             pid,
             starttime,
@@ -589,14 +593,14 @@ impl Vms {
                 .unwrap_or(1 << 20)
                 .to_string(),
         ];
-        let pid = match self.spawn_vmm(id, &args) {
+        let spawned = match self.spawn_vmm(id, &args) {
             Ok(p) => p,
             Err(e) => {
                 self.detach(&taps);
                 return Err(e);
             }
         };
-        self.record_runtime(id, pid);
+        self.record_runtime(id, spawned);
         Ok(self.status(id))
     }
 

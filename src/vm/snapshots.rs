@@ -149,14 +149,14 @@ impl Vms {
                 .unwrap_or(1 << 20)
                 .to_string(),
         ];
-        let pid = match self.spawn_vmm(id, &args) {
+        let spawned = match self.spawn_vmm(id, &args) {
             Ok(p) => p,
             Err(e) => {
                 self.detach(&taps);
                 return Err(e);
             }
         };
-        self.record_runtime(id, pid);
+        self.record_runtime(id, spawned);
         if let Err(e) = control::call(&self.sock(id), &json!({"op": "resume"})) {
             self.stop_locked(id);
             return Err(VmError::Runtime(format!(

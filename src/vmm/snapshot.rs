@@ -32,6 +32,9 @@ use super::memory::{self, GuestMem};
 const MAGIC: &str = "FERRITE-VMSTATE";
 /// Version 2: no PIT state (machines have no PIT since).
 pub const FORMAT_VERSION: u32 = 2;
+/// Versions this build restores. Version 1 differs only by the PIT state, which is ignored
+/// when read (the restored machine has no PIT, as a fresh one).
+const READS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 #[derive(Serialize, Deserialize)]
 pub struct VcpuState {
@@ -321,10 +324,14 @@ pub fn load(dir: &Path) -> Result<(MachineState, GuestMem)> {
         .and_then(|v| v.strip_prefix("version "))
         .and_then(|v| v.parse::<u32>().ok())
         .ok_or_else(|| snap_err(&state_path, "missing format version"))?;
-    if version != FORMAT_VERSION {
+    if !READS.contains(&version) {
         return Err(snap_err(
             &state_path,
-            format!("format version {version}; this ferrite-vmm reads version {FORMAT_VERSION}"),
+            format!(
+                "format version {version}; this ferrite-vmm reads versions {} to {}",
+                READS.start(),
+                READS.end()
+            ),
         ));
     }
     let expected = std::str::from_utf8(sum)

@@ -346,7 +346,10 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
             Vec::new()
         };
         return match api.call("DELETE", &path, &query, None, None) {
-            Ok(_) | Err(ApiError::NotFound) => (Value::Null, diags),
+            Ok(_) | Err(ApiError::NotFound) => {
+                diags.extend(confirm_network_change(api, r, prior));
+                (Value::Null, diags)
+            }
             Err(e) => (
                 prior.clone(),
                 problem_diags(&format!("Unable to delete {what}"), &e, &r.attrs),
@@ -423,6 +426,7 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
             }
         }
     }
+    diags.extend(confirm_network_change(api, r, &state_ref));
     // Read after write: state always comes from the object's own endpoint.
     match read_object(api, r, &state_ref) {
         Ok(Some(obj)) => {
@@ -472,6 +476,31 @@ fn pause_for_snapshot(api: &Api, r: &Resource, planned: &Value) -> Option<String
     api.call("POST", &format!("{vm}/pause"), &[], None, None)
         .ok()
         .map(|_| vm)
+}
+
+/// A network change that touched the management interface is rolled back by the daemon
+/// unless confirmed (`commit confirmed`). The provider confirms it once the daemon answers
+/// after the change: that answer is the proof that the change left the API reachable. A
+/// change that cut the provider off is never confirmed, and the daemon puts it back.
+fn confirm_network_change(api: &Api, r: &Resource, state: &Value) -> Vec<pb::Diagnostic> {
+    if !matches!(
+        r.def.name,
+        "ferrite_bridge" | "ferrite_vlan" | "ferrite_bond"
+    ) {
+        return Vec::new();
+    }
+    let Some(name) = state.get(r.def.key).as_str().map(String::from) else {
+        return Vec::new();
+    };
+    let body = serde_json::json!({ "names": [name] });
+    match api.call("POST", "/network/confirm", &[], Some(&body), None) {
+        Ok(_) => Vec::new(),
+        Err(e) => problem_diags(
+            &format!("Unable to confirm the change to {name}; the daemon will roll it back"),
+            &e,
+            &r.attrs,
+        ),
+    }
 }
 
 /// Starts or stops a guest.
