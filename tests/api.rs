@@ -467,12 +467,7 @@ fn tls_with_self_signed_certificate_and_pinning() {
 fn null_in_an_update_clears_optional_fields_only() {
     let d = Daemon::start();
     let c = d.root();
-    common::upload(
-        &c,
-        &common::guests().join("guest.elf"),
-        "guest.elf",
-        "snippets",
-    );
+    common::upload_guests(&c);
     let r = c.post(
         "/vms",
         json!({"name": "nulls", "kernel": "local:guest.elf", "cmdline": "x", "description": "d"}),

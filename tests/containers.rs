@@ -535,14 +535,16 @@ fn containers_on_one_bridge_talk_and_the_bridge_cannot_go_under_them() {
 /// is also a pure cgroup v2 host, so the v2 path is proven there).
 #[test]
 fn containers_in_different_vlans_are_isolated() {
-    if !common::kernel_supports("ip -n NS link add name pbr type bridge vlan_filtering 1") {
-        if common::rerun_in_kernel_vm("containers_in_different_vlans_are_isolated") {
-            return;
-        }
-        common::skip(
-            "containers::containers_in_different_vlans_are_isolated",
-            "this kernel lacks CONFIG_BRIDGE_VLAN_FILTERING and no kernel VM is available",
-        );
+    let missing =
+        if common::kernel_supports("ip -n NS link add name pbr type bridge vlan_filtering 1") {
+            Vec::new()
+        } else {
+            vec!["CONFIG_BRIDGE_VLAN_FILTERING"]
+        };
+    if !common::runs_here(
+        "containers::containers_in_different_vlans_are_isolated",
+        &missing,
+    ) {
         return;
     }
     let (_ns, _d, c) = net_setup("ctvlan");
@@ -1044,43 +1046,44 @@ fn nic_rate_limits_are_enforced_on_the_host_end() {
     let police = "ip -n NS link add name prl type veth peer name prl2 && \
                   ip netns exec NS tc qdisc add dev prl ingress && \
                   ip netns exec NS tc filter add dev prl parent ffff: matchall action police rate 1mbit burst 16k drop";
-    if !common::kernel_supports(police) {
-        {
-            let (ns, d, c) = net_setup("ctrate0");
-            let _reap = Reap(c.clone());
-            assert_eq!(
-                c.post("/network/bridges", json!({"name": "rtbr0"})).status,
-                201
-            );
-            let r = c.post(
-                "/containers",
-                json!({"name": "lim", "template": "local:busybox.tar.gz",
-                       "net": {"net0": {"bridge": "rtbr0", "rate": {"tx_mbps": 1}}}}),
-            );
-            assert_eq!(r.status, 201, "{}", r.text);
-            let id = r.body["id"].as_i64().expect("id");
-            let r = c.post(&format!("/containers/{id}/start"), json!({}));
-            assert_eq!(r.status, 422, "{}", r.text);
-            assert_eq!(r.pointers(), vec!["/net/net0/rate/tx_mbps"], "{}", r.text);
-            assert!(r.text.contains("act_police"), "{}", r.text);
-            assert_eq!(
-                c.get(&format!("/containers/{id}")).body["status"]["state"],
-                "stopped"
-            );
-            let links = ns.links();
-            assert!(
-                !links.keys().any(|l| l.starts_with(&format!("v{id}i"))),
-                "a host end was left: {links:?}"
-            );
-            assert_eq!(leftovers(&d, id), Vec::<String>::new());
-        }
-        if common::rerun_in_kernel_vm("nic_rate_limits_are_enforced_on_the_host_end") {
-            return;
-        }
-        common::skip(
-            "containers::nic_rate_limits_are_enforced_on_the_host_end",
-            "this kernel lacks cls_matchall/act_police and no kernel VM is available",
+    let missing = if common::kernel_supports(police) {
+        Vec::new()
+    } else {
+        vec!["cls_matchall/act_police"]
+    };
+    if !missing.is_empty() {
+        let (ns, d, c) = net_setup("ctrate0");
+        let _reap = Reap(c.clone());
+        assert_eq!(
+            c.post("/network/bridges", json!({"name": "rtbr0"})).status,
+            201
         );
+        let r = c.post(
+            "/containers",
+            json!({"name": "lim", "template": "local:busybox.tar.gz",
+                       "net": {"net0": {"bridge": "rtbr0", "rate": {"tx_mbps": 1}}}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_i64().expect("id");
+        let r = c.post(&format!("/containers/{id}/start"), json!({}));
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert_eq!(r.pointers(), vec!["/net/net0/rate/tx_mbps"], "{}", r.text);
+        assert!(r.text.contains("act_police"), "{}", r.text);
+        assert_eq!(
+            c.get(&format!("/containers/{id}")).body["status"]["state"],
+            "stopped"
+        );
+        let links = ns.links();
+        assert!(
+            !links.keys().any(|l| l.starts_with(&format!("v{id}i"))),
+            "a host end was left: {links:?}"
+        );
+        assert_eq!(leftovers(&d, id), Vec::<String>::new());
+    }
+    if !common::runs_here(
+        "containers::nic_rate_limits_are_enforced_on_the_host_end",
+        &missing,
+    ) {
         return;
     }
     let (ns, _d, c) = net_setup("ctrate");

@@ -406,19 +406,10 @@ fn bad_input_is_refused_and_the_kernel_untouched() {
 /// stops; it is not counted as proof.
 #[test]
 fn vlans_isolate_hosts_and_trunks_carry_both() {
-    let missing = common::missing_vlan_features();
-    if !missing.is_empty() {
-        if common::rerun_in_kernel_vm("vlans_isolate_hosts_and_trunks_carry_both") {
-            return;
-        }
-        common::skip(
-            "network::vlans_isolate_hosts_and_trunks_carry_both",
-            &format!(
-                "this kernel lacks {} (uname -r: {})",
-                missing.join(", "),
-                common::sh("uname -r").trim()
-            ),
-        );
+    if !common::runs_here(
+        "network::vlans_isolate_hosts_and_trunks_carry_both",
+        &common::missing_vlan_features(),
+    ) {
         return;
     }
     let app = NetNs::new("app");
@@ -790,15 +781,10 @@ fn the_management_interface_is_found_from_the_default_route() {
 /// where this kernel lacks them).
 #[test]
 fn management_detection_follows_lower_links() {
-    let missing = common::missing_vlan_features();
-    if !missing.is_empty() {
-        if common::rerun_in_kernel_vm("management_detection_follows_lower_links") {
-            return;
-        }
-        common::skip(
-            "network::management_detection_follows_lower_links",
-            &format!("this kernel lacks {}", missing.join(", ")),
-        );
+    if !common::runs_here(
+        "network::management_detection_follows_lower_links",
+        &common::missing_vlan_features(),
+    ) {
         return;
     }
     let app = NetNs::new("app");

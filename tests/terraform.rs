@@ -292,9 +292,7 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
 
     // The name forces replacement.
     tf.config(&bridge("tfbr1", "v2", 1400));
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("must be replaced"), "{out}");
+    tf.plan_shows(&["must be replaced"]);
     tf.apply();
     let l = links(&ns);
     assert!(
@@ -307,17 +305,13 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
     let r = c.put("/network/bridges/tfbr1", json!({"comment": "by hand"}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(c.post("/network/confirm", json!({})).status, 200);
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("\"by hand\" -> \"v2\""), "{out}");
+    tf.plan_shows(&["\"by hand\" -> \"v2\""]);
     tf.apply();
     assert_eq!(c.get("/network/bridges/tfbr1").body["comment"], "v2");
     // Deleted out of band: planned for re-creation, not an error.
     assert_eq!(c.delete("/network/bridges/tfbr1").status, 204);
     assert_eq!(c.post("/network/confirm", json!({})).status, 200);
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("will be created"), "{out}");
+    tf.plan_shows(&["will be created"]);
     tf.apply();
     assert!(links(&ns).contains(&"tfbr1".to_string()));
 
@@ -342,15 +336,10 @@ fn bridge_lifecycle_update_replace_drift_import_destroy() {
 
 #[test]
 fn vlan_aware_bridge_vlan_and_bond() {
-    let missing = common::missing_vlan_features();
-    if !missing.is_empty() {
-        if common::rerun_in_kernel_vm("vlan_aware_bridge_vlan_and_bond") {
-            return;
-        }
-        common::skip(
-            "terraform::vlan_aware_bridge_vlan_and_bond",
-            &format!("this kernel lacks {}", missing.join(", ")),
-        );
+    if !common::runs_here(
+        "terraform::vlan_aware_bridge_vlan_and_bond",
+        &common::missing_vlan_features(),
+    ) {
         return;
     }
     let ns = NetNs::new("tfvl");
@@ -618,13 +607,10 @@ output "token" {{
         200
     );
     assert_eq!(c.delete(&format!("/access/acl/{acl_id}")).status, 204);
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(
-        out.contains("\"x@example.com\" -> \"alice@example.com\"")
-            && out.contains("ferrite_acl.a will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "\"x@example.com\" -> \"alice@example.com\"",
+        "ferrite_acl.a will be created",
+    ]);
     tf.apply();
     assert_eq!(
         c.get("/access/users/alice@local").body["email"],
@@ -633,13 +619,10 @@ output "token" {{
     // ACL entries and tokens have no update: a change replaces them (a new token secret, the
     // old one revoked).
     tf.config(&cfg_full("second-password", r#""VM.Audit""#, false, "ci2"));
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(
-        out.contains("ferrite_acl.a must be replaced")
-            && out.contains("ferrite_api_token.t must be replaced"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "ferrite_acl.a must be replaced",
+        "ferrite_api_token.t must be replaced",
+    ]);
     tf.apply();
     assert_eq!(
         tok.get("/access/me").status,
@@ -753,13 +736,10 @@ output "kernel" {{ value = data.ferrite_node.n.kernel.release }}
         c.delete("/storage/pools/tfpool/volumes/data.raw").status,
         204
     );
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(
-        out.contains("\"by hand\" -> \"pool for terraform\"")
-            && out.contains("ferrite_volume.v will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&[
+        "\"by hand\" -> \"pool for terraform\"",
+        "ferrite_volume.v will be created",
+    ]);
     tf.apply();
     assert_eq!(on_disk(&vol_file), 16 << 20);
     // A volume's name forces a new volume.
@@ -954,12 +934,7 @@ output "count" {{ value = length(data.ferrite_containers.tf.items) }}
             .status,
         204
     );
-    let (code, out) = tf.plan(&[]);
-    assert_eq!(code, 2, "{out}");
-    assert!(
-        out.contains("running") && out.contains("will be created"),
-        "{out}"
-    );
+    tf.plan_shows(&["running", "will be created"]);
     tf.apply();
     assert_eq!(
         c.get(&format!("/containers/{}", ids[1])).body["status"]["state"],
@@ -1066,12 +1041,7 @@ fn vm_power_state_changes_and_guest_snapshots() {
     let c = d.root();
     let _reap = ReapVms(c.clone());
     let _reap_ct = Reap(c.clone());
-    common::upload(
-        &c,
-        &common::guests().join("guest.elf"),
-        "guest.elf",
-        "snippets",
-    );
+    common::upload_guests(&c);
     let tpl = common::busybox_template(&d.data());
     common::upload(&c, &tpl, "busybox.tar.gz", "template");
     let tf = Tf::new(&d);

@@ -30,18 +30,7 @@ impl Drop for Reap {
 
 fn setup_in(d: &Daemon) -> Client {
     let c = d.root();
-    common::upload(
-        &c,
-        &common::guests().join("guest.elf"),
-        "guest.elf",
-        "snippets",
-    );
-    common::upload(
-        &c,
-        &common::guests().join("guest64.elf"),
-        "guest64.elf",
-        "snippets",
-    );
+    common::upload_guests(&c);
     c
 }
 

@@ -512,6 +512,27 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
+/// Whether a test runs on this host. Where the kernel lacks the features named in `missing`,
+/// the test (`module::name`) is re-run in the kernel VM instead, or recorded as skipped where
+/// no VM can run; either way the caller returns.
+pub fn runs_here(test: &str, missing: &[&str]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let name = test.rsplit("::").next().unwrap_or(test);
+    if !rerun_in_kernel_vm(name) {
+        skip(
+            test,
+            &format!(
+                "this kernel ({}) lacks {}, and no kernel VM is available",
+                sh("uname -r").trim(),
+                missing.join(", ")
+            ),
+        );
+    }
+    false
+}
+
 /// Where this machine's kernel lacks a feature a test needs, re-runs that test inside the
 /// kernel test VM (`scripts/kernel-vm`: Debian's stock kernel under QEMU, sharing this host's
 /// filesystem), so the feature is still proven against a real kernel. Returns true when the
@@ -635,6 +656,14 @@ pub fn kvm_or_skip(test: &str) -> bool {
             skip(test, &format!("/dev/kvm unusable here: {e}"));
             false
         }
+    }
+}
+
+/// Uploads the micro-guests (`guest.elf`, PVH entry; `guest64.elf`, 64-bit entry) into the
+/// `local` pool as `local:guest.elf` and `local:guest64.elf`.
+pub fn upload_guests(c: &Client) {
+    for g in ["guest.elf", "guest64.elf"] {
+        upload(c, &guests().join(g), g, "snippets");
     }
 }
 
