@@ -237,6 +237,9 @@ impl Pool for LvmThinPool {
         })
     }
 
+    /// One `lvcreate`: with activation skip off (`-kn`) and `-ay` the snapshot comes up active,
+    /// so no second `lvchange` is needed. Each lvm process costs a metadata scan, and the clone
+    /// time target (< 1 s for a 10 GiB template) is mostly lvm's own start-up.
     fn linked_clone(&self, base: &VolRef, dst: &VolRef) -> Result<(), StorageError> {
         lvm(
             "making a linked clone",
@@ -245,12 +248,13 @@ impl Pool for LvmThinPool {
                 "-q",
                 "-s",
                 "-kn",
+                "-ay",
                 "-n",
                 &dst.name,
                 &self.lv(&base.name),
             ],
-        )?;
-        self.activate(&dst.name)
+        )
+        .map(|_| ())
     }
 
     fn make_template(&self, v: &VolRef) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@ mod dir;
 mod lvmthin;
 pub mod pool;
 mod qemu_img;
+pub mod sink;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::paging;
 use crate::api::{ApiError, App, Req, Resp};
@@ -522,28 +521,13 @@ async fn receive_upload(
     req: &Req,
 ) -> Result<Resp, ApiError> {
     let expected = req.query_str("sha256").unwrap_or_default().to_string();
-    // The network side only receives; hashing and writing run on a blocking thread fed
-    // through a bounded channel, so TLS decryption and disk writes overlap and memory stays
-    // bounded by the channel (32 frames).
+    // The network side only receives; hashing and writing run on blocking threads fed
+    // through a bounded channel, so TLS decryption, hashing and disk writes overlap and memory
+    // stays bounded by the channels.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let path = incoming.staged.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<String, String> {
-        use std::io::Write;
-        let f = std::fs::File::create(&path)
-            .map_err(|e| format!("creating {}: {e}", path.display()))?;
-        let mut out = std::io::BufWriter::with_capacity(4 << 20, f);
-        let mut h = Sha256::new();
-        while let Some(chunk) = rx.blocking_recv() {
-            h.update(&chunk);
-            out.write_all(&chunk)
-                .map_err(|e| format!("writing the upload: {e}"))?;
-        }
-        let f = out
-            .into_inner()
-            .map_err(|e| format!("writing the upload: {e}"))?;
-        f.sync_all()
-            .map_err(|e| format!("syncing the upload: {e}"))?;
-        Ok(hex::encode(h.finalize()))
+    let writer = tokio::task::spawn_blocking(move || {
+        crate::storage::sink::write_hashed(&path, std::iter::from_fn(|| rx.blocking_recv()))
     });
     let received: Result<(), ApiError> = async {
         while let Some(frame) = body.frame().await {
