@@ -309,31 +309,68 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
         json!({"name": "reset", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=reset"}),
     );
     start(&c, reset);
-    // The guest resets within milliseconds of each start: the daemon counts the restarts it
-    // made, and the console shows the reset.
+    // The guest resets within milliseconds of each start. The daemon restarts the first reset
+    // at once and counts it; the next one waits (back-off), shown as `next_restart_at`.
+    let pending = wait_status(&c, reset, "a restart planned after a back-off", |st| {
+        st["next_restart_at"].is_string()
+    });
+    assert_eq!(pending["state"], "stopped", "{pending}");
+    assert_eq!(pending["last_exit"]["reason"], "reset", "{pending}");
+    assert!(pending["restarts"].as_u64() >= Some(1), "{pending}");
+    assert!(serial(&c, reset).contains("resetting"));
+    // A stop during the back-off cancels the planned restart.
+    let r = c.post(&format!("/vms/{reset}/stop"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["status"]["next_restart_at"].is_null(), "{}", r.text);
+    let due = pending["next_restart_at"]
+        .as_str()
+        .and_then(ferrite::time::parse_rfc3339)
+        .map(|t| t - ferrite::time::now_unix());
+    std::thread::sleep(Duration::from_secs(
+        due.unwrap_or(2).clamp(0, 30) as u64 + 2,
+    ));
+    let st = state(&c, reset);
+    assert_eq!(st["state"], "stopped", "restarted after a stop: {st}");
+    assert_eq!(st["restarts"], pending["restarts"], "{st}");
+    // Started again through the API, a guest that keeps resetting is restarted five times
+    // (after 0, 1, 2, 4 and 8 s), then left stopped with the reason.
+    start(&c, reset);
+    let st = wait_status(&c, reset, "the daemon giving up on restarts", |st| {
+        st["last_exit"]["restarts_stopped"].is_string()
+    });
+    assert_eq!(st["state"], "stopped", "{st}");
+    assert_eq!(st["restarts"], 5, "{st}");
+    assert!(st["next_restart_at"].is_null(), "{st}");
+    assert!(
+        st["last_exit"]["restarts_stopped"]
+            .as_str()
+            .is_some_and(|m| m.contains("6 times within 60 s")),
+        "{st}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&c, reset)["restarts"], 5);
+    assert_eq!(state(&c, reset)["state"], "stopped");
+}
+
+/// Polls the VM's status until `done` holds (up to 120 s).
+fn wait_status(c: &Client, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let t0 = Instant::now();
     loop {
-        let st = state(&c, reset);
-        if st["restarts"].as_u64().unwrap_or(0) >= 2 {
-            assert!(
-                serial(&c, reset).contains("resetting") || st["last_exit"]["reason"] == "reset",
-                "{st}"
-            );
-            break;
+        let st = state(c, id);
+        if done(&st) {
+            return st;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no restart after a reset: {st}"
+            t0.elapsed() < Duration::from_secs(120),
+            "waited 120 s for {what}: {st}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(c.post(&format!("/vms/{reset}/stop"), json!({})).status, 200);
-    assert_eq!(state(&c, reset)["state"], "stopped");
 }
 
 #[test]
 fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
-    let Some((_d, c, _reap)) =
+    let Some((d, c, _reap)) =
         vm_daemon("snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting")
     else {
         return;
@@ -379,6 +416,32 @@ fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
     let r = c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}));
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
+    // A damaged memory file is refused before the disks are rolled back: the disk keeps what
+    // was written after the snapshot, and the VM stays stopped.
+    let disk = std::path::PathBuf::from(
+        c.get("/storage/pools/local/volumes/snapdisk.raw").body["path"]
+            .as_str()
+            .expect("path"),
+    );
+    std::fs::write(&disk, vec![7u8; 4096]).expect("write disk");
+    let mem = d.dir.path().join(format!("vms/{id}/snapshots/s1/memory"));
+    let good = std::fs::read(&mem).expect("snapshot memory file");
+    let mut bad = good.clone();
+    bad[4096] ^= 0xff;
+    std::fs::write(&mem, &bad).expect("damage the memory file");
+    let r = c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.text.contains("memory file is damaged") && r.text.contains("nothing was changed"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        std::fs::read(&disk).expect("read disk")[..4096],
+        [7u8; 4096]
+    );
+    assert_eq!(state(&c, id)["state"], "stopped");
+    std::fs::write(&mem, &good).expect("mend the memory file");
     let r = c.post(&format!("/vms/{id}/snapshots/s1/restore"), json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"]["state"], "running");
@@ -391,11 +454,6 @@ fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
     // A stopped VM's snapshot holds its disks only; its restore rolls them back and leaves
     // the VM stopped.
     assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
-    let disk = std::path::PathBuf::from(
-        c.get("/storage/pools/local/volumes/snapdisk.raw").body["path"]
-            .as_str()
-            .expect("path"),
-    );
     std::fs::write(&disk, vec![1u8; 4096]).expect("write disk");
     let r = c.post(&format!("/vms/{id}/snapshots"), json!({"name": "cold"}));
     assert_eq!(r.status, 201, "{}", r.text);

@@ -6,6 +6,7 @@
 
 mod clones;
 mod control;
+mod restart;
 
 pub use clones::CloneSpec;
 mod snapshots;
@@ -91,6 +92,7 @@ pub struct Vms {
     vmm: PathBuf,
     busy: Mutex<HashSet<String>>,
     scope: String,
+    restart_plan: restart::Restarts,
 }
 
 /// What a kernel file looks like, from its first bytes.
@@ -132,6 +134,7 @@ impl Vms {
             vmm,
             busy: Mutex::new(HashSet::new()),
             scope: crate::container::scope_of(data_dir),
+            restart_plan: restart::Restarts::default(),
         }
     }
 
@@ -235,6 +238,13 @@ impl Vms {
                 let mut v = json!({"state": "stopped"});
                 if let Some(e) = self.last_exit(id) {
                     v["last_exit"] = e;
+                }
+                if let Some(t) = self.restart_plan.pending_at(id) {
+                    let secs = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64().ceil() as i64)
+                        .unwrap_or(0);
+                    v["next_restart_at"] = json!(crate::time::unix_to_rfc3339(secs));
                 }
                 v
             }
@@ -555,6 +565,7 @@ impl Vms {
         let _b = self.claim(id)?;
         // Before the start: the monitor may count a reset as soon as the guest runs.
         self.set_restarts(id, 0);
+        self.restart_plan.forget(id);
         self.start_locked(id)
     }
 
@@ -608,6 +619,8 @@ impl Vms {
     pub fn stop(&self, id: &str) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         self.get(id)?;
+        // A stopped guest waiting for its restart after a reset stays stopped.
+        self.restart_plan.forget(id);
         self.stop_locked(id);
         Ok(self.status(id))
     }
@@ -638,6 +651,7 @@ impl Vms {
     pub fn shutdown(&self, id: &str, timeout: Duration) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         self.get(id)?;
+        self.restart_plan.forget(id);
         if self.running(id) {
             let _ = control::call(&self.sock(id), &json!({"op": "resume"}));
             let _ = control::call(&self.sock(id), &json!({"op": "power_button"}));
@@ -711,6 +725,7 @@ impl Vms {
             }
             self.stop_locked(id);
         }
+        self.restart_plan.forget(id);
         self.finish(id);
         for s in o.body["snapshots"].as_array().into_iter().flatten() {
             if let Some(name) = s["name"].as_str() {
@@ -785,12 +800,43 @@ impl Vms {
             let reason = self.last_exit(&id);
             let shown = reason.clone().unwrap_or(Value::Null).to_string();
             tracing::info!(vm = %id, exit = %shown, "vm stopped on its own");
-            if reason.is_some_and(|r| r["reason"] == "reset") {
-                self.set_restarts(&id, self.restarts(&id) + 1);
-                match self.start_locked(&id) {
-                    Ok(_) => tracing::info!(vm = %id, "restarted after a guest reset"),
-                    Err(e) => tracing::error!(vm = %id, error = %e, "restart after reset failed"),
+            if let Some(mut exit) = reason.filter(|r| r["reason"] == "reset") {
+                match self.restart_plan.plan(&id, Instant::now()) {
+                    restart::Decision::After(d) => {
+                        tracing::info!(vm = %id, delay_ms = d.as_millis() as u64, "guest reset: restart planned")
+                    }
+                    restart::Decision::GiveUp => {
+                        let why = format!(
+                            "the guest reset {} times within {} s; the daemon stopped restarting it (start it through the API)",
+                            restart::BURST + 1,
+                            restart::WINDOW.as_secs()
+                        );
+                        tracing::warn!(vm = %id, "{why}");
+                        exit["restarts_stopped"] = json!(why);
+                        let _ =
+                            std::fs::write(self.vm_dir(&id).join("exit.json"), exit.to_string());
+                    }
                 }
+            }
+        }
+        self.restart_due();
+    }
+
+    /// Makes the planned restarts that are due. A VM busy with an API call is tried again on
+    /// the next round; one that is running again, or gone, needs none.
+    fn restart_due(&self) {
+        for id in self.restart_plan.due(Instant::now()) {
+            let Some(_b) = self.try_claim(&id) else {
+                continue;
+            };
+            self.restart_plan.done(&id);
+            if self.running(&id) || self.get(&id).is_err() {
+                continue;
+            }
+            self.set_restarts(&id, self.restarts(&id) + 1);
+            match self.start_locked(&id) {
+                Ok(_) => tracing::info!(vm = %id, "restarted after a guest reset"),
+                Err(e) => tracing::error!(vm = %id, error = %e, "restart after reset failed"),
             }
         }
     }

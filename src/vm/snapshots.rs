@@ -113,6 +113,7 @@ impl Vms {
                 "vm {id} is running; stop it before restoring a snapshot"
             )));
         }
+        self.restart_plan.forget(id);
         let dir = self.snapshot_dir(id, name);
         let Some(entry) = o.body["snapshots"]
             .as_array()
@@ -124,6 +125,15 @@ impl Vms {
         let vmstate = entry["vmstate"].as_bool().unwrap_or(true);
         if vmstate && !dir.join("vmstate").exists() {
             return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+        }
+        // A rollback cannot be undone, so everything that can be checked is checked first: a
+        // damaged or unreadable machine state leaves the disks as they are.
+        if vmstate {
+            crate::vmm::snapshot::verify(&dir).map_err(|e| {
+                VmError::Conflict(format!(
+                    "vm {id} snapshot {name} cannot be restored ({e}); nothing was changed"
+                ))
+            })?;
         }
         for v in Self::writable_disks(&o.body) {
             self.storage.rollback(&v, name)?;

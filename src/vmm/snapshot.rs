@@ -307,8 +307,9 @@ pub fn save(machine: &Machine, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads and verifies a snapshot; returns its state and guest memory filled from it.
-pub fn load(dir: &Path) -> Result<(MachineState, GuestMem)> {
+/// Reads the state file: magic, a version this build reads, the checksum of the JSON, and a
+/// valid machine configuration.
+fn read_state(dir: &Path) -> Result<MachineState> {
     let state_path = dir.join("vmstate");
     let raw = std::fs::read(&state_path).map_err(|e| VmmError::io(&state_path, e))?;
     let mut lines = raw.splitn(4, |b| *b == b'\n');
@@ -346,6 +347,40 @@ pub fn load(dir: &Path) -> Result<(MachineState, GuestMem)> {
     }
     let state: MachineState = serde_json::from_slice(json).map_err(|e| snap_err(&state_path, e))?;
     state.config.validate()?;
+    Ok(state)
+}
+
+/// Checks a snapshot without loading it: the state file as [`load`] reads it, and the memory
+/// file's length and checksum, streamed. The daemon calls this before it rolls a VM's disks
+/// back, so a damaged or unreadable snapshot is refused while the disks are still untouched.
+pub fn verify(dir: &Path) -> Result<()> {
+    let state = read_state(dir)?;
+    let mem_path = dir.join("memory");
+    let mut f = File::open(&mem_path).map_err(|e| VmmError::io(&mem_path, e))?;
+    let len = f.metadata().map_err(|e| VmmError::io(&mem_path, e))?.len();
+    if len != state.memory_bytes {
+        return Err(snap_err(
+            &mem_path,
+            format!(
+                "the memory file holds {len} bytes, the state says {}: the snapshot is damaged",
+                state.memory_bytes
+            ),
+        ));
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut f, &mut hasher).map_err(|e| VmmError::io(&mem_path, e))?;
+    if hex::encode(hasher.finalize()) != state.memory_sha256 {
+        return Err(snap_err(
+            &mem_path,
+            "checksum mismatch: the memory file is damaged",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and verifies a snapshot; returns its state and guest memory filled from it.
+pub fn load(dir: &Path) -> Result<(MachineState, GuestMem)> {
+    let state = read_state(dir)?;
     let mem = memory::create(state.config.memory_mib, state.config.hugepages)?;
     if memory::size(&mem) != state.memory_bytes {
         return Err(snap_err(

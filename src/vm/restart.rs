@@ -1,0 +1,172 @@
+//! When to restart a guest that reset itself.
+//!
+//! A reset is a reboot, so the first one is restarted at once. A guest that keeps resetting
+//! (a kernel that panics with `panic=1`, a broken bootloader) would otherwise be restarted
+//! forever, four times a second, burning a core and flooding the log. So restarts within
+//! [`WINDOW`] of each other wait longer each time (1 s, 2 s, 4 s, ... up to [`MAX_DELAY`]),
+//! and after [`BURST`] of them the daemon gives up and leaves the guest stopped, saying why.
+//! The same idea as systemd's `StartLimitBurst` with `RestartSec` back-off.
+//!
+//! The plan lives in memory: a daemon restart forgets past resets, which errs on the side of
+//! restarting the guest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Restarts within this long of the latest one count towards [`BURST`] and the back-off.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Restarts within [`WINDOW`] after which the next reset is not restarted.
+pub const BURST: usize = 5;
+/// The delay before the second restart within the window; each later one doubles it.
+const FIRST_DELAY: Duration = Duration::from_secs(1);
+const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// What to do about a reset.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Restart after this delay (zero: at once).
+    After(Duration),
+    /// Do not restart: `BURST` restarts already happened within `WINDOW`.
+    GiveUp,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// When restarts were planned, oldest first, pruned to [`WINDOW`].
+    recent: VecDeque<Instant>,
+    /// A planned restart: when it is due (monotonic, and wall clock for the API).
+    due: Option<(Instant, SystemTime)>,
+}
+
+/// Planned restarts of every VM.
+#[derive(Default)]
+pub struct Restarts {
+    vms: Mutex<HashMap<String, Entry>>,
+}
+
+impl Restarts {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
+        let mut m = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut m)
+    }
+
+    /// A guest reset at `now`: plans its restart, or gives up.
+    pub fn plan(&self, id: &str, now: Instant) -> Decision {
+        self.with(|m| {
+            let e = m.entry(id.to_string()).or_default();
+            while e
+                .recent
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > WINDOW)
+            {
+                e.recent.pop_front();
+            }
+            let n = e.recent.len();
+            if n >= BURST {
+                e.due = None;
+                return Decision::GiveUp;
+            }
+            let delay = match n {
+                0 => Duration::ZERO,
+                n => FIRST_DELAY
+                    .saturating_mul(1u32 << ((n - 1).min(16) as u32))
+                    .min(MAX_DELAY),
+            };
+            e.recent.push_back(now);
+            e.due = Some((now + delay, SystemTime::now() + delay));
+            Decision::After(delay)
+        })
+    }
+
+    /// VMs whose planned restart is due at `now`. Each stays planned until [`Restarts::done`],
+    /// so one that cannot be started this round is tried again.
+    pub fn due(&self, now: Instant) -> Vec<String> {
+        self.with(|m| {
+            m.iter()
+                .filter(|(_, e)| e.due.is_some_and(|(t, _)| t <= now))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
+    /// The planned restart was made (or is moot): no restart is pending any more.
+    pub fn done(&self, id: &str) {
+        self.with(|m| {
+            if let Some(e) = m.get_mut(id) {
+                e.due = None;
+            }
+        })
+    }
+
+    /// The VM was started, stopped or deleted through the API: nothing is pending and past
+    /// resets no longer count.
+    pub fn forget(&self, id: &str) {
+        self.with(|m| {
+            m.remove(id);
+        })
+    }
+
+    /// When a planned restart is due, for the VM's status.
+    pub fn pending_at(&self, id: &str) -> Option<SystemTime> {
+        self.with(|m| m.get(id).and_then(|e| e.due.map(|(_, w)| w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reset_restarts_at_once_then_delays_double_then_it_gives_up() {
+        let r = Restarts::default();
+        let t = Instant::now();
+        let mut got = Vec::new();
+        for i in 0..7u64 {
+            got.push(r.plan("1", t + Duration::from_secs(i)));
+        }
+        let s = Duration::from_secs;
+        assert_eq!(
+            got,
+            vec![
+                Decision::After(Duration::ZERO),
+                Decision::After(s(1)),
+                Decision::After(s(2)),
+                Decision::After(s(4)),
+                Decision::After(s(8)),
+                Decision::GiveUp,
+                Decision::GiveUp,
+            ]
+        );
+        assert_eq!(r.pending_at("1"), None);
+    }
+
+    #[test]
+    fn resets_far_apart_are_each_restarted_at_once() {
+        let r = Restarts::default();
+        let t = Instant::now();
+        for i in 0..10u32 {
+            let at = t + (WINDOW + Duration::from_secs(1)) * i;
+            assert_eq!(r.plan("1", at), Decision::After(Duration::ZERO));
+        }
+    }
+
+    #[test]
+    fn a_restart_is_due_until_done_and_forget_clears_the_count() {
+        let r = Restarts::default();
+        let t = Instant::now();
+        assert_eq!(r.plan("1", t), Decision::After(Duration::ZERO));
+        assert_eq!(r.due(t), vec!["1".to_string()]);
+        r.done("1");
+        assert!(r.due(t).is_empty());
+        assert_eq!(r.plan("1", t), Decision::After(Duration::from_secs(1)));
+        assert!(r.due(t).is_empty(), "due only after the delay");
+        assert!(r.pending_at("1").is_some());
+        assert_eq!(r.due(t + Duration::from_secs(1)), vec!["1".to_string()]);
+        r.forget("1");
+        assert!(r.due(t + Duration::from_secs(1)).is_empty());
+        assert_eq!(r.plan("1", t), Decision::After(Duration::ZERO));
+        // Other VMs are planned on their own.
+        assert_eq!(r.plan("2", t), Decision::After(Duration::ZERO));
+    }
+}
