@@ -823,4 +823,33 @@ fn management_detection_follows_lower_links() {
     );
     let c = root.post("/network/confirm", json!({}));
     assert_eq!(c.body["confirmed"], json!(["mb0"]));
+    // A named management interface is followed down too: naming the bridge covers the bond
+    // and its member beneath it, and not the VLAN interface above it.
+    let mut d = d;
+    d.stop(nix::sys::signal::Signal::SIGTERM);
+    d.extra_args
+        .extend(["--management-interface".to_string(), "mbr0".to_string()]);
+    d.spawn();
+    let root = d.root();
+    let items = root.get("/network/interfaces").body["items"].clone();
+    let mgmt: Vec<&str> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["management"] == true)
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(mgmt, vec!["m0", "mb0", "mbr0"], "{items}");
+    let r = root.put(
+        "/network/bonds/mb0?confirm_timeout=30",
+        json!({"miimon": 100}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("x-ferrite-confirm-deadline").is_some(),
+        "{}",
+        r.text
+    );
+    let c = root.post("/network/confirm", json!({}));
+    assert_eq!(c.body["confirmed"], json!(["mb0"]));
 }

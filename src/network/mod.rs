@@ -65,6 +65,28 @@ impl Management {
     }
 }
 
+/// The management interfaces found at one moment (see [`Network::management`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagementSet {
+    /// The links known to carry management traffic.
+    pub names: std::collections::BTreeSet<String>,
+    /// The kernel could not be read: any link may carry it.
+    pub unknown: bool,
+}
+
+impl ManagementSet {
+    /// Whether `name` is known to carry management traffic (for listings).
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Whether a change to `name` must be treated as touching management traffic: when it is
+    /// known to, and when nothing is known.
+    pub fn touches(&self, name: &str) -> bool {
+        self.unknown || self.names.contains(name)
+    }
+}
+
 /// A change that touched the management interface and waits for confirmation.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -270,24 +292,40 @@ impl Network {
 
     /// The interfaces that carry management traffic right now: the configured one, or (by
     /// default) every link with a default route plus the one holding the API's listen
-    /// address. Read from the kernel at the time of each change, because the answer moves
-    /// when an address or the default route moves onto a new bridge. A kernel that cannot
-    /// be read yields none (and a warning): the change is then applied without a window.
-    pub async fn management(&self) -> std::collections::BTreeSet<String> {
-        match &self.management {
-            Management::Off => Default::default(),
-            Management::Named(n) => std::iter::once(n.clone()).collect(),
+    /// address; in both cases with the links beneath them. Read from the kernel at the time
+    /// of each change, because the answer moves when an address or the default route moves
+    /// onto a new bridge. A kernel that cannot be read gives an unknown set, which every
+    /// change touches: a confirm window is the safe side when we cannot tell.
+    pub async fn management(&self) -> ManagementSet {
+        let found = match &self.management {
+            Management::Off => return ManagementSet::default(),
+            Management::Named(n) => {
+                self.with_lower_links(std::iter::once(n.clone()).collect())
+                    .await
+            }
             Management::Auto { listen } => {
-                let found = async {
+                async {
                     let idx = self.kernel.default_route_links().await?;
                     let top = self.kernel.link_names(&idx, *listen).await?;
                     self.with_lower_links(top).await
                 }
-                .await;
-                found.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "could not find the management interfaces");
-                    Default::default()
-                })
+                .await
+            }
+        };
+        match found {
+            Ok(names) => ManagementSet {
+                names,
+                unknown: false,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the management interfaces; every change gets a confirm window");
+                ManagementSet {
+                    names: match &self.management {
+                        Management::Named(n) => std::iter::once(n.clone()).collect(),
+                        _ => Default::default(),
+                    },
+                    unknown: true,
+                }
             }
         }
     }
@@ -482,5 +520,26 @@ impl Network {
             v["operstate"] = json!(l.operstate);
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod management_set_tests {
+    use super::ManagementSet;
+
+    #[test]
+    fn an_unknown_set_is_touched_by_every_change_but_lists_nothing() {
+        let known = ManagementSet {
+            names: ["br0".to_string()].into_iter().collect(),
+            unknown: false,
+        };
+        assert!(known.touches("br0") && !known.touches("br1"));
+        let unknown = ManagementSet {
+            names: Default::default(),
+            unknown: true,
+        };
+        assert!(unknown.touches("br1"));
+        assert!(!unknown.contains("br1"));
+        assert!(!ManagementSet::default().touches("br0"));
     }
 }

@@ -353,7 +353,7 @@ fn check_vlan(
 /// Whether a change from `old` to `new` touches a management interface (`mgmt`, read
 /// before the change is applied: applying it may move the default route).
 fn touches_management(
-    mgmt: &std::collections::BTreeSet<String>,
+    mgmt: &crate::network::ManagementSet,
     name: &str,
     old: Option<&Value>,
     new: Option<&Value>,
@@ -361,14 +361,14 @@ fn touches_management(
     [old, new]
         .into_iter()
         .flatten()
-        .any(|b| touched(name, b).iter().any(|t| mgmt.contains(t)))
+        .any(|b| touched(name, b).iter().any(|t| mgmt.touches(t)))
 }
 
 /// Arms the confirm window when needed; returns the deadline header to send.
 fn maybe_await_confirm(
     app: &App,
     req: &Req,
-    mgmt: &std::collections::BTreeSet<String>,
+    mgmt: &crate::network::ManagementSet,
     kind: &str,
     name: &str,
     old: Option<&Value>,
@@ -759,8 +759,15 @@ pub async fn network_batch(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let _g = app.network.lock().await;
     let mgmt = app.network.management().await;
     for (_, n, b, prefix) in &items {
-        if let Some(m) = touched(n, b).into_iter().find(|t| mgmt.contains(t)) {
-            return Err(ApiError::unprocessable(format!("{prefix} touches the management interface {m}; make that change on its own so it can be confirmed")));
+        if let Some(m) = touched(n, b).into_iter().find(|t| mgmt.touches(t)) {
+            let what = if mgmt.contains(&m) {
+                format!("touches the management interface {m}")
+            } else {
+                format!("touches {m}, which may carry management traffic (the kernel could not be read to tell)")
+            };
+            return Err(ApiError::unprocessable(format!(
+                "{prefix} {what}; make that change on its own so it can be confirmed"
+            )));
         }
     }
     let mut names: Vec<String> = items
