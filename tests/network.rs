@@ -595,6 +595,28 @@ fn changes_to_the_management_interface_are_rolled_back_unless_confirmed() {
         master_of(&app.links(), "p1").as_deref() == Some("mgmt0")
             && root.get("/network/bridges/mgmt0").body["ports"] == json!({"p1": {}})
     });
+    // The CLI tells its user when a change waits for confirmation, and how to confirm it.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(["--endpoint", &d.endpoint, "--output", "json"])
+            .args(args)
+            .env("FERRITE_TOKEN", root.token.clone().unwrap_or_default())
+            .env("FERRITE_CONFIG", d.dir.path().join("cli.json"))
+            .output()
+            .expect("run ferrite");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = cli(&["api", "put", "network/bridges/mgmt0", r#"{"mtu": 1400}"#]);
+    assert!(
+        err.contains("touches a management interface")
+            && err.contains("ferrite api post network/confirm"),
+        "{err}"
+    );
+    cli(&["api", "post", "network/confirm", "{}"]);
+    assert!(root.get("/network/bridges/mgmt0").body["status"]["confirm_deadline"].is_null());
+    let err = cli(&["api", "get", "network/bridges/mgmt0"]);
+    assert!(!err.contains("management"), "{err}");
 }
 
 #[test]

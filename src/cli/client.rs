@@ -83,6 +83,9 @@ pub enum Body {
 pub struct Response {
     pub status: u16,
     pub location: Option<String>,
+    /// Set when the change touched a management interface: it is rolled back at this time
+    /// unless confirmed (`POST /network/confirm`).
+    pub confirm_deadline: Option<String>,
     pub body: Body,
 }
 
@@ -203,6 +206,7 @@ impl Client {
         let what = format!("{} {}", r.method, api_path(r.path));
         let status = resp.status();
         let location = resp.header("location").map(String::from);
+        let confirm_deadline = resp.header("x-ferrite-confirm-deadline").map(String::from);
         let is_json = resp.content_type().ends_with("json");
         let text = read_text(resp, &what)?;
         let body = if text.trim().is_empty() {
@@ -217,6 +221,7 @@ impl Client {
         Ok(Response {
             status,
             location,
+            confirm_deadline,
             body,
         })
     }

@@ -294,6 +294,12 @@ fn print_response(format: Format, resp: &Response) -> Result<(), CliError> {
             }
         }
     }
+    if let Some(d) = &resp.confirm_deadline {
+        eprintln!(
+            "This change touches a management interface and is rolled back at {d} unless \
+             confirmed: ferrite api post network/confirm (from a connection that still works)"
+        );
+    }
     out.flush().map_err(CliError::Output)
 }
 

@@ -49,6 +49,9 @@ pub struct Settings {
 pub struct Api {
     client: std::sync::Arc<Client>,
     timeout: Duration,
+    /// Set when a call answered that its change waits for confirmation (it touched a
+    /// management interface); one flag per [`Api::with_timeout`] scope, that is per apply.
+    confirm_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Retries after transport failures and 5xx answers, with backoff; a request is retried only
@@ -70,6 +73,7 @@ impl Api {
         let mut api = Api {
             client: std::sync::Arc::new(client),
             timeout: s.timeout,
+            confirm_requested: Default::default(),
         };
         if s.token.is_none() {
             if let (Some(u), Some(p)) = (&s.username, &s.password) {
@@ -100,7 +104,14 @@ impl Api {
         Api {
             client: std::sync::Arc::clone(&self.client),
             timeout: timeout.unwrap_or(self.timeout),
+            confirm_requested: Default::default(),
         }
+    }
+
+    /// Whether a call in this scope made a change the daemon rolls back unless confirmed.
+    pub fn confirm_requested(&self) -> bool {
+        self.confirm_requested
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One call; `Ok(None)` for an empty (204) answer.
@@ -128,11 +139,15 @@ impl Api {
             attempt += 1;
             let err = match self.client.send(&req) {
                 Ok(r) => {
+                    if r.confirm_deadline.is_some() {
+                        self.confirm_requested
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Ok(match r.body {
                         Body::Json(j) => Some(j),
                         Body::Empty => None,
                         Body::Text(t) => Some(Json::String(t)),
-                    })
+                    });
                 }
                 Err(CliError::Api(p)) if p.status == 404 => return Err(ApiError::NotFound),
                 Err(CliError::Api(p)) => {

@@ -483,10 +483,10 @@ fn pause_for_snapshot(api: &Api, r: &Resource, planned: &Value) -> Option<String
 /// after the change: that answer is the proof that the change left the API reachable. A
 /// change that cut the provider off is never confirmed, and the daemon puts it back.
 fn confirm_network_change(api: &Api, r: &Resource, state: &Value) -> Vec<pb::Diagnostic> {
-    if !matches!(
-        r.def.name,
-        "ferrite_bridge" | "ferrite_vlan" | "ferrite_bond"
-    ) {
+    // The daemon says when a change waits for confirmation (it touched a management
+    // interface); whatever the resource type, the provider then confirms it, which proves
+    // the API is still reachable after the change.
+    if !api.confirm_requested() {
         return Vec::new();
     }
     let Some(name) = state.get(r.def.key).as_str().map(String::from) else {
