@@ -640,10 +640,68 @@ output "token" {{
         c.get(&format!("/access/acl/{acl_id}")).body["propagate"],
         false
     );
-    tf.destroy();
+    // A group's comment changed in the configuration is updated in place.
+    let base = cfg_full("second-password", r#""VM.Audit""#, false, "ci2");
+    let commented = base.replace(r#"comment = "operators""#, r#"comment = "site operators""#);
+    tf.config(&commented);
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2
+            && out.contains("ferrite_group.ops will be updated in-place")
+            && !out.contains("must be replaced"),
+        "{out}"
+    );
+    tf.apply();
+    assert_eq!(
+        c.get("/access/groups/ops").body["comment"],
+        "site operators"
+    );
+    // Renaming a user, group or role replaces it (the id is the key), and what refers to it
+    // follows: the ACL and the token are made again for the new names.
+    let renamed = commented
+        .replace(r#"groupid = "ops""#, r#"groupid = "ops2""#)
+        .replace("alice@local", "alice2@local")
+        .replace("TfAuditor", "TfAuditor2");
+    tf.config(&renamed);
+    tf.plan_shows(&[
+        "ferrite_group.ops must be replaced",
+        "ferrite_user.alice must be replaced",
+        "ferrite_role.auditor must be replaced",
+        "ferrite_acl.a must be replaced",
+        "ferrite_api_token.t must be replaced",
+    ]);
+    tf.apply();
     assert_eq!(c.get("/access/users/alice@local").status, 404);
     assert_eq!(c.get("/access/groups/ops").status, 404);
     assert_eq!(c.get("/access/roles/TfAuditor").status, 404);
+    assert_eq!(c.get(&format!("/access/acl/{acl_id}")).status, 404);
+    assert_eq!(tok.get("/access/me").status, 401, "the old user's token");
+    let user = c.get("/access/users/alice2@local").body;
+    assert_eq!(user["groups"], json!(["ops2"]), "{user}");
+    c.anonymous().login("alice2@local", "second-password");
+    assert_eq!(
+        c.get("/access/roles/TfAuditor2").body["privileges"],
+        json!(["VM.Audit"])
+    );
+    let acl_id = tf.state()["ferrite_acl.a"]["id"]
+        .as_str()
+        .expect("acl id")
+        .to_string();
+    let acl = c.get(&format!("/access/acl/{acl_id}")).body;
+    assert_eq!(
+        (acl["principal"].clone(), acl["role"].clone()),
+        (json!("ops2"), json!("TfAuditor2")),
+        "{acl}"
+    );
+    let (_, out) = tf.run(&["output", "-raw", "token"]);
+    let tok = c.with_token(out.trim());
+    assert_eq!(tok.get("/access/me").body["username"], "alice2@local");
+    let (code, out) = tf.plan(&[]);
+    assert_eq!(code, 0, "the renamed objects do not converge:\n{out}");
+    tf.destroy();
+    assert_eq!(c.get("/access/users/alice2@local").status, 404);
+    assert_eq!(c.get("/access/groups/ops2").status, 404);
+    assert_eq!(c.get("/access/roles/TfAuditor2").status, 404);
     assert_eq!(c.get(&format!("/access/acl/{acl_id}")).status, 404);
     assert_eq!(
         tok.get("/access/me").status,
@@ -1139,6 +1197,23 @@ resource "ferrite_snapshot" "ct" {
     tf.apply();
     let vs = c.get(&format!("/vms/{vm_id}/snapshots")).body.clone();
     assert!(vs.to_string().contains("\"first\""), "{vs}");
+    // Renaming a snapshot replaces it: the new name is taken, the old one deleted.
+    let renamed = snaps.replace(
+        "  guest_id   = ferrite_container.ct.id\n  name       = \"first\"",
+        "  guest_id   = ferrite_container.ct.id\n  name       = \"second\"",
+    );
+    assert_ne!(renamed, snaps);
+    tf.config(&cfg(64, true, true, &renamed));
+    tf.plan_shows(&["ferrite_snapshot.ct must be replaced"]);
+    tf.apply();
+    let names: Vec<String> = c.get(&format!("/containers/{ct_id}/snapshots")).body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, vec!["second".to_string()]);
+    let snaps: &str = &renamed;
     // Desired power state off: stopped, and the plan is empty afterwards.
     // The VM is shut down through the ACPI power button, which this guest honours.
     tf.config(&cfg(64, false, true, snaps));
