@@ -42,17 +42,23 @@ J=(-H 'content-type: application/json')
 ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 echo "machine: $(nproc) cores, $(uname -r); data dir on $(df --output=source,fstype "$DATA" | tail -1)"
 
+# Three linked clones of template `tpl` in pool $2, each timed over the whole API round trip.
+linked_clones() {
+    local i t0 t1 st
+    for i in 1 2 3; do
+        t0=$(ms)
+        st=$("${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"lc$i\",\"linked\":true}" "$EP/api/v1/storage/pools/$2/volumes/tpl/clone?wait=60" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
+        t1=$(ms)
+        echo "$1 #$i: $((t1 - t0)) ms ($st; target < 1000 ms)"
+    done
+}
+
 # 1. qcow2 linked clone of a 10 GiB template with some data in it.
 if [ "$ONLY_LVMTHIN" = 0 ]; then
 "${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"tpl","size":10737418240,"format":"qcow2"}' "$EP/api/v1/storage/pools/local/volumes" >/dev/null
 qemu-io -f qcow2 -c "write -P 0x5a 0 256M" "$DATA/d/storage/local/images/tpl" >/dev/null
 "${C[@]}" "${A[@]}" -X POST "$EP/api/v1/storage/pools/local/volumes/tpl/template" >/dev/null
-for i in 1 2 3; do
-    t0=$(ms)
-    st=$("${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"lc$i\",\"linked\":true}" "$EP/api/v1/storage/pools/local/volumes/tpl/clone?wait=60" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
-    t1=$(ms)
-    echo "qcow2 linked clone of 10 GiB template #$i: $((t1 - t0)) ms ($st; target < 1000 ms)"
-done
+linked_clones "qcow2 linked clone of 10 GiB template" local
 fi
 
 # 2. lvmthin linked clone.
@@ -65,12 +71,7 @@ if grep -q device-mapper /proc/misc; then
     "${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"thin\",\"type\":\"lvmthin\",\"vg\":\"$VG\",\"thinpool\":\"tp\"}" "$EP/api/v1/storage/pools" >/dev/null
     "${C[@]}" "${A[@]}" "${J[@]}" -d '{"name":"tpl","size":10737418240}' "$EP/api/v1/storage/pools/thin/volumes" >/dev/null
     "${C[@]}" "${A[@]}" -X POST "$EP/api/v1/storage/pools/thin/volumes/tpl/template" >/dev/null
-    for i in 1 2 3; do
-        t0=$(ms)
-        st=$("${C[@]}" "${A[@]}" "${J[@]}" -d "{\"name\":\"lc$i\",\"linked\":true}" "$EP/api/v1/storage/pools/thin/volumes/tpl/clone?wait=60" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
-        t1=$(ms)
-        echo "lvmthin linked clone of 10 GiB thin LV #$i: $((t1 - t0)) ms ($st; target < 1000 ms)"
-    done
+    linked_clones "lvmthin linked clone of 10 GiB thin LV" thin
 else
     echo "lvmthin linked clone: SKIPPED (kernel $(uname -r) has no device-mapper, CONFIG_BLK_DEV_DM)"
 fi

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{kernel_supports, Daemon, NetNs};
+use common::{kernel_supports, Client, Daemon, NetNs};
 use serde_json::{json, Value};
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -822,29 +822,14 @@ fn management_detection_follows_lower_links() {
     assert_eq!(r.status, 201, "{}", r.text);
     // The default route leaves through the VLAN interface on the bridge on the bond.
     app.ip("route add default via 10.67.0.254 dev mbr0.7");
-    let items = root.get("/network/interfaces").body["items"].clone();
-    let mgmt: Vec<&str> = items
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["management"] == true)
-        .filter_map(|l| l["name"].as_str())
-        .collect();
+    let mgmt = management_names(&root);
     for n in ["mbr0.7", "mbr0", "mb0", "m0"] {
-        assert!(mgmt.contains(&n), "{n} not in the management set {mgmt:?}");
+        assert!(
+            mgmt.iter().any(|m| m == n),
+            "{n} not in the management set {mgmt:?}"
+        );
     }
-    let r = root.put(
-        "/network/bonds/mb0?confirm_timeout=30",
-        json!({"miimon": 200}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        r.header("x-ferrite-confirm-deadline").is_some(),
-        "{}",
-        r.text
-    );
-    let c = root.post("/network/confirm", json!({}));
-    assert_eq!(c.body["confirmed"], json!(["mb0"]));
+    bond_change_is_confirmed(&root, 200);
     // A named management interface is followed down too: naming the bridge covers the bond
     // and its member beneath it, and not the VLAN interface above it.
     let mut d = d;
@@ -853,18 +838,26 @@ fn management_detection_follows_lower_links() {
         .extend(["--management-interface".to_string(), "mbr0".to_string()]);
     d.spawn();
     let root = d.root();
-    let items = root.get("/network/interfaces").body["items"].clone();
-    let mgmt: Vec<&str> = items
+    assert_eq!(management_names(&root), vec!["m0", "mb0", "mbr0"]);
+    bond_change_is_confirmed(&root, 100);
+}
+
+/// The interfaces `GET /network/interfaces` marks as carrying management traffic.
+fn management_names(c: &Client) -> Vec<String> {
+    c.get("/network/interfaces").body["items"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|l| l["management"] == true)
-        .filter_map(|l| l["name"].as_str())
-        .collect();
-    assert_eq!(mgmt, vec!["m0", "mb0", "mbr0"], "{items}");
-    let r = root.put(
+        .filter_map(|l| l["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// A change to bond `mb0` opens a confirm window, and confirming it names the bond.
+fn bond_change_is_confirmed(c: &Client, miimon: u32) {
+    let r = c.put(
         "/network/bonds/mb0?confirm_timeout=30",
-        json!({"miimon": 100}),
+        json!({ "miimon": miimon }),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
@@ -872,6 +865,6 @@ fn management_detection_follows_lower_links() {
         "{}",
         r.text
     );
-    let c = root.post("/network/confirm", json!({}));
-    assert_eq!(c.body["confirmed"], json!(["mb0"]));
+    let confirmed = c.post("/network/confirm", json!({}));
+    assert_eq!(confirmed.body["confirmed"], json!(["mb0"]));
 }
