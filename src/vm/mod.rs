@@ -829,8 +829,7 @@ impl Vms {
             let Some(_b) = self.try_claim(&id) else {
                 continue;
             };
-            self.restart_plan.done(&id);
-            if self.running(&id) || self.get(&id).is_err() {
+            if !self.restart_plan.take(&id) || self.running(&id) || self.get(&id).is_err() {
                 continue;
             }
             self.set_restarts(&id, self.restarts(&id) + 1);

@@ -79,7 +79,7 @@ impl Restarts {
         })
     }
 
-    /// VMs whose planned restart is due at `now`. Each stays planned until [`Restarts::done`],
+    /// VMs whose planned restart is due at `now`. Each stays planned until [`Restarts::take`],
     /// so one that cannot be started this round is tried again.
     pub fn due(&self, now: Instant) -> Vec<String> {
         self.with(|m| {
@@ -90,13 +90,11 @@ impl Restarts {
         })
     }
 
-    /// The planned restart was made (or is moot): no restart is pending any more.
-    pub fn done(&self, id: &str) {
-        self.with(|m| {
-            if let Some(e) = m.get_mut(id) {
-                e.due = None;
-            }
-        })
+    /// Takes the planned restart of `id` for making: true when one was still planned (an API
+    /// call may have cancelled it since [`Restarts::due`] listed it), and nothing is pending
+    /// afterwards. Called under the VM's claim, as [`Restarts::forget`] is.
+    pub fn take(&self, id: &str) -> bool {
+        self.with(|m| m.get_mut(id).and_then(|e| e.due.take()).is_some())
     }
 
     /// The VM was started, stopped or deleted through the API: nothing is pending and past
@@ -157,13 +155,16 @@ mod tests {
         let t = Instant::now();
         assert_eq!(r.plan("1", t), Decision::After(Duration::ZERO));
         assert_eq!(r.due(t), vec!["1".to_string()]);
-        r.done("1");
+        assert!(r.take("1"));
+        assert!(!r.take("1"), "taken twice");
         assert!(r.due(t).is_empty());
         assert_eq!(r.plan("1", t), Decision::After(Duration::from_secs(1)));
         assert!(r.due(t).is_empty(), "due only after the delay");
         assert!(r.pending_at("1").is_some());
         assert_eq!(r.due(t + Duration::from_secs(1)), vec!["1".to_string()]);
+        // Cancelled between being listed and being taken: not made.
         r.forget("1");
+        assert!(!r.take("1"));
         assert!(r.due(t + Duration::from_secs(1)).is_empty());
         assert_eq!(r.plan("1", t), Decision::After(Duration::ZERO));
         // Other VMs are planned on their own.

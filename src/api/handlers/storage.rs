@@ -548,7 +548,12 @@ async fn receive_upload(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))
         .and_then(|r| r.map_err(ApiError::internal));
-    let result = received.and(written);
+    // A writer that failed (a full disk, say) explains more than the network side, which
+    // only saw the writer stop.
+    let result = match (received, written) {
+        (_, Err(w)) => Err(w),
+        (r, Ok(digest)) => r.map(|_| digest),
+    };
     let st = Arc::clone(&app.storage);
     let o = match result {
         Ok(digest) => blocking(move || st.finish_file(&incoming, &digest, Some(&expected))).await?,
