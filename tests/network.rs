@@ -548,12 +548,29 @@ fn changes_to_the_management_interface_are_rolled_back_unless_confirmed() {
     let d = Daemon::start_with(&["--no-tls", "--netns", &path, "--management-interface", "p1"]);
     let root = d.root();
     // Not confirmed: the bridge goes away again and p1 is released.
-    let r = root.post(
+    let body = json!({"name": "mgmt0", "ports": {"p1": {}}});
+    let key = [("Idempotency-Key", "mgmt0-create")];
+    let r = root.request(
+        "POST",
         "/network/bridges?confirm_timeout=5",
-        json!({"name": "mgmt0", "ports": {"p1": {}}}),
+        Some(&body),
+        &key,
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.header("x-ferrite-confirm-deadline").is_some());
+    // A client whose answer was lost retries with the same key: the replayed answer still
+    // says that the change waits for confirmation.
+    let again = root.request(
+        "POST",
+        "/network/bridges?confirm_timeout=5",
+        Some(&body),
+        &key,
+    );
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(
+        again.header("x-ferrite-confirm-deadline"),
+        r.header("x-ferrite-confirm-deadline")
+    );
     assert!(r.body["status"]["confirm_deadline"].is_string());
     assert_eq!(master_of(&app.links(), "p1").as_deref(), Some("mgmt0"));
     let busy = root.put("/network/bridges/mgmt0", json!({"mtu": 1400}));

@@ -465,6 +465,80 @@ fn full_and_linked_clones_and_templates() {
     assert!(files_named(&local_root(&d).join(".snapshots"), "tpl").is_empty());
 }
 
+/// An upload of unknown length (chunked, so the size cannot be checked up front) into a pool
+/// whose disk fills up: 507 naming the pool, and nothing kept.
+#[test]
+fn an_upload_that_fills_the_disk_is_refused_and_leaves_nothing() {
+    let d = Daemon::start();
+    let root = d.root();
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tiny"])
+        .arg(mnt.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount tmpfs");
+    let _unmount = common::Defer(|| {
+        let _ = Command::new("umount").arg("-l").arg(mnt.path()).status();
+    });
+    let r = root.post(
+        "/storage/pools",
+        json!({"name": "tiny", "type": "dir", "path": mnt.path().display().to_string(), "content": ["iso"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let src = d.data().join("big.bin");
+    std::fs::write(&src, vec![0x5au8; 8 * MIB as usize]).expect("write source");
+    let sum = hex::encode(Sha256::digest(std::fs::read(&src).expect("read source")));
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/octet-stream"])
+        .args(["-H", "Transfer-Encoding: chunked"])
+        .args([
+            "-H",
+            &format!(
+                "Authorization: Bearer {}",
+                root.token.clone().unwrap_or_default()
+            ),
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", src.display()))
+        .arg(format!(
+            "{}/api/v1/storage/pools/tiny/upload?name=big.iso&content=iso&sha256={sum}",
+            d.endpoint
+        ))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.trim_end().ends_with("507"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("pool 'tiny' filled up during the upload"),
+        "{text}"
+    );
+    assert_eq!(root.get("/storage/pools/tiny/volumes/big.iso").status, 404);
+    let left: Vec<PathBuf> = walk(mnt.path());
+    assert!(
+        left.iter().all(|p| p.is_dir()),
+        "files left behind: {left:?}"
+    );
+    assert_eq!(root.delete("/storage/pools/tiny").status, 204);
+}
+
+/// Every path below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
 #[test]
 fn uploads_are_checked_before_they_appear() {
     let d = Daemon::start();

@@ -732,8 +732,13 @@ async fn route_and_run(
                     json: Some(Bytes::from(prev.response.body)),
                     stream: None,
                 };
+                // The confirm deadline too: a client that lost the first answer must still
+                // learn that the change waits for its confirmation.
                 for (k, v) in prev.response.headers {
-                    if let Some(name) = ["location", "etag"].into_iter().find(|n| *n == k) {
+                    if let Some(name) = ["location", "etag", "x-ferrite-confirm-deadline"]
+                        .into_iter()
+                        .find(|n| *n == k)
+                    {
                         resp.headers.push((name, v));
                     }
                 }

@@ -15,15 +15,28 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::StorageError;
+
+fn io(context: &str, source: std::io::Error) -> StorageError {
+    StorageError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
 /// Bytes written between two calls that start writeback of what was just written.
 const WRITEBACK_STEP: u64 = 32 << 20;
 /// Chunks in flight to the hashing thread; bounds memory (and the writer waits for it).
 const HASH_QUEUE: usize = 64;
 
 /// Writes `chunks` to a new file at `path`, syncs it, and returns the hex SHA-256 of what was
-/// written. Errors name the step that failed.
-pub fn write_hashed(path: &Path, chunks: impl Iterator<Item = Bytes>) -> Result<String, String> {
-    let mut f = File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+/// written. Errors name the step that failed (and keep the OS error, so a full disk can be
+/// told apart).
+pub fn write_hashed(
+    path: &Path,
+    chunks: impl Iterator<Item = Bytes>,
+) -> Result<String, StorageError> {
+    let mut f = File::create(path).map_err(|e| io(&format!("creating {}", path.display()), e))?;
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
         let hasher = s.spawn(move || {
@@ -37,10 +50,9 @@ pub fn write_hashed(path: &Path, chunks: impl Iterator<Item = Bytes>) -> Result<
         drop(tx);
         let digest = hasher
             .join()
-            .map_err(|_| "the hashing thread panicked".to_string())?;
+            .map_err(|_| StorageError::Tool("the hashing thread panicked".into()))?;
         written?;
-        f.sync_all()
-            .map_err(|e| format!("syncing the upload: {e}"))?;
+        f.sync_all().map_err(|e| io("syncing the upload", e))?;
         Ok(digest)
     })
 }
@@ -49,14 +61,16 @@ fn write_all(
     f: &mut File,
     chunks: impl Iterator<Item = Bytes>,
     hash: &std::sync::mpsc::SyncSender<Bytes>,
-) -> Result<(), String> {
+) -> Result<(), StorageError> {
     let mut offset = 0u64;
     let mut flushed = 0u64;
     for c in chunks {
-        // A send fails only when the hasher is gone, which `join` reports.
-        let _ = hash.send(c.clone());
-        f.write_all(&c)
-            .map_err(|e| format!("writing the upload: {e}"))?;
+        // A send fails only when the hasher is gone (it panicked, which `join` reports): stop
+        // rather than write the rest of a file that cannot be checked.
+        if hash.send(c.clone()).is_err() {
+            return Ok(());
+        }
+        f.write_all(&c).map_err(|e| io("writing the upload", e))?;
         offset += c.len() as u64;
         if offset - flushed >= WRITEBACK_STEP {
             start_writeback(f, flushed, offset - flushed);
@@ -103,7 +117,8 @@ mod tests {
     #[test]
     fn a_missing_directory_is_an_error_naming_the_path() {
         let e = write_hashed(Path::new("/nonexistent-dir/f"), std::iter::empty())
-            .expect_err("no directory");
+            .expect_err("no directory")
+            .to_string();
         assert!(e.contains("/nonexistent-dir/f"), "{e}");
     }
 }

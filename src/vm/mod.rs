@@ -44,6 +44,9 @@ pub enum VmError {
     Store(#[from] StoreError),
 }
 
+/// In a VM's directory while a restart after a guest reset is planned.
+const RESTART_MARK: &str = "restart-planned";
+
 fn invalid(field: &str, m: impl Into<String>) -> VmError {
     VmError::Invalid {
         field: field.into(),
@@ -565,7 +568,7 @@ impl Vms {
         let _b = self.claim(id)?;
         // Before the start: the monitor may count a reset as soon as the guest runs.
         self.set_restarts(id, 0);
-        self.restart_plan.forget(id);
+        self.cancel_restart(id);
         self.start_locked(id)
     }
 
@@ -620,7 +623,7 @@ impl Vms {
         let _b = self.claim(id)?;
         self.get(id)?;
         // A stopped guest waiting for its restart after a reset stays stopped.
-        self.restart_plan.forget(id);
+        self.cancel_restart(id);
         self.stop_locked(id);
         Ok(self.status(id))
     }
@@ -651,7 +654,7 @@ impl Vms {
     pub fn shutdown(&self, id: &str, timeout: Duration) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         self.get(id)?;
-        self.restart_plan.forget(id);
+        self.cancel_restart(id);
         if self.running(id) {
             let _ = control::call(&self.sock(id), &json!({"op": "resume"}));
             let _ = control::call(&self.sock(id), &json!({"op": "power_button"}));
@@ -725,7 +728,7 @@ impl Vms {
             }
             self.stop_locked(id);
         }
-        self.restart_plan.forget(id);
+        self.cancel_restart(id);
         self.finish(id);
         for s in o.body["snapshots"].as_array().into_iter().flatten() {
             if let Some(name) = s["name"].as_str() {
@@ -753,8 +756,20 @@ impl Vms {
                 tracing::info!(vm = %o.id, pid = st.pid, "re-adopted a running vm");
                 continue;
             }
-            if self.vm_dir(&o.id).join("runtime.json").exists() {
+            let was_running = self.vm_dir(&o.id).join("runtime.json").exists();
+            if was_running {
                 self.finish(&o.id);
+            }
+            // A guest that reset while the daemon was down, or was waiting out a back-off
+            // when it stopped, is restarted by the monitor as it would have been.
+            let reset = was_running
+                && self
+                    .last_exit(&o.id)
+                    .is_some_and(|e| e["reason"] == "reset");
+            if reset || self.vm_dir(&o.id).join(RESTART_MARK).exists() {
+                self.restart_plan.plan(&o.id, Instant::now());
+                tracing::info!(vm = %o.id, "guest reset while the daemon was away: restart planned");
+                continue;
             }
             if o.body["onboot"].as_bool().unwrap_or(false) {
                 boot.push((
@@ -780,6 +795,12 @@ impl Vms {
             });
     }
 
+    /// Cancels a planned restart after a guest reset (the user took over through the API).
+    fn cancel_restart(&self, id: &str) {
+        self.restart_plan.forget(id);
+        let _ = std::fs::remove_file(self.vm_dir(id).join(RESTART_MARK));
+    }
+
     /// Finds VMs whose process ended on its own: cleans up, and restarts reset guests.
     fn check_exits(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -803,12 +824,15 @@ impl Vms {
             if let Some(mut exit) = reason.filter(|r| r["reason"] == "reset") {
                 match self.restart_plan.plan(&id, Instant::now()) {
                     restart::Decision::After(d) => {
+                        // Marked on disk too: a daemon restarted during the back-off still
+                        // restarts the guest (see `adopt_and_boot`).
+                        let _ = std::fs::write(self.vm_dir(&id).join(RESTART_MARK), b"");
                         tracing::info!(vm = %id, delay_ms = d.as_millis() as u64, "guest reset: restart planned")
                     }
                     restart::Decision::GiveUp => {
                         let why = format!(
-                            "the guest reset {} times within {} s; the daemon stopped restarting it (start it through the API)",
-                            restart::BURST + 1,
+                            "the guest reset again after {} automatic restarts within {} s; the daemon stopped restarting it (start it through the API)",
+                            restart::BURST,
                             restart::WINDOW.as_secs()
                         );
                         tracing::warn!(vm = %id, "{why}");
@@ -829,7 +853,9 @@ impl Vms {
             let Some(_b) = self.try_claim(&id) else {
                 continue;
             };
-            if !self.restart_plan.take(&id) || self.running(&id) || self.get(&id).is_err() {
+            let planned = self.restart_plan.take(&id);
+            let _ = std::fs::remove_file(self.vm_dir(&id).join(RESTART_MARK));
+            if !planned || self.running(&id) || self.get(&id).is_err() {
                 continue;
             }
             self.set_restarts(&id, self.restarts(&id) + 1);

@@ -7,8 +7,9 @@
 //! and after [`BURST`] of them the daemon gives up and leaves the guest stopped, saying why.
 //! The same idea as systemd's `StartLimitBurst` with `RestartSec` back-off.
 //!
-//! The plan lives in memory: a daemon restart forgets past resets, which errs on the side of
-//! restarting the guest.
+//! The plan lives in memory, with a mark in the VM's directory that a restart is planned (so a
+//! daemon restarted during a back-off still restarts the guest). A daemon restart forgets the
+//! count of past resets, which errs on the side of restarting the guest.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

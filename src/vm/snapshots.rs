@@ -113,7 +113,6 @@ impl Vms {
                 "vm {id} is running; stop it before restoring a snapshot"
             )));
         }
-        self.restart_plan.forget(id);
         let dir = self.snapshot_dir(id, name);
         let Some(entry) = o.body["snapshots"]
             .as_array()
@@ -135,6 +134,9 @@ impl Vms {
                 ))
             })?;
         }
+        // From here the restore changes the VM: a restart planned after a guest reset would
+        // undo it.
+        self.cancel_restart(id);
         for v in Self::writable_disks(&o.body) {
             self.storage.rollback(&v, name)?;
         }

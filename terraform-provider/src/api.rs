@@ -108,7 +108,8 @@ impl Api {
         }
     }
 
-    /// Whether a call in this scope made a change the daemon rolls back unless confirmed.
+    /// Whether a call in this scope made (or, after a lost answer, may have made) a change the
+    /// daemon rolls back unless confirmed.
     pub fn confirm_requested(&self) -> bool {
         self.confirm_requested
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -149,7 +150,16 @@ impl Api {
                         Body::Text(t) => Some(Json::String(t)),
                     });
                 }
-                Err(CliError::Api(p)) if p.status == 404 => return Err(ApiError::NotFound),
+                Err(CliError::Api(p)) if p.status == 404 => {
+                    // A DELETE retried after a lost answer finds the object gone: the first
+                    // attempt deleted it, and its answer may have asked for a confirmation
+                    // that is now unknown. Confirming the name is harmless when nothing waits.
+                    if method == "DELETE" && attempt > 1 {
+                        self.confirm_requested
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(ApiError::NotFound);
+                }
                 Err(CliError::Api(p)) => {
                     if p.status >= 500 && p.status != 501 && p.status != 507 {
                         ApiError::Problem(p)

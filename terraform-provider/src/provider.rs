@@ -428,7 +428,18 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
     }
     diags.extend(confirm_network_change(api, r, &state_ref));
     // Read after write: state always comes from the object's own endpoint.
-    match read_object(api, r, &state_ref) {
+    let mut read = read_object(api, r, &state_ref);
+    let waits = |o: &Json| {
+        o.pointer("/status/confirm_deadline")
+            .is_some_and(Json::is_string)
+    };
+    if !api.confirm_requested() && matches!(&read, Ok(Some(o)) if waits(o)) {
+        // The answer that asked for a confirmation was lost (a retried call), but the object
+        // still waits for one: confirm it, and read it again.
+        diags.extend(confirm_now(api, r, &state_ref));
+        read = read_object(api, r, &state_ref);
+    }
+    match read {
         Ok(Some(obj)) => {
             let state = state_from_api(r, &obj, &state_ref);
             if r.def.guest {
@@ -489,6 +500,11 @@ fn confirm_network_change(api: &Api, r: &Resource, state: &Value) -> Vec<pb::Dia
     if !api.confirm_requested() {
         return Vec::new();
     }
+    confirm_now(api, r, state)
+}
+
+/// Confirms the pending change to this object (a no-op when none waits).
+fn confirm_now(api: &Api, r: &Resource, state: &Value) -> Vec<pb::Diagnostic> {
     let Some(name) = state.get(r.def.key).as_str().map(String::from) else {
         return Vec::new();
     };

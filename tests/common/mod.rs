@@ -735,3 +735,13 @@ impl Console {
         }
     }
 }
+
+/// Runs a closure when dropped: clean-up (an unmount, say) that must happen even when an
+/// assertion fails first.
+pub struct Defer<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}

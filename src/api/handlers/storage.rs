@@ -487,8 +487,25 @@ pub async fn volume_import(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     task_response(&app, &req, t).await
 }
 
+/// An upload's write failed: a full disk is the pool's capacity running out (507, as the
+/// up-front check answers), anything else a storage failure.
+fn write_failure(pool: &str, e: StorageError) -> ApiError {
+    match &e {
+        StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            ApiError::new(
+                507,
+                "insufficient-storage",
+                "Insufficient storage",
+                format!("pool '{pool}' filled up during the upload ({e}); nothing was kept"),
+            )
+        }
+        _ => e.into(),
+    }
+}
+
 /// Streams the request body to a staging file, hashing as it arrives, then checks the digest
-/// before the volume becomes visible. Memory use is one buffer, whatever the file size.
+/// before the volume becomes visible. Memory is bounded by the chunks in flight (32 on the
+/// way to the writer, 64 on the way to the hasher), whatever the file size.
 pub async fn volume_upload(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError> {
     let Some(body) = req.stream.take() else {
         return Err(ApiError::field("body", "", "the upload has no body"));
@@ -547,7 +564,7 @@ async fn receive_upload(
     let written = writer
         .await
         .map_err(|e| ApiError::internal(e.to_string()))
-        .and_then(|r| r.map_err(ApiError::internal));
+        .and_then(|r| r.map_err(|e| write_failure(req.param("pool"), e)));
     // A writer that failed (a full disk, say) explains more than the network side, which
     // only saw the writer stop.
     let result = match (received, written) {
