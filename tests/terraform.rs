@@ -156,6 +156,14 @@ impl Tf {
     }
 
     /// Resource values by address, from `terraform show -json`.
+    /// The string `id` of resource `addr` in the state (ACL entries, tokens).
+    fn string_id(&self, addr: &str) -> String {
+        self.state()[addr]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{addr} has no string id in the state"))
+            .to_string()
+    }
+
     fn state(&self) -> serde_json::Map<String, Value> {
         let (code, out) = self.run(&["show", "-json"]);
         assert_eq!(code, 0, "{out}");
@@ -570,10 +578,7 @@ output "token" {{
         c.get("/access/roles/TfAuditor").body["privileges"],
         json!(["VM.Audit"])
     );
-    let acl_id = tf.state()["ferrite_acl.a"]["id"]
-        .as_str()
-        .expect("acl id")
-        .to_string();
+    let acl_id = tf.string_id("ferrite_acl.a");
     tf.import_round_trip(&d, "ferrite_group.ops", "ops", &[]);
     tf.import_round_trip(&d, "ferrite_role.auditor", "TfAuditor", &[]);
     tf.import_round_trip(&d, "ferrite_acl.a", &acl_id, &[]);
@@ -584,10 +589,7 @@ output "token" {{
         "alice@local",
         &["password", "revision"],
     );
-    let token_id = tf.state()["ferrite_api_token.t"]["id"]
-        .as_str()
-        .expect("token id")
-        .to_string();
+    let token_id = tf.string_id("ferrite_api_token.t");
     tf.import_round_trip(&d, "ferrite_api_token.t", &token_id, &["token"]);
     // A token revoked out of band is planned for re-creation, and the new one works.
     assert_eq!(c.delete(&format!("/access/tokens/{token_id}")).status, 204);
@@ -632,10 +634,7 @@ output "token" {{
     let (_, out) = tf.run(&["output", "-raw", "token"]);
     let tok = c.with_token(out.trim());
     assert_eq!(tok.get("/access/me").status, 200);
-    let acl_id = tf.state()["ferrite_acl.a"]["id"]
-        .as_str()
-        .expect("acl id")
-        .to_string();
+    let acl_id = tf.string_id("ferrite_acl.a");
     assert_eq!(
         c.get(&format!("/access/acl/{acl_id}")).body["propagate"],
         false
@@ -683,10 +682,7 @@ output "token" {{
         c.get("/access/roles/TfAuditor2").body["privileges"],
         json!(["VM.Audit"])
     );
-    let acl_id = tf.state()["ferrite_acl.a"]["id"]
-        .as_str()
-        .expect("acl id")
-        .to_string();
+    let acl_id = tf.string_id("ferrite_acl.a");
     let acl = c.get(&format!("/access/acl/{acl_id}")).body;
     assert_eq!(
         (acl["principal"].clone(), acl["role"].clone()),

@@ -9,16 +9,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::pool::{Capacity, Pool, Source, VolRef};
-use super::{qemu_img, Content, Format, StorageError};
+use super::{io, qemu_img, Content, Format, StorageError};
 
 /// A directory pool.
 pub struct DirPool {
     root: PathBuf,
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = context.into();
-    move |source| StorageError::Io { context, source }
 }
 
 /// Clones `src` into a new file `dst` sharing its blocks (FICLONE); false when the filesystem

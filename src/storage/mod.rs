@@ -13,13 +13,12 @@ mod qemu_img;
 pub mod sink;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::store::{objects, Object, Store, StoreError};
 pub use pool::{Capacity, Pool, Source, VolRef};
@@ -159,6 +158,12 @@ pub(crate) fn tool(program: &str) -> std::process::Command {
         });
     }
     c
+}
+
+/// Maps an I/O error to [`StorageError::Io`] with what was being done (`"creating PATH"`).
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Io { context, source }
 }
 
 /// A volume id split into pool and name, checked so no name can leave its pool.
@@ -957,10 +962,7 @@ impl Storage {
         let staged = dir.join(format!("incoming-{}", uuid::Uuid::new_v4()));
         if let Err(e) = std::fs::create_dir_all(&dir) {
             self.abandon(pool.as_ref(), &volid, &v);
-            return Err(StorageError::Io {
-                context: format!("creating {}", dir.display()),
-                source: e,
-            });
+            return Err(io(format!("creating {}", dir.display()))(e));
         }
         Ok(IncomingFile {
             pool: pool_name.to_string(),
@@ -994,10 +996,7 @@ impl Storage {
         }
         let mut v = f.vref.clone();
         v.size = std::fs::metadata(&f.staged)
-            .map_err(|e| StorageError::Io {
-                context: format!("reading {}", f.staged.display()),
-                source: e,
-            })
+            .map_err(io(format!("reading {}", f.staged.display())))
             .map_err(&fail)?
             .len();
         if v.format == Format::Qcow2 || v.content == Content::Images {
@@ -1027,37 +1026,31 @@ impl Storage {
         }
     }
 
-    /// Copies a host file into the staging file, hashing as it goes (blocking).
+    /// Copies a host file into the staging file, hashing as it goes (blocking), the way an
+    /// upload is written ([`sink::write_hashed`]).
     pub fn copy_in(
         &self,
         f: &IncomingFile,
         from: &Path,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<String, StorageError> {
-        let ioe = |context: String| move |source| StorageError::Io { context, source };
         let mut src =
-            std::fs::File::open(from).map_err(ioe(format!("opening {}", from.display())))?;
-        let mut dst = std::fs::File::create(&f.staged)
-            .map_err(ioe(format!("creating {}", f.staged.display())))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
+            std::fs::File::open(from).map_err(io(format!("opening {}", from.display())))?;
+        let chunks = std::iter::from_fn(|| {
             if cancelled() {
-                return Err(StorageError::Conflict("cancelled".into()));
+                return Some(Err(StorageError::Conflict("cancelled".into())));
             }
-            let n = src
-                .read(&mut buf)
-                .map_err(ioe(format!("reading {}", from.display())))?;
-            if n == 0 {
-                break;
+            let mut buf = bytes::BytesMut::zeroed(1 << 20);
+            match src.read(&mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some(Ok(buf.freeze()))
+                }
+                Err(e) => Some(Err(io(format!("reading {}", from.display()))(e))),
             }
-            h.update(&buf[..n]);
-            dst.write_all(&buf[..n])
-                .map_err(ioe(format!("writing {}", f.staged.display())))?;
-        }
-        dst.sync_all()
-            .map_err(ioe(format!("syncing {}", f.staged.display())))?;
-        Ok(hex::encode(h.finalize()))
+        });
+        sink::write_hashed(&f.staged, chunks)
     }
 
     /// All volume rows of a pool.

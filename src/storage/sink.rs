@@ -1,4 +1,5 @@
-//! Writes an incoming file (upload) to disk while hashing it, as fast as two cores allow.
+//! Writes an incoming file (an upload, or an import from a host path) to disk while hashing
+//! it, as fast as two cores allow.
 //!
 //! Why not a `BufWriter` and one loop: the loop hashes, then writes, each chunk in turn, and a
 //! `BufWriter` copies every byte once more into its own buffer. Here the chunks are written as
@@ -15,14 +16,7 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::StorageError;
-
-fn io(context: &str, source: std::io::Error) -> StorageError {
-    StorageError::Io {
-        context: context.to_string(),
-        source,
-    }
-}
+use super::{io, StorageError};
 
 /// Bytes written between two calls that start writeback of what was just written.
 const WRITEBACK_STEP: u64 = 32 << 20;
@@ -30,13 +24,14 @@ const WRITEBACK_STEP: u64 = 32 << 20;
 const HASH_QUEUE: usize = 64;
 
 /// Writes `chunks` to a new file at `path`, syncs it, and returns the hex SHA-256 of what was
-/// written. Errors name the step that failed (and keep the OS error, so a full disk can be
+/// written. The first error among the chunks (a failed read, a cancel) stops it and is
+/// returned. Errors name the step that failed (and keep the OS error, so a full disk can be
 /// told apart).
 pub fn write_hashed(
     path: &Path,
-    chunks: impl Iterator<Item = Bytes>,
+    chunks: impl Iterator<Item = Result<Bytes, StorageError>>,
 ) -> Result<String, StorageError> {
-    let mut f = File::create(path).map_err(|e| io(&format!("creating {}", path.display()), e))?;
+    let mut f = File::create(path).map_err(io(format!("creating {}", path.display())))?;
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
         let hasher = s.spawn(move || {
@@ -46,31 +41,35 @@ pub fn write_hashed(
             }
             hex::encode(h.finalize())
         });
-        let written = write_all(&mut f, chunks, &tx);
+        let written = write_all(&mut f, path, chunks, &tx);
         drop(tx);
         let digest = hasher
             .join()
             .map_err(|_| StorageError::Tool("the hashing thread panicked".into()))?;
         written?;
-        f.sync_all().map_err(|e| io("syncing the upload", e))?;
+        f.sync_all()
+            .map_err(io(format!("syncing {}", path.display())))?;
         Ok(digest)
     })
 }
 
 fn write_all(
     f: &mut File,
-    chunks: impl Iterator<Item = Bytes>,
+    path: &Path,
+    chunks: impl Iterator<Item = Result<Bytes, StorageError>>,
     hash: &std::sync::mpsc::SyncSender<Bytes>,
 ) -> Result<(), StorageError> {
     let mut offset = 0u64;
     let mut flushed = 0u64;
     for c in chunks {
+        let c = c?;
         // A send fails only when the hasher is gone (it panicked, which `join` reports): stop
         // rather than write the rest of a file that cannot be checked.
         if hash.send(c.clone()).is_err() {
             return Ok(());
         }
-        f.write_all(&c).map_err(|e| io("writing the upload", e))?;
+        f.write_all(&c)
+            .map_err(io(format!("writing {}", path.display())))?;
         offset += c.len() as u64;
         if offset - flushed >= WRITEBACK_STEP {
             start_writeback(f, flushed, offset - flushed);
@@ -109,9 +108,23 @@ mod tests {
         for c in &chunks {
             whole.extend_from_slice(c);
         }
-        let digest = write_hashed(&p, chunks.into_iter()).expect("write");
+        let digest = write_hashed(&p, chunks.into_iter().map(Ok)).expect("write");
         assert_eq!(std::fs::read(&p).expect("read back"), whole);
         assert_eq!(digest, hex::encode(Sha256::digest(&whole)));
+    }
+
+    #[test]
+    fn an_error_among_the_chunks_stops_the_write_and_is_returned() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("f");
+        let chunks = vec![
+            Ok(Bytes::from_static(b"first")),
+            Err(StorageError::Conflict("cancelled".into())),
+            Ok(Bytes::from_static(b"never written")),
+        ];
+        let e = write_hashed(&p, chunks.into_iter()).expect_err("stopped");
+        assert_eq!(e.to_string(), "cancelled");
+        assert_eq!(std::fs::read(&p).expect("read back"), b"first");
     }
 
     #[test]

@@ -766,7 +766,7 @@ impl Vms {
                 && self
                     .last_exit(&o.id)
                     .is_some_and(|e| e["reason"] == "reset");
-            if reset || self.vm_dir(&o.id).join(RESTART_MARK).exists() {
+            if reset || self.restart_mark(&o.id).exists() {
                 self.restart_plan.plan(&o.id, Instant::now());
                 tracing::info!(vm = %o.id, "guest reset while the daemon was away: restart planned");
                 continue;
@@ -795,10 +795,21 @@ impl Vms {
             });
     }
 
+    /// Where a planned restart is marked, so a restarted daemon makes it too.
+    fn restart_mark(&self, id: &str) -> PathBuf {
+        self.vm_dir(id).join(RESTART_MARK)
+    }
+
     /// Cancels a planned restart after a guest reset (the user took over through the API).
     fn cancel_restart(&self, id: &str) {
         self.restart_plan.forget(id);
-        let _ = std::fs::remove_file(self.vm_dir(id).join(RESTART_MARK));
+        let _ = std::fs::remove_file(self.restart_mark(id));
+    }
+
+    /// Takes a due restart for making (see [`restart::Restarts::take`]); its mark goes too.
+    fn take_restart(&self, id: &str) -> bool {
+        let _ = std::fs::remove_file(self.restart_mark(id));
+        self.restart_plan.take(id)
     }
 
     /// Finds VMs whose process ended on its own: cleans up, and restarts reset guests.
@@ -826,7 +837,7 @@ impl Vms {
                     restart::Decision::After(d) => {
                         // Marked on disk too: a daemon restarted during the back-off still
                         // restarts the guest (see `adopt_and_boot`).
-                        let _ = std::fs::write(self.vm_dir(&id).join(RESTART_MARK), b"");
+                        let _ = std::fs::write(self.restart_mark(&id), b"");
                         tracing::info!(vm = %id, delay_ms = d.as_millis() as u64, "guest reset: restart planned")
                     }
                     restart::Decision::GiveUp => {
@@ -853,9 +864,7 @@ impl Vms {
             let Some(_b) = self.try_claim(&id) else {
                 continue;
             };
-            let planned = self.restart_plan.take(&id);
-            let _ = std::fs::remove_file(self.vm_dir(&id).join(RESTART_MARK));
-            if !planned || self.running(&id) || self.get(&id).is_err() {
+            if !self.take_restart(&id) || self.running(&id) || self.get(&id).is_err() {
                 continue;
             }
             self.set_restarts(&id, self.restarts(&id) + 1);

@@ -544,7 +544,7 @@ async fn receive_upload(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let path = incoming.staged.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        crate::storage::sink::write_hashed(&path, std::iter::from_fn(|| rx.blocking_recv()))
+        crate::storage::sink::write_hashed(&path, std::iter::from_fn(|| rx.blocking_recv().map(Ok)))
     });
     let received: Result<(), ApiError> = async {
         while let Some(frame) = body.frame().await {
