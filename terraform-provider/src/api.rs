@@ -115,6 +115,11 @@ impl Api {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn request_confirm(&self) {
+        self.confirm_requested
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One call; `Ok(None)` for an empty (204) answer.
     pub fn call(
         &self,
@@ -141,8 +146,7 @@ impl Api {
             let err = match self.client.send(&req) {
                 Ok(r) => {
                     if r.confirm_deadline.is_some() {
-                        self.confirm_requested
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.request_confirm();
                     }
                     return Ok(match r.body {
                         Body::Json(j) => Some(j),
@@ -155,8 +159,7 @@ impl Api {
                     // attempt deleted it, and its answer may have asked for a confirmation
                     // that is now unknown. Confirming the name is harmless when nothing waits.
                     if method == "DELETE" && attempt > 1 {
-                        self.confirm_requested
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.request_confirm();
                     }
                     return Err(ApiError::NotFound);
                 }

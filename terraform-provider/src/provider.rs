@@ -490,13 +490,11 @@ fn pause_for_snapshot(api: &Api, r: &Resource, planned: &Value) -> Option<String
 }
 
 /// A network change that touched the management interface is rolled back by the daemon
-/// unless confirmed (`commit confirmed`). The provider confirms it once the daemon answers
-/// after the change: that answer is the proof that the change left the API reachable. A
-/// change that cut the provider off is never confirmed, and the daemon puts it back.
+/// unless confirmed (`commit confirmed`). The daemon's answer says when a change waits for
+/// that, whatever the resource type, and the provider then confirms it: the answer is the
+/// proof that the change left the API reachable. A change that cut the provider off is never
+/// confirmed, and the daemon puts it back.
 fn confirm_network_change(api: &Api, r: &Resource, state: &Value) -> Vec<pb::Diagnostic> {
-    // The daemon says when a change waits for confirmation (it touched a management
-    // interface); whatever the resource type, the provider then confirms it, which proves
-    // the API is still reachable after the change.
     if !api.confirm_requested() {
         return Vec::new();
     }
