@@ -519,24 +519,12 @@ fn an_upload_that_fills_the_disk_is_refused_and_leaves_nothing() {
         "{text}"
     );
     assert_eq!(root.get("/storage/pools/tiny/volumes/big.iso").status, 404);
-    let left: Vec<PathBuf> = walk(mnt.path());
+    let left = files_named(mnt.path(), "");
     assert!(
         left.iter().all(|p| p.is_dir()),
         "files left behind: {left:?}"
     );
     assert_eq!(root.delete("/storage/pools/tiny").status, 204);
-}
-
-/// Every path below `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            out.push(e.path());
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
 }
 
 #[test]
