@@ -85,17 +85,34 @@ fn state(c: &Client, id: i64) -> Value {
 }
 
 fn wait_state(c: &Client, id: i64, want: &str) -> Value {
+    wait_for_status(c, id, &format!("vm {id} to be {want}"), 60, |s| {
+        s["state"] == want
+    })
+}
+
+/// Polls the VM's status until `done` holds (up to 120 s).
+fn wait_status(c: &Client, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for_status(c, id, what, 120, done)
+}
+
+fn wait_for_status(
+    c: &Client,
+    id: i64,
+    what: &str,
+    limit_secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let t0 = Instant::now();
     loop {
-        let s = state(c, id);
-        if s["state"] == want {
-            return s;
+        let st = state(c, id);
+        if done(&st) {
+            return st;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "vm {id} never {want}: {s}"
+            t0.elapsed() < Duration::from_secs(limit_secs),
+            "waited {limit_secs} s for {what}: {st}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -383,22 +400,6 @@ fn a_restart_planned_after_a_reset_survives_a_daemon_restart() {
         st["restarts"].as_u64() > Some(before)
     });
     assert_eq!(c.post(&format!("/vms/{id}/stop"), json!({})).status, 200);
-}
-
-/// Polls the VM's status until `done` holds (up to 120 s).
-fn wait_status(c: &Client, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let st = state(c, id);
-        if done(&st) {
-            return st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "waited 120 s for {what}: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
