@@ -67,6 +67,14 @@ pub enum StartError {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?;
+    // Made absolute once, here: the default pool, VM and container paths are kept in the store
+    // and handed to other processes, so a relative `--data-dir ./data` (the quick start's)
+    // must not leak into them.
+    let cfg = Config {
+        data_dir: std::fs::canonicalize(&cfg.data_dir)
+            .map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?,
+        ..cfg
+    };
     let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     let registry = Registry::load()?;
     privileges::init(registry.privileges());

@@ -83,7 +83,8 @@ fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn fresh_install_has_a_local_pool_with_real_capacity() {
-    let d = Daemon::start();
+    // As the quick start runs it: `--data-dir` relative to the working directory.
+    let d = Daemon::start_relative();
     let root = d.root();
     let r = root.get("/storage/pools");
     assert_eq!(r.status, 200);
@@ -106,6 +107,22 @@ fn fresh_install_has_a_local_pool_with_real_capacity() {
         "free {got_free} vs statvfs {free}"
     );
     assert_eq!(local["capacity"]["active"], true);
+    assert_eq!(
+        local["path"].as_str().map(Path::new),
+        Some(local_root(&d).as_path()),
+        "the pool's path is absolute"
+    );
+    let r = root.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "first.raw", "size": MIB, "content": "images"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        std::fs::metadata(local_root(&d).join("images/first.raw"))
+            .expect("volume file")
+            .len(),
+        MIB
+    );
     // The built-in pool cannot be removed.
     assert_eq!(root.delete("/storage/pools/local").status, 409);
 }

@@ -18,6 +18,9 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub endpoint: String,
     pub extra_args: Vec<String>,
+    /// Pass `--data-dir` relative to the daemon's working directory, as the quick start's
+    /// `./data` is.
+    pub relative: bool,
 }
 
 impl Daemon {
@@ -26,12 +29,23 @@ impl Daemon {
     }
 
     pub fn start_with(args: &[&str]) -> Daemon {
+        Self::launch(args, false)
+    }
+
+    /// Started as the README's quick start starts it: `--data-dir` relative to the working
+    /// directory (plain HTTP, as the other tests).
+    pub fn start_relative() -> Daemon {
+        Self::launch(&["--no-tls"], true)
+    }
+
+    fn launch(args: &[&str], relative: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {
             dir,
             child: None,
             endpoint: String::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            relative,
         };
         d.spawn();
         d
@@ -50,9 +64,16 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("ferrited.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
-            .arg("--data-dir")
-            .arg(self.dir.path())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrited"));
+        match (
+            self.relative,
+            self.dir.path().parent(),
+            self.dir.path().file_name(),
+        ) {
+            (true, Some(parent), Some(name)) => cmd.current_dir(parent).arg("--data-dir").arg(name),
+            _ => cmd.arg("--data-dir").arg(self.dir.path()),
+        };
+        let child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.extra_args)
             .env("FERRITE_ROOT_PASSWORD", ROOT_PW)
