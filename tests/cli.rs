@@ -363,3 +363,70 @@ fn tasks_can_be_awaited_and_their_logs_read() {
     let r = d.ferrite(&["task", "wait", "../version"], None);
     assert_eq!(r.code, 2, "{r:?}");
 }
+
+/// A file of `len` bytes that no two tests share and compression cannot shrink.
+fn noise(path: &std::path::Path, len: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut data = Vec::with_capacity(len);
+    let mut block = Sha256::digest(path.to_string_lossy().as_bytes());
+    while data.len() < len {
+        block = Sha256::digest(block);
+        data.extend_from_slice(&block);
+    }
+    data.truncate(len);
+    std::fs::write(path, &data).expect("write test file");
+    hex::encode(Sha256::digest(&data))
+}
+
+#[test]
+fn upload_streams_a_file_and_refusals_arrive_whole() {
+    let d = Daemon::start();
+    d.login();
+    // Far larger than the socket buffers: a refusal sent before the body is read must still
+    // reach a client that sends everything first (this one does), not break its pipe.
+    let iso = d.dir.path().join("debian-netinst.iso");
+    let sha = noise(&iso, 96 << 20);
+    let iso_s = iso.to_str().expect("utf-8 path");
+    let r = d.ferrite(&["--output", "json", "upload", "local", iso_s], None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).expect("volume JSON");
+    assert_eq!(v["content"], "iso", "{v}");
+    assert_eq!(v["sha256"], sha.as_str(), "{v}");
+    let stored = PathBuf::from(v["path"].as_str().expect("path"));
+    let on_disk = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(std::fs::read(&stored).expect("stored file")))
+    };
+    assert_eq!(on_disk, sha, "the stored bytes differ from the file sent");
+
+    // The same name again: the daemon refuses before reading the body.
+    let r = d.ferrite(&["upload", "local", iso_s], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("409") && r.stderr.contains("already exists"),
+        "{r:?}"
+    );
+    // A checksum the file does not have: refused after the transfer, and nothing is kept.
+    let zeros = "0".repeat(64);
+    let r = d.ferrite(
+        &["upload", "local", iso_s, "--name", "other.iso", "--sha256", &zeros],
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("422") && r.stderr.contains("/sha256"), "{r:?}");
+    let dir = stored.parent().expect("iso dir");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("iso dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("debian-netinst.iso")]);
+    // A name that says nothing about the content, and a file that is not there: usage errors.
+    let notes = d.dir.path().join("notes");
+    std::fs::write(&notes, b"x").expect("write notes");
+    let r = d.ferrite(&["upload", "local", notes.to_str().expect("utf-8")], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--content"), "{r:?}");
+    let r = d.ferrite(&["upload", "local", "/nonexistent/x.iso"], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("/nonexistent/x.iso"), "{r:?}");
+}

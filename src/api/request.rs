@@ -32,6 +32,9 @@ pub struct Req {
     pub stream: Option<hyper::body::Incoming>,
     /// The declared Content-Length, if any.
     pub content_length: Option<u64>,
+    /// The client waits for `100 Continue` before sending the body (see
+    /// [`crate::api::server::discard`]).
+    pub expect_continue: bool,
     /// For WebSocket routes: the connection's upgrade and the client's `Sec-WebSocket-Key`,
     /// present only when the request is a well-formed WebSocket handshake.
     pub websocket: Option<(hyper::upgrade::OnUpgrade, String)>,

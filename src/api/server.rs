@@ -388,6 +388,7 @@ async fn pipeline(
         (read_body(incoming).await?, None)
     };
     let mut stream = stream;
+    let expect_continue = expects_continue(&headers);
     let r = route_and_run(
         app,
         found,
@@ -407,7 +408,7 @@ async fn pipeline(
     .await;
     if r.is_err() {
         if let Some(b) = stream.take() {
-            drain(b).await;
+            discard(b, expect_continue);
         }
     }
     r
@@ -424,20 +425,35 @@ struct Parts<'a> {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
-/// Reads and drops what is left of a refused upload (up to a bound), so the client sees the
-/// answer instead of a broken pipe; beyond the bound the connection is closed.
-pub async fn drain(mut body: Incoming) {
-    const LIMIT: usize = 64 << 20;
-    let mut n = 0;
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(f)) = body.frame().await {
-            n += f.data_ref().map(|d| d.len()).unwrap_or(0);
-            if n > LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
+/// How long the rest of a refused upload is read (and dropped) after the answer went out.
+const LINGER: Duration = Duration::from_secs(60);
+
+/// Lets a refused upload end cleanly. Most HTTP libraries (Python's requests, Go's net/http by
+/// default, Rust's ureq, the Terraform provider and the CLI) send the whole body before they
+/// read the answer; closing the connection now would show them a broken pipe instead of the
+/// 409 or 507 that says why. So the answer goes out at once and the rest of the body is read
+/// and dropped in the background for up to [`LINGER`], as nginx's lingering close does. A
+/// client that sent `Expect: 100-continue` waits for permission and never sends the body:
+/// dropping it is enough.
+pub fn discard(body: Incoming, expect_continue: bool) {
+    if expect_continue {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    });
+}
+
+/// Whether the client waits for `100 Continue` before it sends its body.
+fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
 }
 
 /// Everything after the body is read: routing, auth, validation, idempotency, the handler.
@@ -698,6 +714,7 @@ async fn route_and_run(
         accept,
         peer,
         stream: stream.take(),
+        expect_continue: expects_continue(&headers),
         content_length: headers
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

@@ -5,6 +5,7 @@
 //! requests, so there is nothing to gain from one.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: Vec<(String, String)>,
     pub body: Option<&'a Value>,
+    /// A file sent as the raw body (`application/octet-stream`, streamed with its length)
+    /// instead of `body`: uploads.
+    pub file: Option<&'a Path>,
     pub headers: Vec<(&'static str, String)>,
     /// Overall deadline; `None` waits as long as the server keeps the connection open.
     pub timeout: Option<Duration>,
@@ -62,6 +66,7 @@ impl<'a> Request<'a> {
             path,
             query: Vec::new(),
             body: None,
+            file: None,
             headers: Vec::new(),
             timeout: Some(Duration::from_secs(120)),
         }
@@ -183,9 +188,22 @@ impl Client {
     fn call(&self, r: &Request<'_>) -> Result<ureq::Response, CliError> {
         let req = self.build(r);
         let what = format!("{} {}", r.method, api_path(r.path));
-        let result = match r.body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
+        let result = match (r.file, r.body) {
+            (Some(path), _) => {
+                let read_err = |source| CliError::File {
+                    path: path.to_path_buf(),
+                    source,
+                };
+                let f = std::fs::File::open(path).map_err(read_err)?;
+                // The length up front lets the daemon refuse a file that cannot fit before
+                // a byte is sent, and frames the body without chunking.
+                let len = f.metadata().map_err(read_err)?.len();
+                req.set("Content-Type", "application/octet-stream")
+                    .set("Content-Length", &len.to_string())
+                    .send(f)
+            }
+            (None, Some(b)) => req.send_json(b),
+            (None, None) => req.call(),
         };
         match result {
             Ok(resp) => Ok(resp),

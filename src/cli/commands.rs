@@ -10,7 +10,7 @@ use super::client::normalize_endpoint;
 use super::output::{log_line, write_value};
 use super::{
     default_config_path, ApiArgs, Body, CliError, Client, Command, Config, Format, Globals,
-    LoginArgs, Request, Response, TaskCommand, Trust, DEFAULT_ENDPOINT, EXIT_OK,
+    LoginArgs, Request, Response, TaskCommand, Trust, UploadArgs, DEFAULT_ENDPOINT, EXIT_OK,
 };
 
 /// Longest single `?wait=` poll: short enough that a proxy or NAT idle timeout does not cut
@@ -121,6 +121,7 @@ pub(super) fn execute(g: &Globals, cmd: &Command) -> Result<u8, CliError> {
         Command::Api(a) => api(&ctx, a),
         Command::Task(TaskCommand::Wait { id, timeout }) => task_wait(&ctx, id, *timeout),
         Command::Task(TaskCommand::Log { id, follow }) => task_log(&ctx, id, *follow),
+        Command::Upload(a) => upload(&ctx, a),
     };
     result.map_err(|e| ctx.hint(e))
 }
@@ -255,12 +256,84 @@ fn api(ctx: &Context, a: &ApiArgs) -> Result<u8, CliError> {
         path: &a.path,
         query: a.query.clone(),
         body: body.as_ref(),
+        file: None,
         headers,
         timeout: Some(RESPONSE_GRACE * 2 + Duration::from_secs(server_wait)),
     };
     let resp = ctx.client()?.send(&req)?;
     print_response(ctx.format, &resp)?;
     Ok(EXIT_OK)
+}
+
+/// `ferrite upload`: streams a file to `POST /storage/pools/{pool}/upload`.
+fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
+    let file_name = a
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CliError::Usage(format!("{} names no file", a.file.display())))?;
+    let content = match &a.content {
+        Some(c) => c.clone(),
+        None => content_of(file_name)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "cannot tell what {file_name} is from its name: pass --content \
+                     (iso, template, snippets or images)"
+                ))
+            })?
+            .to_string(),
+    };
+    let sha256 = match &a.sha256 {
+        Some(s) => s.clone(),
+        None => file_sha256(&a.file)?,
+    };
+    let name = a.name.clone().unwrap_or_else(|| file_name.to_string());
+    let path = format!("storage/pools/{}/upload", a.pool);
+    let req = Request {
+        query: vec![
+            ("name".into(), name),
+            ("content".into(), content),
+            ("sha256".into(), sha256),
+        ],
+        file: Some(&a.file),
+        // A large file over a slow link takes as long as it takes.
+        timeout: None,
+        ..Request::new("POST", &path)
+    };
+    let resp = ctx.client()?.send(&req)?;
+    print_response(ctx.format, &resp)?;
+    Ok(EXIT_OK)
+}
+
+/// The content type a file's name implies, when it implies one.
+fn content_of(file_name: &str) -> Option<&'static str> {
+    let n = file_name.to_ascii_lowercase();
+    if n.ends_with(".iso") {
+        Some("iso")
+    } else if n.ends_with(".tar") || n.contains(".tar.") || n.ends_with(".tgz") {
+        Some("template")
+    } else {
+        None
+    }
+}
+
+/// The hex SHA-256 of a file, read in large blocks.
+fn file_sha256(path: &std::path::Path) -> Result<String, CliError> {
+    use sha2::{Digest, Sha256};
+    let err = |source| CliError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 /// Prints a response body, and for created objects or accepted tasks where to find them.
@@ -427,6 +500,14 @@ mod tests {
         assert_eq!(etag("3"), "\"3\"");
         assert_eq!(etag("\"3\""), "\"3\"");
         assert_eq!(etag("*"), "*");
+    }
+
+    #[test]
+    fn upload_content_follows_the_file_name() {
+        assert_eq!(content_of("debian-12.7.0-amd64-netinst.ISO"), Some("iso"));
+        assert_eq!(content_of("alpine-3.20.tar.xz"), Some("template"));
+        assert_eq!(content_of("rootfs.tgz"), Some("template"));
+        assert_eq!(content_of("user-data.yaml"), None);
     }
 
     #[test]

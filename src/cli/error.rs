@@ -164,6 +164,11 @@ pub enum CliError {
     },
     #[error("unexpected response to {what}: {detail}")]
     Protocol { what: String, detail: String },
+    #[error("reading {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading stdin: {0}")]
     Stdin(std::io::Error),
     #[error("reading the password: {0} (use --password-stdin when there is no terminal)")]

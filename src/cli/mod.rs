@@ -75,6 +75,29 @@ pub enum Command {
     /// Wait for or read the log of a long-running operation.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Upload an ISO, a container template or a snippet into a pool: streamed, and checked
+    /// against its SHA-256 by the daemon before the volume appears.
+    Upload(UploadArgs),
+}
+
+/// `ferrite upload POOL FILE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UploadArgs {
+    /// Pool to upload into (e.g. `local`).
+    pub pool: String,
+    /// The file to send.
+    pub file: PathBuf,
+    /// Volume name [default: the file's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What the file is: iso, template, snippets or images [default: iso for `.iso`,
+    /// template for `.tar`, `.tar.*` and `.tgz`].
+    #[arg(long)]
+    pub content: Option<String>,
+    /// The SHA-256 the file must have, e.g. from the distribution's SHA256SUMS [default: the
+    /// file's own, computed here first, which still proves the transfer intact].
+    #[arg(long)]
+    pub sha256: Option<String>,
 }
 
 /// `ferrite login`.

@@ -129,21 +129,44 @@ impl Api {
         body: Option<&Json>,
         idempotency_key: Option<&str>,
     ) -> Result<Option<Json>, ApiError> {
+        let mut req = self.request(method, path, query);
+        req.body = body;
+        if let Some(k) = idempotency_key {
+            req.headers.push(("Idempotency-Key", k.to_string()));
+        }
+        let repeatable = method != "POST" || idempotency_key.is_some();
+        self.execute(&req, repeatable)
+    }
+
+    /// Streams a local file as the body of a `POST` (an upload). Never retried: the file may
+    /// have been taken whole before the answer was lost, and a second upload then conflicts.
+    pub fn upload(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        file: &std::path::Path,
+    ) -> Result<Option<Json>, ApiError> {
+        let mut req = self.request("POST", path, query);
+        req.file = Some(file);
+        self.execute(&req, false)
+    }
+
+    fn request<'a>(&self, method: &'a str, path: &'a str, query: &[(&str, String)]) -> Request<'a> {
         let mut req = Request::new(method, path);
         req.query = query
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        req.body = body;
         req.timeout = Some(self.timeout);
-        if let Some(k) = idempotency_key {
-            req.headers.push(("Idempotency-Key", k.to_string()));
-        }
-        let repeatable = method != "POST" || idempotency_key.is_some();
+        req
+    }
+
+    fn execute(&self, req: &Request<'_>, repeatable: bool) -> Result<Option<Json>, ApiError> {
+        let (method, path) = (req.method, req.path);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let err = match self.client.send(&req) {
+            let err = match self.client.send(req) {
                 Ok(r) => {
                     if r.confirm_deadline.is_some() {
                         self.request_confirm();

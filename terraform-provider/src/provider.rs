@@ -140,7 +140,12 @@ fn item_path(r: &Resource, state: &Value) -> Result<String, String> {
 }
 
 fn collection_path(r: &Resource, state: &Value) -> Result<String, String> {
-    let mut path = r.def.collection.to_string();
+    fill_path(r.def.collection, r, state)
+}
+
+/// A route with the parent attributes' values in its `{name}` placeholders.
+fn fill_path(route: &str, r: &Resource, state: &Value) -> Result<String, String> {
+    let mut path = route.to_string();
     for p in r.def.parents {
         let v = match state.get(p.name) {
             Value::String(s) => s.clone(),
@@ -372,7 +377,10 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
         let key = uuid::Uuid::new_v4().to_string();
         // A VM snapshot needs a paused VM: pause a running one for the moment and resume it.
         let paused_vm = pause_for_snapshot(api, r, planned);
-        let result = api.call("POST", &coll, &[], Some(&body), Some(&key));
+        let result = match r.def.upload_route {
+            Some(route) => upload(api, r, route, planned, &body),
+            None => api.call("POST", &coll, &[], Some(&body), Some(&key)),
+        };
         if let Some(vm) = paused_vm {
             if let Err(e) = api.call("POST", &format!("{vm}/resume"), &[], None, None) {
                 diags.extend(problem_diags(
@@ -471,6 +479,32 @@ fn apply(api: &Api, r: &Resource, prior: &Value, planned: &Value) -> (Value, Vec
             (state_ref, diags)
         }
     }
+}
+
+/// Creates an uploaded resource (`ferrite_file`): the create fields go as the route's query
+/// and the local `source` file as the streamed body.
+fn upload(
+    api: &Api,
+    r: &Resource,
+    route: &str,
+    planned: &Value,
+    fields: &Json,
+) -> Result<Option<Json>, ApiError> {
+    let path = fill_path(route, r, planned).map_err(ApiError::Other)?;
+    let source = planned
+        .get("source")
+        .as_str()
+        .ok_or_else(|| ApiError::Other("source is not known".into()))?;
+    let query: Vec<(&str, String)> = fields
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let v = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            (k.as_str(), v)
+        })
+        .collect();
+    api.upload(&path, &query, std::path::Path::new(source))
 }
 
 /// Pauses a running VM before its snapshot; returns its path when it did.

@@ -54,6 +54,9 @@ pub struct ResourceDef {
     pub guest: bool,
     /// A write-only secret changed through its own route: (attribute, path suffix).
     pub secret_route: Option<(&'static str, &'static str)>,
+    /// Created by streaming the local file named by the provider-side `source` attribute to
+    /// this route (`create` is then the route's query type), not by a JSON `POST`.
+    pub upload_route: Option<&'static str>,
 }
 
 pub const RESOURCES: &[ResourceDef] = &[
@@ -72,6 +75,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_vlan",
@@ -87,6 +91,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_bond",
@@ -102,6 +107,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["status", "updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_storage_pool",
@@ -117,6 +123,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["capacity", "updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_volume",
@@ -146,6 +153,38 @@ pub const RESOURCES: &[ResourceDef] = &[
         ],
         guest: false,
         secret_route: None,
+        upload_route: None,
+    },
+    ResourceDef {
+        name: "ferrite_file",
+        description: "A file uploaded into a storage pool from the machine running Terraform: an \
+            ISO, a container template tarball or a snippet. Streamed, and checked by the daemon \
+            against `sha256` before the volume appears; set `sha256 = filesha256(source)` so \
+            that a changed file replaces the volume.",
+        collection: "/storage/pools/{pool}/volumes",
+        create: "UploadQuery",
+        create_response: None,
+        update: Update::None,
+        read: "Volume",
+        key: "name",
+        parents: &[Parent {
+            name: "pool",
+            number: false,
+            one_of: &[],
+            description: "The pool to upload into.",
+        }],
+        read_in_list: false,
+        hidden: &[
+            "allocated",
+            "state",
+            "snapshots",
+            "current_snapshot",
+            "used_by",
+            "updated_at",
+        ],
+        guest: false,
+        secret_route: None,
+        upload_route: Some("/storage/pools/{pool}/upload"),
     },
     ResourceDef {
         name: "ferrite_container",
@@ -161,6 +200,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["status", "snapshots", "current_snapshot", "updated_at"],
         guest: true,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_vm",
@@ -177,6 +217,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["status", "snapshots", "updated_at"],
         guest: true,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_user",
@@ -193,6 +234,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["updated_at"],
         guest: false,
         secret_route: Some(("password", "password")),
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_group",
@@ -208,6 +250,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_role",
@@ -223,6 +266,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_acl",
@@ -238,6 +282,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_api_token",
@@ -254,6 +299,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["updated_at"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
     ResourceDef {
         name: "ferrite_snapshot",
@@ -284,6 +330,7 @@ pub const RESOURCES: &[ResourceDef] = &[
         hidden: &["config"],
         guest: false,
         secret_route: None,
+        upload_route: None,
     },
 ];
 
@@ -484,6 +531,20 @@ fn build() -> Catalog {
                 "Restart a running guest when a change only takes effect at the next start. \
                  Default false: such changes wait for the next start and a warning says so.",
             ));
+        }
+        if def.upload_route.is_some() {
+            // The one attribute no API type carries: where the file is on this machine.
+            // Changing it alone re-uploads nothing (the content is pinned by `sha256`).
+            let mut a = config_attr(
+                "source",
+                Type::String,
+                false,
+                "Path of the file to upload, on the machine running Terraform.",
+            );
+            a.required = true;
+            a.optional = false;
+            a.provider_only = true;
+            attrs.push(a);
         }
         attrs.push(timeouts_attr());
         attrs.sort_by(|a, b| a.name.cmp(&b.name));

@@ -513,7 +513,7 @@ pub async fn volume_upload(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError
     match begin_upload(&app, &req).await {
         Ok(incoming) => receive_upload(&app, incoming, body, &req).await,
         Err(e) => {
-            crate::api::server::drain(body).await;
+            crate::api::server::discard(body, req.expect_continue);
             Err(e)
         }
     }
@@ -561,6 +561,11 @@ async fn receive_upload(
     }
     .await;
     drop(tx);
+    // A writer that stopped early (a full disk) leaves the client still sending: let it
+    // finish and read the answer (a no-op when the body was read to the end).
+    if received.is_err() {
+        crate::api::server::discard(body, false);
+    }
     let written = writer
         .await
         .map_err(|e| ApiError::internal(e.to_string()))
