@@ -409,11 +409,22 @@ fn upload_streams_a_file_and_refusals_arrive_whole() {
     // A checksum the file does not have: refused after the transfer, and nothing is kept.
     let zeros = "0".repeat(64);
     let r = d.ferrite(
-        &["upload", "local", iso_s, "--name", "other.iso", "--sha256", &zeros],
+        &[
+            "upload",
+            "local",
+            iso_s,
+            "--name",
+            "other.iso",
+            "--sha256",
+            &zeros,
+        ],
         None,
     );
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("422") && r.stderr.contains("/sha256"), "{r:?}");
+    assert!(
+        r.stderr.contains("422") && r.stderr.contains("/sha256"),
+        "{r:?}"
+    );
     let dir = stored.parent().expect("iso dir");
     let left: Vec<_> = std::fs::read_dir(dir)
         .expect("iso dir")

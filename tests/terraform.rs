@@ -853,6 +853,104 @@ output "templates" {{ value = [for t in data.ferrite_templates.t.items : t.name]
 }
 
 #[test]
+fn file_uploads_follow_the_local_file() {
+    let d = Daemon::start();
+    let c = d.root();
+    let tf = Tf::new(&d);
+    let src = d.data().join("netinst.iso");
+    let sum = |p: &PathBuf| {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(std::fs::read(p).expect("read")))
+    };
+    std::fs::write(&src, vec![0x11u8; 3 << 20]).expect("write iso");
+    let cfg = |source: &PathBuf, extra: &str| {
+        format!(
+            r#"resource "ferrite_file" "iso" {{
+  pool    = "local"
+  name    = "netinst.iso"
+  content = "iso"
+  source  = "{0}"
+  sha256  = filesha256("{0}")
+}}
+{extra}"#,
+            source.display()
+        )
+    };
+    tf.config(&cfg(&src, ""));
+    tf.apply();
+    let vol = c.get("/storage/pools/local/volumes/netinst.iso");
+    assert_eq!(vol.status, 200, "{}", vol.text);
+    let stored = PathBuf::from(vol.body["path"].as_str().expect("path"));
+    assert_eq!(sum(&stored), sum(&src));
+    assert_eq!(vol.body["sha256"], sum(&src).as_str());
+    assert_eq!(tf.state()["ferrite_file.iso"]["size"], json!(3 << 20));
+    tf.assert_no_changes();
+    tf.import_round_trip(&d, "ferrite_file.iso", "local:netinst.iso", &["source"]);
+    // The same bytes from another path: nothing to upload again.
+    let moved = d.data().join("moved.iso");
+    std::fs::copy(&src, &moved).expect("copy");
+    tf.config(&cfg(&moved, ""));
+    let (code, out) = tf.plan(&[]);
+    assert!(
+        code == 2 && out.contains("updated in-place") && !out.contains("replaced"),
+        "{out}"
+    );
+    tf.apply();
+    // New bytes in the file: a new volume with them.
+    std::fs::write(&moved, vec![0x22u8; 2 << 20]).expect("rewrite iso");
+    tf.plan_shows(&["ferrite_file.iso must be replaced"]);
+    tf.apply();
+    assert_eq!(sum(&stored), sum(&moved));
+    // Drift: the volume deleted behind Terraform's back is uploaded again.
+    assert_eq!(
+        c.delete("/storage/pools/local/volumes/netinst.iso").status,
+        204
+    );
+    tf.plan_shows(&["ferrite_file.iso will be created"]);
+    tf.apply();
+    assert_eq!(sum(&stored), sum(&moved));
+    // A checksum the file does not have fails the apply, naming the field, and stores nothing.
+    let bad = format!(
+        r#"resource "ferrite_file" "bad" {{
+  pool    = "local"
+  name    = "bad.iso"
+  content = "iso"
+  source  = "{}"
+  sha256  = "{}"
+}}"#,
+        moved.display(),
+        "0".repeat(64)
+    );
+    tf.config(&cfg(&moved, &bad));
+    let (code, out) = tf.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sha256") && out.contains("422"), "{out}");
+    assert_eq!(c.get("/storage/pools/local/volumes/bad.iso").status, 404);
+    // A source that is not there fails the apply with the path.
+    let gone = format!(
+        r#"resource "ferrite_file" "bad" {{
+  pool    = "local"
+  name    = "bad.iso"
+  content = "iso"
+  source  = "/nonexistent/bad.iso"
+  sha256  = "{}"
+}}"#,
+        "0".repeat(64)
+    );
+    tf.config(&cfg(&moved, &gone));
+    let (code, out) = tf.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/nonexistent/bad.iso"), "{out}");
+    tf.config(&cfg(&moved, ""));
+    tf.destroy();
+    assert_eq!(
+        c.get("/storage/pools/local/volumes/netinst.iso").status,
+        404
+    );
+    assert!(!stored.exists());
+}
+
+#[test]
 fn plan_rejects_bad_config_before_anything_is_touched() {
     let d = Daemon::start();
     let c = d.root();

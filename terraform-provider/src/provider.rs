@@ -500,7 +500,10 @@ fn upload(
         .into_iter()
         .flatten()
         .map(|(k, v)| {
-            let v = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string());
             (k.as_str(), v)
         })
         .collect();
