@@ -44,7 +44,8 @@ pub enum VmError {
     Store(#[from] StoreError),
 }
 
-/// In a VM's directory while a restart after a guest reset is planned.
+/// In a VM's directory while it has a restart plan after guest resets (a
+/// [`restart::Saved`] as JSON): past resets and a planned restart.
 const RESTART_MARK: &str = "restart-planned";
 
 fn invalid(field: &str, m: impl Into<String>) -> VmError {
@@ -760,15 +761,22 @@ impl Vms {
             if was_running {
                 self.finish(&o.id);
             }
-            // A guest that reset while the daemon was down, or was waiting out a back-off
-            // when it stopped, is restarted by the monitor as it would have been.
-            let reset = was_running
-                && self
-                    .last_exit(&o.id)
-                    .is_some_and(|e| e["reason"] == "reset");
-            if reset || self.restart_mark(&o.id).exists() {
-                self.restart_plan.plan(&o.id, Instant::now());
-                tracing::info!(vm = %o.id, "guest reset while the daemon was away: restart planned");
+            // The restart plan goes on where the last daemon left it: past resets still
+            // count, and a guest that reset while no daemon ran, or was waiting out a
+            // back-off, is restarted by the monitor as it would have been.
+            if let Some(saved) = self.saved_restart_plan(&o.id) {
+                self.restart_plan.restore(&o.id, &saved, Instant::now());
+            }
+            let reset = self
+                .last_exit(&o.id)
+                .filter(|e| was_running && e["reason"] == "reset");
+            if let Some(exit) = reset {
+                tracing::info!(vm = %o.id, "guest reset while the daemon was away");
+                self.after_reset(&o.id, exit);
+                continue;
+            }
+            if self.restart_plan.pending_at(&o.id).is_some() {
+                tracing::info!(vm = %o.id, "a restart after a guest reset is still planned");
                 continue;
             }
             if o.body["onboot"].as_bool().unwrap_or(false) {
@@ -800,16 +808,68 @@ impl Vms {
         self.vm_dir(id).join(RESTART_MARK)
     }
 
-    /// Cancels a planned restart after a guest reset (the user took over through the API).
+    /// Cancels a planned restart after a guest reset, and forgets past resets (the user took
+    /// over through the API).
     fn cancel_restart(&self, id: &str) {
         self.restart_plan.forget(id);
         let _ = std::fs::remove_file(self.restart_mark(id));
     }
 
-    /// Takes a due restart for making (see [`restart::Restarts::take`]); its mark goes too.
+    /// Takes a due restart for making (see [`restart::Restarts::take`]); the saved plan
+    /// keeps the count of past resets.
     fn take_restart(&self, id: &str) -> bool {
-        let _ = std::fs::remove_file(self.restart_mark(id));
-        self.restart_plan.take(id)
+        let taken = self.restart_plan.take(id);
+        self.save_restart_plan(id);
+        taken
+    }
+
+    /// Writes the VM's restart plan next to it, so the next daemon process goes on with it.
+    fn save_restart_plan(&self, id: &str) {
+        let path = self.restart_mark(id);
+        let written = match self.restart_plan.saved(id) {
+            // A torn write reads back as "a restart is due" (see `saved_restart_plan`).
+            Some(s) => std::fs::write(&path, json!(s).to_string()),
+            None => std::fs::remove_file(&path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(e) = written {
+            tracing::warn!(vm = %id, error = %e, "cannot save the restart plan");
+        }
+    }
+
+    /// The restart plan an earlier daemon process saved. A mark without a readable plan
+    /// (written by an older version) means a restart is due.
+    fn saved_restart_plan(&self, id: &str) -> Option<restart::Saved> {
+        let text = std::fs::read(self.restart_mark(id)).ok()?;
+        Some(serde_json::from_slice(&text).unwrap_or(restart::Saved {
+            resets: Vec::new(),
+            due: Some(0),
+        }))
+    }
+
+    /// A guest reset (its `exit.json` says so): plans its restart with back-off, or gives up
+    /// and says why in `exit.json`.
+    fn after_reset(&self, id: &str, mut exit: Value) {
+        match self.restart_plan.plan(id, Instant::now()) {
+            restart::Decision::After(d) => {
+                tracing::info!(vm = %id, delay_ms = d.as_millis() as u64, "guest reset: restart planned")
+            }
+            restart::Decision::GiveUp => {
+                let why = format!(
+                    "the guest reset again after {} automatic restarts within {} s; the daemon stopped restarting it (start it through the API)",
+                    restart::BURST,
+                    restart::WINDOW.as_secs()
+                );
+                tracing::warn!(vm = %id, "{why}");
+                exit["restarts_stopped"] = json!(why);
+                let _ = std::fs::write(self.vm_dir(id).join("exit.json"), exit.to_string());
+            }
+        }
+        // Saved either way: a daemon restarted during the back-off still makes the restart
+        // (see `adopt_and_boot`), and one restarted after giving up still counts the resets.
+        self.save_restart_plan(id);
     }
 
     /// Finds VMs whose process ended on its own: cleans up, and restarts reset guests.
@@ -832,26 +892,8 @@ impl Vms {
             let reason = self.last_exit(&id);
             let shown = reason.clone().unwrap_or(Value::Null).to_string();
             tracing::info!(vm = %id, exit = %shown, "vm stopped on its own");
-            if let Some(mut exit) = reason.filter(|r| r["reason"] == "reset") {
-                match self.restart_plan.plan(&id, Instant::now()) {
-                    restart::Decision::After(d) => {
-                        // Marked on disk too: a daemon restarted during the back-off still
-                        // restarts the guest (see `adopt_and_boot`).
-                        let _ = std::fs::write(self.restart_mark(&id), b"");
-                        tracing::info!(vm = %id, delay_ms = d.as_millis() as u64, "guest reset: restart planned")
-                    }
-                    restart::Decision::GiveUp => {
-                        let why = format!(
-                            "the guest reset again after {} automatic restarts within {} s; the daemon stopped restarting it (start it through the API)",
-                            restart::BURST,
-                            restart::WINDOW.as_secs()
-                        );
-                        tracing::warn!(vm = %id, "{why}");
-                        exit["restarts_stopped"] = json!(why);
-                        let _ =
-                            std::fs::write(self.vm_dir(&id).join("exit.json"), exit.to_string());
-                    }
-                }
+            if let Some(exit) = reason.filter(|r| r["reason"] == "reset") {
+                self.after_reset(&id, exit);
             }
         }
         self.restart_due();

@@ -7,13 +7,15 @@
 //! and after [`BURST`] of them the daemon gives up and leaves the guest stopped, saying why.
 //! The same idea as systemd's `StartLimitBurst` with `RestartSec` back-off.
 //!
-//! The plan lives in memory, with a mark in the VM's directory that a restart is planned (so a
-//! daemon restarted during a back-off still restarts the guest). A daemon restart forgets the
-//! count of past resets, which errs on the side of restarting the guest.
+//! The plan lives in memory and is saved in the VM's directory ([`Saved`]) whenever it
+//! changes, so a daemon restarted during a back-off still makes the planned restart, and a
+//! guest that keeps resetting across daemon restarts still reaches the limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 /// Restarts within this long of the latest one count towards [`BURST`] and the back-off.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -34,10 +36,36 @@ pub enum Decision {
 
 #[derive(Default)]
 struct Entry {
-    /// When restarts were planned, oldest first, pruned to [`WINDOW`].
-    recent: VecDeque<Instant>,
+    /// When restarts were planned (monotonic, and wall clock for saving), oldest first,
+    /// pruned to [`WINDOW`].
+    recent: VecDeque<(Instant, SystemTime)>,
     /// A planned restart: when it is due (monotonic, and wall clock for the API).
     due: Option<(Instant, SystemTime)>,
+}
+
+/// One VM's plan as saved on disk: wall-clock milliseconds since the Unix epoch, since
+/// monotonic instants mean nothing to the next daemon process.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// When the restarts within [`WINDOW`] were planned.
+    pub resets: Vec<u64>,
+    /// When the planned restart is due, if one is.
+    pub due: Option<u64>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The monotonic instant of a saved wall-clock time, seen from (`now`, `wall_now`); a time
+/// in the future (a clock step) counts as now, one before the monotonic clock began (the
+/// host rebooted since) as none.
+fn instant_of(ms: u64, now: Instant, wall_now: SystemTime) -> Option<(Instant, SystemTime)> {
+    let wall = (UNIX_EPOCH + Duration::from_millis(ms)).min(wall_now);
+    let ago = wall_now.duration_since(wall).unwrap_or_default();
+    Some((now.checked_sub(ago)?, wall))
 }
 
 /// Planned restarts of every VM.
@@ -59,7 +87,7 @@ impl Restarts {
             while e
                 .recent
                 .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) > WINDOW)
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > WINDOW)
             {
                 e.recent.pop_front();
             }
@@ -74,8 +102,9 @@ impl Restarts {
                     .saturating_mul(1u32 << ((n - 1).min(16) as u32))
                     .min(MAX_DELAY),
             };
-            e.recent.push_back(now);
-            e.due = Some((now + delay, SystemTime::now() + delay));
+            let wall = SystemTime::now();
+            e.recent.push_back((now, wall));
+            e.due = Some((now + delay, wall + delay));
             Decision::After(delay)
         })
     }
@@ -103,6 +132,41 @@ impl Restarts {
     pub fn forget(&self, id: &str) {
         self.with(|m| {
             m.remove(id);
+        })
+    }
+
+    /// The plan of `id` for saving; `None` when there is nothing to remember.
+    pub fn saved(&self, id: &str) -> Option<Saved> {
+        self.with(|m| {
+            m.get(id).map(|e| Saved {
+                resets: e.recent.iter().map(|(_, w)| unix_ms(*w)).collect(),
+                due: e.due.map(|(_, w)| unix_ms(w)),
+            })
+        })
+    }
+
+    /// Takes back a plan saved by an earlier daemon process, at `now`. Resets older than
+    /// [`WINDOW`] no longer count; a restart that fell due while no daemon ran is due now.
+    pub fn restore(&self, id: &str, saved: &Saved, now: Instant) {
+        let wall_now = SystemTime::now();
+        let mut e = Entry::default();
+        for &ms in &saved.resets {
+            match instant_of(ms, now, wall_now) {
+                Some((t, w)) if now.saturating_duration_since(t) <= WINDOW => {
+                    e.recent.push_back((t, w))
+                }
+                _ => {}
+            }
+        }
+        e.due = saved.due.map(|ms| {
+            let wall = UNIX_EPOCH + Duration::from_millis(ms);
+            match wall.duration_since(wall_now) {
+                Ok(ahead) => (now + ahead, wall),
+                Err(_) => (now, wall_now),
+            }
+        });
+        self.with(|m| {
+            m.insert(id.to_string(), e);
         })
     }
 
@@ -138,6 +202,51 @@ mod tests {
             ]
         );
         assert_eq!(r.pending_at("1"), None);
+    }
+
+    #[test]
+    fn a_saved_plan_keeps_counting_in_the_next_daemon() {
+        let r = Restarts::default();
+        let t = Instant::now();
+        for i in 0..3u64 {
+            r.plan("1", t + Duration::from_millis(i));
+        }
+        let saved = r.saved("1").expect("saved");
+        assert_eq!(saved.resets.len(), 3);
+        let due = saved.due.expect("due");
+        assert!(
+            due >= unix_ms(SystemTime::now()) + 1_500,
+            "the third waits 2 s: {saved:?}"
+        );
+        // Through JSON, as on disk, into a fresh daemon's plan.
+        let text = serde_json::to_string(&saved).expect("json");
+        let back: Saved = serde_json::from_str(&text).expect("parse");
+        let next = Restarts::default();
+        let now = Instant::now();
+        next.restore("1", &back, now);
+        assert!(next.due(now).is_empty(), "not due before its time");
+        assert_eq!(
+            next.due(now + Duration::from_secs(5)),
+            vec!["1".to_string()]
+        );
+        assert!(next.take("1"));
+        // The fourth reset waits 4 s, and the sixth gives up: the count went on.
+        assert_eq!(next.plan("1", now), Decision::After(Duration::from_secs(4)));
+        assert_eq!(next.plan("1", now), Decision::After(Duration::from_secs(8)));
+        assert_eq!(next.plan("1", now), Decision::GiveUp);
+        // Resets older than the window, and a due time that passed, as after a long outage.
+        let old = unix_ms(SystemTime::now()) - 2 * WINDOW.as_millis() as u64;
+        next.restore(
+            "2",
+            &Saved {
+                resets: vec![old; 5],
+                due: Some(old),
+            },
+            now,
+        );
+        assert_eq!(next.due(now), vec!["2".to_string()]);
+        assert!(next.take("2"));
+        assert_eq!(next.plan("2", now), Decision::After(Duration::ZERO));
     }
 
     #[test]
