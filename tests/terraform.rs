@@ -910,34 +910,25 @@ fn file_uploads_follow_the_local_file() {
     tf.apply();
     assert_eq!(sum(&stored), sum(&moved));
     // A checksum the file does not have fails the apply, naming the field, and stores nothing.
-    let bad = format!(
-        r#"resource "ferrite_file" "bad" {{
+    let bad = |source: &str| {
+        format!(
+            r#"resource "ferrite_file" "bad" {{
   pool    = "local"
   name    = "bad.iso"
   content = "iso"
-  source  = "{}"
+  source  = "{source}"
   sha256  = "{}"
 }}"#,
-        moved.display(),
-        "0".repeat(64)
-    );
-    tf.config(&cfg(&moved, &bad));
+            "0".repeat(64)
+        )
+    };
+    tf.config(&cfg(&moved, &bad(&moved.display().to_string())));
     let (code, out) = tf.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("sha256") && out.contains("422"), "{out}");
     assert_eq!(c.get("/storage/pools/local/volumes/bad.iso").status, 404);
     // A source that is not there fails the apply with the path.
-    let gone = format!(
-        r#"resource "ferrite_file" "bad" {{
-  pool    = "local"
-  name    = "bad.iso"
-  content = "iso"
-  source  = "/nonexistent/bad.iso"
-  sha256  = "{}"
-}}"#,
-        "0".repeat(64)
-    );
-    tf.config(&cfg(&moved, &gone));
+    tf.config(&cfg(&moved, &bad("/nonexistent/bad.iso")));
     let (code, out) = tf.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("/nonexistent/bad.iso"), "{out}");

@@ -59,6 +59,24 @@ pub struct ResourceDef {
     pub upload_route: Option<&'static str>,
 }
 
+/// The parent of volumes and uploaded files.
+const IN_POOL: Parent = Parent {
+    name: "pool",
+    number: false,
+    one_of: &[],
+    description: "The pool holding the volume.",
+};
+
+/// Volume fields that change on their own (allocation, state, snapshots, use).
+const VOLUME_RUNTIME: &[&str] = &[
+    "allocated",
+    "state",
+    "snapshots",
+    "current_snapshot",
+    "used_by",
+    "updated_at",
+];
+
 pub const RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         name: "ferrite_bridge",
@@ -135,22 +153,9 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::Resize,
         read: "Volume",
         key: "name",
-        parents: &[Parent {
-            name: "pool",
-            number: false,
-            one_of: &[],
-            description: "The pool holding the volume.",
-        }],
+        parents: &[IN_POOL],
         read_in_list: false,
-        hidden: &[
-            "allocated",
-            "state",
-            "snapshots",
-            "current_snapshot",
-            "used_by",
-            "updated_at",
-            "sha256",
-        ],
+        hidden: VOLUME_RUNTIME,
         guest: false,
         secret_route: None,
         upload_route: None,
@@ -167,21 +172,9 @@ pub const RESOURCES: &[ResourceDef] = &[
         update: Update::None,
         read: "Volume",
         key: "name",
-        parents: &[Parent {
-            name: "pool",
-            number: false,
-            one_of: &[],
-            description: "The pool to upload into.",
-        }],
+        parents: &[IN_POOL],
         read_in_list: false,
-        hidden: &[
-            "allocated",
-            "state",
-            "snapshots",
-            "current_snapshot",
-            "used_by",
-            "updated_at",
-        ],
+        hidden: VOLUME_RUNTIME,
         guest: false,
         secret_route: None,
         upload_route: Some("/storage/pools/{pool}/upload"),
