@@ -69,11 +69,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?;
     // Made absolute once, here: the default pool, VM and container paths are kept in the store
     // and handed to other processes, so a relative `--data-dir ./data` (the quick start's)
-    // must not leak into them.
-    let cfg = Config {
-        data_dir: std::fs::canonicalize(&cfg.data_dir)
-            .map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?,
-        ..cfg
+    // must not leak into them. An absolute one is kept as given (symlinks unresolved): the
+    // runtime scope of running guests is derived from it and must not change on upgrade.
+    let cfg = if cfg.data_dir.is_relative() {
+        Config {
+            data_dir: std::path::absolute(&cfg.data_dir)
+                .map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?,
+            ..cfg
+        }
+    } else {
+        cfg
     };
     let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     let registry = Registry::load()?;

@@ -399,7 +399,22 @@ fn upload_streams_a_file_and_refusals_arrive_whole() {
     };
     assert_eq!(on_disk, sha, "the stored bytes differ from the file sent");
 
-    // The same name again: the daemon refuses before reading the body.
+    // The same name again, with the checksum given: the daemon refuses before reading the
+    // body, and the answer still arrives.
+    let r = d.ferrite(
+        &["upload", "local", iso_s, "--sha256", &sha.to_uppercase()],
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("409") && r.stderr.contains("already exists"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("request id"),
+        "the daemon's answer: {r:?}"
+    );
+    // Without the checksum the CLI asks before it spends time hashing.
     let r = d.ferrite(&["upload", "local", iso_s], None);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(

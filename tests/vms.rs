@@ -408,6 +408,50 @@ fn a_restart_planned_after_a_reset_survives_a_daemon_restart() {
     assert_eq!(st["state"], "stopped", "{st}");
 }
 
+/// A guest that runs a while between resets (as a slow kernel that panics with `panic=1`)
+/// when the daemon restarts: its resets before the restart still count towards the limit.
+#[test]
+fn resets_before_a_daemon_restart_count_while_the_guest_runs() {
+    if !common::kvm_or_skip("resets_before_a_daemon_restart_count_while_the_guest_runs") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let c = setup_in(&d);
+    let id = create(
+        &c,
+        json!({"name": "resetter", "kernel": "local:guest.elf", "memory": 32, "cmdline": "test=echo"}),
+    );
+    start(&c, id);
+    // Once the VM runs with `n` restarts behind it, the guest is told to reset.
+    let reset_after = |d: &Daemon, c: &Client, n: u64| {
+        wait_status(
+            c,
+            id,
+            &format!("the guest running after {n} restarts"),
+            |st| st["state"] == "running" && st["restarts"].as_u64() == Some(n),
+        );
+        let mut con = common::Console::attach(d, c, &format!("vms/{id}/console"));
+        con.send(tungstenite::Message::text("reset\n"));
+    };
+    reset_after(&d, &c, 0);
+    reset_after(&d, &c, 1);
+    wait_status(&c, id, "the guest running after 2 restarts", |st| {
+        st["state"] == "running" && st["restarts"].as_u64() == Some(2)
+    });
+    d.stop(nix::sys::signal::Signal::SIGKILL);
+    d.spawn();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    for n in 2..=5 {
+        reset_after(&d, &c, n);
+    }
+    let st = wait_status(&c, id, "the daemon to give up on the reset loop", |st| {
+        st["last_exit"]["restarts_stopped"].is_string()
+    });
+    assert_eq!(st["restarts"], 5, "{st}");
+    assert_eq!(st["state"], "stopped", "{st}");
+}
+
 #[test]
 fn snapshot_of_a_paused_vm_restores_and_the_counter_keeps_counting() {
     let Some((d, c, _reap)) =

@@ -10,7 +10,8 @@ use super::client::normalize_endpoint;
 use super::output::{log_line, write_value};
 use super::{
     default_config_path, ApiArgs, Body, CliError, Client, Command, Config, Format, Globals,
-    LoginArgs, Request, Response, TaskCommand, Trust, UploadArgs, DEFAULT_ENDPOINT, EXIT_OK,
+    LoginArgs, Problem, Request, Response, TaskCommand, Trust, UploadArgs, DEFAULT_ENDPOINT,
+    EXIT_OK,
 };
 
 /// Longest single `?wait=` poll: short enough that a proxy or NAT idle timeout does not cut
@@ -283,11 +284,26 @@ fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
             })?
             .to_string(),
     };
-    let sha256 = match &a.sha256 {
-        Some(s) => s.clone(),
-        None => file_sha256(&a.file)?,
-    };
     let name = a.name.clone().unwrap_or_else(|| file_name.to_string());
+    let client = ctx.client()?;
+    let sha256 = match &a.sha256 {
+        Some(s) => s.trim().to_ascii_lowercase(),
+        None => {
+            // Hashing a large file takes a while: learn first whether the name is taken.
+            let volume = format!("storage/pools/{}/volumes/{name}", a.pool);
+            if client.send(&Request::new("GET", &volume)).is_ok() {
+                return Err(CliError::Api(Box::new(Problem {
+                    status: 409,
+                    title: "Already exists".into(),
+                    detail: Some(format!("volume '{}:{name}' already exists", a.pool)),
+                    invalid_params: Vec::new(),
+                    request_id: None,
+                    hint: Some("choose another --name, or delete the volume first".into()),
+                })));
+            }
+            file_sha256(&a.file)?
+        }
+    };
     let path = format!("storage/pools/{}/upload", a.pool);
     let req = Request {
         query: vec![
@@ -300,7 +316,7 @@ fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
         timeout: None,
         ..Request::new("POST", &path)
     };
-    let resp = ctx.client()?.send(&req)?;
+    let resp = client.send(&req)?;
     print_response(ctx.format, &resp)?;
     Ok(EXIT_OK)
 }

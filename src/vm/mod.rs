@@ -753,6 +753,12 @@ impl Vms {
             .unwrap_or_default();
         let mut boot: Vec<(i64, String)> = Vec::new();
         for o in &all {
+            // The restart plan goes on where the last daemon left it, for running guests
+            // too: past resets still count, and a guest that reset while no daemon ran, or
+            // was waiting out a back-off, is restarted by the monitor as it would have been.
+            if let Some(saved) = self.saved_restart_plan(&o.id) {
+                self.restart_plan.restore(&o.id, &saved, Instant::now());
+            }
             if let Some(st) = self.runtime_state(&o.id) {
                 tracing::info!(vm = %o.id, pid = st.pid, "re-adopted a running vm");
                 continue;
@@ -760,12 +766,6 @@ impl Vms {
             let was_running = self.vm_dir(&o.id).join("runtime.json").exists();
             if was_running {
                 self.finish(&o.id);
-            }
-            // The restart plan goes on where the last daemon left it: past resets still
-            // count, and a guest that reset while no daemon ran, or was waiting out a
-            // back-off, is restarted by the monitor as it would have been.
-            if let Some(saved) = self.saved_restart_plan(&o.id) {
-                self.restart_plan.restore(&o.id, &saved, Instant::now());
             }
             let reset = self
                 .last_exit(&o.id)
@@ -827,8 +827,13 @@ impl Vms {
     fn save_restart_plan(&self, id: &str) {
         let path = self.restart_mark(id);
         let written = match self.restart_plan.saved(id) {
-            // A torn write reads back as "a restart is due" (see `saved_restart_plan`).
-            Some(s) => std::fs::write(&path, json!(s).to_string()),
+            // Written aside and renamed over: a crash mid-write must not turn "gave up" into
+            // "a restart is due".
+            Some(s) => {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, json!(s).to_string())
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+            }
             None => std::fs::remove_file(&path).or_else(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Ok(()),
                 _ => Err(e),
@@ -839,14 +844,21 @@ impl Vms {
         }
     }
 
-    /// The restart plan an earlier daemon process saved. A mark without a readable plan
-    /// (written by an older version) means a restart is due.
+    /// The restart plan an earlier daemon process saved. An empty mark (written by an older
+    /// version while a restart was planned) means a restart is due.
     fn saved_restart_plan(&self, id: &str) -> Option<restart::Saved> {
         let text = std::fs::read(self.restart_mark(id)).ok()?;
-        Some(serde_json::from_slice(&text).unwrap_or(restart::Saved {
-            resets: Vec::new(),
-            due: Some(0),
-        }))
+        if text.is_empty() {
+            return Some(restart::Saved {
+                resets: Vec::new(),
+                due: Some(0),
+            });
+        }
+        serde_json::from_slice(&text)
+            .map_err(
+                |e| tracing::warn!(vm = %id, error = %e, "ignoring an unreadable restart plan"),
+            )
+            .ok()
     }
 
     /// A guest reset (its `exit.json` says so): plans its restart with back-off, or gives up

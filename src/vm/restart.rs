@@ -60,8 +60,8 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// The monotonic instant of a saved wall-clock time, seen from (`now`, `wall_now`); a time
-/// in the future (a clock step) counts as now, one before the monotonic clock began (the
-/// host rebooted since) as none.
+/// in the future (the clock was stepped back) counts as now, and one the monotonic clock
+/// cannot reach back to as none.
 fn instant_of(ms: u64, now: Instant, wall_now: SystemTime) -> Option<(Instant, SystemTime)> {
     let wall = (UNIX_EPOCH + Duration::from_millis(ms)).min(wall_now);
     let ago = wall_now.duration_since(wall).unwrap_or_default();
@@ -160,8 +160,10 @@ impl Restarts {
         }
         e.due = saved.due.map(|ms| {
             let wall = UNIX_EPOCH + Duration::from_millis(ms);
+            // Never further ahead than a back-off can be: a clock stepped back since must
+            // not hold the restart for the size of the step.
             match wall.duration_since(wall_now) {
-                Ok(ahead) => (now + ahead, wall),
+                Ok(ahead) => (now + ahead.min(MAX_DELAY), wall_now + ahead.min(MAX_DELAY)),
                 Err(_) => (now, wall_now),
             }
         });

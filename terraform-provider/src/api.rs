@@ -49,6 +49,8 @@ pub struct Settings {
 pub struct Api {
     client: std::sync::Arc<Client>,
     timeout: Duration,
+    /// The resource's own `timeouts` entry, when it set one (uploads have no other deadline).
+    explicit_timeout: Option<Duration>,
     /// Set when a call answered that its change waits for confirmation (it touched a
     /// management interface); one flag per [`Api::with_timeout`] scope, that is per apply.
     confirm_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -73,6 +75,7 @@ impl Api {
         let mut api = Api {
             client: std::sync::Arc::new(client),
             timeout: s.timeout,
+            explicit_timeout: None,
             confirm_requested: Default::default(),
         };
         if s.token.is_none() {
@@ -104,6 +107,7 @@ impl Api {
         Api {
             client: std::sync::Arc::clone(&self.client),
             timeout: timeout.unwrap_or(self.timeout),
+            explicit_timeout: timeout,
             confirm_requested: Default::default(),
         }
     }
@@ -140,6 +144,8 @@ impl Api {
 
     /// Streams a local file as the body of a `POST` (an upload). Never retried: the file may
     /// have been taken whole before the answer was lost, and a second upload then conflicts.
+    /// No deadline but the resource's `timeouts.create`: a large file over a slow link takes
+    /// as long as it takes, and the provider-wide `timeout` is meant for single calls.
     pub fn upload(
         &self,
         path: &str,
@@ -148,6 +154,7 @@ impl Api {
     ) -> Result<Option<Json>, ApiError> {
         let mut req = self.request("POST", path, query);
         req.file = Some(file);
+        req.timeout = self.explicit_timeout;
         self.execute(&req, false)
     }
 

@@ -507,7 +507,21 @@ fn upload(
             (k.as_str(), v)
         })
         .collect();
-    api.upload(&path, &query, std::path::Path::new(source))
+    match api.upload(&path, &query, std::path::Path::new(source)) {
+        // The connection broke: the daemon may have stored the file before its answer was
+        // lost. The volume with the planned checksum is the one this upload made (a name is
+        // never taken twice), so it is adopted instead of failing with a conflict next time.
+        Err(ApiError::Other(e)) => match read_object(api, r, planned) {
+            Ok(Some(obj)) if obj.get("sha256") == fields.get("sha256") => {
+                crate::api::tracing_line(&format!(
+                    "upload to {path}: the answer was lost ({e}), but the volume is there"
+                ));
+                Ok(Some(obj))
+            }
+            _ => Err(ApiError::Other(e)),
+        },
+        other => other,
+    }
 }
 
 /// Pauses a running VM before its snapshot; returns its path when it did.

@@ -532,7 +532,8 @@ fn build() -> Catalog {
                 "source",
                 Type::String,
                 false,
-                "Path of the file to upload, on the machine running Terraform.",
+                "Path of the file to upload, on the machine running Terraform. After an \
+                 import it is unknown, so the first plan sets it in place (no upload).",
             );
             a.required = true;
             a.optional = false;

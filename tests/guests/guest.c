@@ -357,7 +357,8 @@ static void test_count(void) {
     }
 }
 
-/* ---- serial input: echo each line typed into COM1 (the console test) ---- */
+/* ---- serial input: echo each line typed into COM1 (the console test); "bye" powers off,
+ * "reset" resets ---- */
 static void test_echo(void) {
     char line[128];
     int n = 0;
@@ -369,6 +370,11 @@ static void test_echo(void) {
             line[n] = 0;
             puts("echo: "); puts(line); puts("\n");
             if (n == 3 && line[0] == 'b' && line[1] == 'y' && line[2] == 'e') poweroff();
+            if (n == 5 && line[0] == 'r' && line[1] == 'e' && line[2] == 's' && line[3] == 'e' && line[4] == 't') {
+                puts("resetting\n");
+                outb(0x64, 0xfe); /* the i8042 reset line, as a panicking kernel with panic=1 */
+                for (;;) __asm__ volatile("hlt");
+            }
             n = 0;
         } else if (n < (int)sizeof(line) - 1) {
             line[n++] = ch;

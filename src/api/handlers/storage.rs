@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use super::paging;
-use crate::api::{ApiError, App, Req, Resp};
+use crate::api::{server, ApiError, App, Req, Resp};
 use crate::storage::{
     CloneRequest, Content, Format, Storage, StorageError, VolumeSpec, POOL_KIND, VOLUME_KIND,
 };
@@ -513,7 +513,7 @@ pub async fn volume_upload(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError
     match begin_upload(&app, &req).await {
         Ok(incoming) => receive_upload(&app, incoming, body, &req).await,
         Err(e) => {
-            crate::api::server::discard(body, req.expect_continue);
+            server::discard(body, req.expect_continue, server::Refused::ByHandler);
             Err(e)
         }
     }
@@ -564,7 +564,7 @@ async fn receive_upload(
     // A writer that stopped early (a full disk) leaves the client still sending: let it
     // finish and read the answer (a no-op when the body was read to the end).
     if received.is_err() {
-        crate::api::server::discard(body, false);
+        server::discard(body, false, server::Refused::ByHandler);
     }
     let written = writer
         .await
