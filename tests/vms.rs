@@ -354,7 +354,16 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
     // Started again through the API, a guest that keeps resetting is restarted five times
     // (after 0, 1, 2, 4 and 8 s), then left stopped with the reason.
     start(&c, reset);
-    let st = wait_status(&c, reset, "the daemon giving up on restarts", |st| {
+    wait_gave_up_after_five_restarts(&c, reset);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&c, reset)["restarts"], 5);
+    assert_eq!(state(&c, reset)["state"], "stopped");
+}
+
+/// Waits for the daemon to give up on a guest in a reset loop: stopped after exactly 5
+/// automatic restarts, with the reason, and nothing planned.
+fn wait_gave_up_after_five_restarts(c: &Client, id: i64) {
+    let st = wait_status(c, id, "the daemon giving up on restarts", |st| {
         st["last_exit"]["restarts_stopped"].is_string()
     });
     assert_eq!(st["state"], "stopped", "{st}");
@@ -366,9 +375,6 @@ fn virtio_rng_and_guest_reset_restarts_the_vm() {
             .is_some_and(|m| m.contains("after 5 automatic restarts within 60 s")),
         "{st}"
     );
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(state(&c, reset)["restarts"], 5);
-    assert_eq!(state(&c, reset)["state"], "stopped");
 }
 
 #[test]
@@ -401,11 +407,7 @@ fn a_restart_planned_after_a_reset_survives_a_daemon_restart() {
     });
     // The resets before the daemon restart still count: it gives up after 5 restarts in
     // all, not 5 more.
-    let st = wait_status(&c, id, "the daemon to give up on the reset loop", |st| {
-        st["last_exit"]["restarts_stopped"].is_string()
-    });
-    assert_eq!(st["restarts"], 5, "{st}");
-    assert_eq!(st["state"], "stopped", "{st}");
+    wait_gave_up_after_five_restarts(&c, id);
 }
 
 /// A guest that runs a while between resets (as a slow kernel that panics with `panic=1`)
@@ -445,11 +447,7 @@ fn resets_before_a_daemon_restart_count_while_the_guest_runs() {
     for n in 2..=5 {
         reset_after(&d, &c, n);
     }
-    let st = wait_status(&c, id, "the daemon to give up on the reset loop", |st| {
-        st["last_exit"]["restarts_stopped"].is_string()
-    });
-    assert_eq!(st["restarts"], 5, "{st}");
-    assert_eq!(st["state"], "stopped", "{st}");
+    wait_gave_up_after_five_restarts(&c, id);
 }
 
 #[test]
