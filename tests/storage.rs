@@ -505,7 +505,7 @@ fn an_upload_that_fills_the_disk_is_refused_and_leaves_nothing() {
     assert_eq!(r.status, 201, "{}", r.text);
     let src = d.data().join("big.bin");
     std::fs::write(&src, vec![0x5au8; 8 * MIB as usize]).expect("write source");
-    let sum = hex::encode(Sha256::digest(std::fs::read(&src).expect("read source")));
+    let sum = common::file_sha256(&src);
     let out = Command::new("curl")
         .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
         .args(["-H", "Content-Type: application/octet-stream"])

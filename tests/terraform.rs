@@ -858,10 +858,6 @@ fn file_uploads_follow_the_local_file() {
     let c = d.root();
     let tf = Tf::new(&d);
     let src = d.data().join("netinst.iso");
-    let sum = |p: &PathBuf| {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(std::fs::read(p).expect("read")))
-    };
     std::fs::write(&src, vec![0x11u8; 3 << 20]).expect("write iso");
     let cfg = |source: &PathBuf, extra: &str| {
         format!(
@@ -881,8 +877,8 @@ fn file_uploads_follow_the_local_file() {
     let vol = c.get("/storage/pools/local/volumes/netinst.iso");
     assert_eq!(vol.status, 200, "{}", vol.text);
     let stored = PathBuf::from(vol.body["path"].as_str().expect("path"));
-    assert_eq!(sum(&stored), sum(&src));
-    assert_eq!(vol.body["sha256"], sum(&src).as_str());
+    assert_eq!(common::file_sha256(&stored), common::file_sha256(&src));
+    assert_eq!(vol.body["sha256"], common::file_sha256(&src).as_str());
     assert_eq!(tf.state()["ferrite_file.iso"]["size"], json!(3 << 20));
     tf.assert_no_changes();
     tf.import_round_trip(&d, "ferrite_file.iso", "local:netinst.iso", &["source"]);
@@ -900,7 +896,7 @@ fn file_uploads_follow_the_local_file() {
     std::fs::write(&moved, vec![0x22u8; 2 << 20]).expect("rewrite iso");
     tf.plan_shows(&["ferrite_file.iso must be replaced"]);
     tf.apply();
-    assert_eq!(sum(&stored), sum(&moved));
+    assert_eq!(common::file_sha256(&stored), common::file_sha256(&moved));
     // Drift: the volume deleted behind Terraform's back is uploaded again.
     assert_eq!(
         c.delete("/storage/pools/local/volumes/netinst.iso").status,
@@ -908,7 +904,7 @@ fn file_uploads_follow_the_local_file() {
     );
     tf.plan_shows(&["ferrite_file.iso will be created"]);
     tf.apply();
-    assert_eq!(sum(&stored), sum(&moved));
+    assert_eq!(common::file_sha256(&stored), common::file_sha256(&moved));
     // A checksum the file does not have fails the apply, naming the field, and stores nothing.
     let bad = |source: &str| {
         format!(

@@ -400,6 +400,7 @@ async fn pipeline(
             peer,
             rid,
             upgrade,
+            expect_continue,
         },
         raw,
         &mut stream,
@@ -423,6 +424,8 @@ struct Parts<'a> {
     peer: IpAddr,
     rid: &'a str,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Read once: both a refusal here and the upload handler need it.
+    expect_continue: bool,
 }
 
 /// How long a refused upload may go without sending anything before it is cut off.
@@ -496,6 +499,7 @@ async fn route_and_run(
         peer,
         rid,
         upgrade,
+        expect_continue,
     } = parts;
     let found = found.ok_or_else(|| {
         ApiError::not_found(format!(
@@ -737,7 +741,7 @@ async fn route_and_run(
         accept,
         peer,
         stream: stream.take(),
-        expect_continue: expects_continue(&headers),
+        expect_continue,
         content_length: headers
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

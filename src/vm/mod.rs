@@ -812,7 +812,7 @@ impl Vms {
     /// over through the API).
     fn cancel_restart(&self, id: &str) {
         self.restart_plan.forget(id);
-        let _ = std::fs::remove_file(self.restart_mark(id));
+        self.save_restart_plan(id);
     }
 
     /// Takes a due restart for making (see [`restart::Restarts::take`]); the saved plan
@@ -823,7 +823,8 @@ impl Vms {
         taken
     }
 
-    /// Writes the VM's restart plan next to it, so the next daemon process goes on with it.
+    /// Writes the VM's restart plan next to it, so the next daemon process goes on with it;
+    /// removes the file when there is no plan left.
     fn save_restart_plan(&self, id: &str) {
         let path = self.restart_mark(id);
         let written = match self.restart_plan.saved(id) {

@@ -645,6 +645,13 @@ pub fn upload(c: &Client, path: &std::path::Path, name: &str, content: &str) -> 
     upload_to(c, "local", path, name, content)
 }
 
+/// The hex SHA-256 of a file's contents.
+pub fn file_sha256(path: &std::path::Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(path).expect("read file to hash"),
+    ))
+}
+
 /// Uploads a file into `pool` with its checksum; panics unless the daemon answers 201.
 pub fn upload_to(
     c: &Client,
