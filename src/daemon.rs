@@ -123,6 +123,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Arc::clone(&network),
         &cfg.data_dir,
     ));
+    crate::helpers::log_missing(&[containers.helper(), vms.vmm_helper()]);
     {
         let v = Arc::clone(&vms);
         tokio::task::spawn_blocking(move || v.adopt_and_boot())

@@ -11,6 +11,7 @@ pub mod console;
 pub mod container;
 pub mod daemon;
 pub mod guest;
+pub mod helpers;
 pub mod network;
 pub mod node;
 pub mod schema;

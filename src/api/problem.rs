@@ -48,15 +48,12 @@ impl ApiError {
     }
 
     pub fn field(location: &str, pointer: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
-        Self::invalid(
-            format!("{pointer}: {message}"),
-            vec![InvalidParam {
-                pointer: pointer.to_string(),
-                location: location.to_string(),
-                message,
-            }],
-        )
+        let param = InvalidParam {
+            pointer: pointer.to_string(),
+            location: location.to_string(),
+            message: message.into(),
+        };
+        Self::invalid(param.summary(), vec![param])
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -193,6 +190,19 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+impl From<crate::helpers::HelperMissing> for ApiError {
+    /// 503: the daemon cannot do this until the helper is installed (no `Retry-After`: waiting
+    /// does not fix it).
+    fn from(e: crate::helpers::HelperMissing) -> Self {
+        ApiError::new(
+            503,
+            "helper-missing",
+            "Helper binary missing",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<crate::container::ContainerError> for ApiError {
     fn from(e: crate::container::ContainerError) -> Self {
         use crate::container::ContainerError as C;
@@ -208,6 +218,7 @@ impl From<crate::container::ContainerError> for ApiError {
                 }];
                 a
             }
+            C::HelperMissing(h) => h.into(),
             C::Storage(s) => s.into(),
             C::Store(s) => s.into(),
             C::Runtime(_) => {
@@ -239,6 +250,7 @@ impl From<crate::vm::VmError> for ApiError {
                 }];
                 a
             }
+            V::HelperMissing(h) => h.into(),
             V::Storage(s) => s.into(),
             V::Store(s) => s.into(),
             V::Runtime(_) => {

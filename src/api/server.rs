@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::{ApiError, App, Body, Req, Resp};
 use crate::access::AuthKind;
-use crate::schema::{coerce_query, Auth};
+use crate::schema::{coerce_query, Auth, InvalidParam};
 use crate::store::{audit, idempotency, AuditRecord, IdempotencyRecord, StoredResponse};
 
 /// Largest request body accepted (413 beyond).
@@ -656,17 +656,7 @@ async fn route_and_run(
             if !errs.is_empty() {
                 let summary = errs
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{}: {}",
-                            if e.pointer.is_empty() {
-                                "/"
-                            } else {
-                                &e.pointer
-                            },
-                            e.message
-                        )
-                    })
+                    .map(InvalidParam::summary)
                     .collect::<Vec<_>>()
                     .join("; ");
                 return Err(ApiError::invalid(summary, errs));

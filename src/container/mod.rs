@@ -36,6 +36,8 @@ pub enum ContainerError {
     #[error("{0}")]
     Runtime(String),
     #[error(transparent)]
+    HelperMissing(#[from] crate::helpers::HelperMissing),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -72,7 +74,7 @@ pub struct Containers {
     network: Arc<crate::network::Network>,
     rt: tokio::runtime::Handle,
     dir: PathBuf,
-    helper: PathBuf,
+    helper: crate::helpers::Helper,
     busy: Mutex<HashSet<String>>,
     /// This daemon's cgroup directory (`ferrite-<hash of the data dir>`), so several daemons on
     /// one host (tests) never share a container's cgroup.
@@ -98,9 +100,7 @@ impl Containers {
         network: Arc<crate::network::Network>,
         data_dir: &Path,
     ) -> Self {
-        let helper = std::env::current_exe()
-            .map(|p| p.with_file_name("ferrite-ctr"))
-            .unwrap_or_else(|_| PathBuf::from("ferrite-ctr"));
+        let helper = crate::helpers::Helper::beside_daemon("ferrite-ctr");
         Containers {
             store,
             storage,
@@ -111,6 +111,11 @@ impl Containers {
             busy: Mutex::new(HashSet::new()),
             scope: scope_of(data_dir),
         }
+    }
+
+    /// The `ferrite-ctr` helper this engine spawns.
+    pub fn helper(&self) -> &crate::helpers::Helper {
+        &self.helper
     }
 
     /// The cgroup of container `id`.
@@ -355,6 +360,7 @@ impl Containers {
                 "container {id} is a template; clone it to get a container that starts"
             )));
         }
+        self.helper.check()?;
         let b = &o.body;
         let rootfs = self
             .storage
@@ -393,14 +399,17 @@ impl Containers {
             .map_err(|e| ContainerError::Runtime(e.to_string()))?;
         let started = (|| -> Result<i32, ContainerError> {
             use std::io::Write;
-            let mut child = std::process::Command::new(&self.helper)
+            let mut child = std::process::Command::new(self.helper.path())
                 .arg("start")
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| {
-                    ContainerError::Runtime(format!("running {}: {e}", self.helper.display()))
+                    ContainerError::Runtime(format!(
+                        "running {}: {e}",
+                        self.helper.path().display()
+                    ))
                 })?;
             if let Some(mut i) = child.stdin.take() {
                 let spec_json = serde_json::to_vec(&spec)
@@ -713,6 +722,7 @@ impl Containers {
         timeout: Duration,
     ) -> Result<Value, ContainerError> {
         let o = self.get(id)?;
+        self.helper.check()?;
         let st = self
             .runtime_state(id)
             .ok_or_else(|| ContainerError::Conflict(format!("container {id} is not running")))?;
@@ -721,7 +731,7 @@ impl Containers {
                 "container {id} is frozen"
             )));
         }
-        let mut cmd = tokio::process::Command::new(&self.helper);
+        let mut cmd = tokio::process::Command::new(self.helper.path());
         cmd.arg("exec")
             .arg("--cgroup")
             .arg(self.cg(id).name())

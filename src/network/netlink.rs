@@ -34,6 +34,10 @@ pub enum KernelError {
     /// is the setting's path below the object that asked for it (`rate/tx_mbps`).
     #[error("{field}: {message}")]
     Unsupported { field: String, message: String },
+    /// The change needs a link put in a state Ferrite must not put it in (`field` names the
+    /// setting that points at it).
+    #[error("{field}: {message}")]
+    Refused { field: String, message: String },
 }
 
 impl KernelError {

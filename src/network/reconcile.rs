@@ -277,7 +277,12 @@ impl Run<'_> {
     }
 
     /// Phase 2: bridge options, up state.
-    async fn attributes(&mut self, d: &Desired, l: &LinkState) -> Result<(), KernelError> {
+    async fn attributes(
+        &mut self,
+        d: &Desired,
+        l: &LinkState,
+        s: &Snapshot,
+    ) -> Result<(), KernelError> {
         let name = d.name().to_string();
         if let Desired::Bridge(b) = d {
             let (vf, stp) = (l.vlan_filtering.unwrap_or(false), l.stp.unwrap_or(false));
@@ -300,11 +305,44 @@ impl Run<'_> {
             Desired::Bridge(b) => b.autostart,
             _ => true,
         };
+        if let (Desired::Vlan(v), true) = (d, want_up) {
+            self.parent_up(&v.parent, s).await?;
+        }
         if l.up != want_up {
             self.drift(format!("{name} is {}", if l.up { "up" } else { "down" }));
             self.k.set_up(l.index, &name, want_up).await?;
             self.journal.push(Undo::Up { name, up: l.up });
         }
+        Ok(())
+    }
+
+    /// A VLAN interface cannot go up on a parent that is down (ENETDOWN). As ifupdown2 does,
+    /// the parent is brought up when it is a link an admin hands to Ferrite (a NIC, a bond, a
+    /// bridge, or a veth or dummy standing in for a NIC); any other parent (a guest's port, a
+    /// tunnel, ...) is named in a refusal instead of being touched.
+    async fn parent_up(&mut self, parent: &str, s: &Snapshot) -> Result<(), KernelError> {
+        let Some(p) = s.get(parent) else {
+            return Err(self.missing(parent));
+        };
+        if p.up {
+            return Ok(());
+        }
+        const MAY_RAISE: &[&str] = &["device", "bond", "bridge", "veth", "dummy"];
+        if !MAY_RAISE.contains(&p.kind.as_str()) || super::attach::is_guest_port(parent) {
+            return Err(KernelError::Refused {
+                field: "parent".into(),
+                message: format!(
+                    "parent {parent} is down and is a {} link Ferrite does not bring up; \
+                     bring it up (`ip link set {parent} up`) or choose another parent",
+                    p.kind
+                ),
+            });
+        }
+        self.k.set_up(p.index, parent, true).await?;
+        self.journal.push(Undo::Up {
+            name: parent.to_string(),
+            up: false,
+        });
         Ok(())
     }
 
@@ -602,7 +640,7 @@ pub async fn converge(
                 .get(d.name())
                 .cloned()
                 .ok_or_else(|| run.missing(d.name()))?;
-            run.attributes(d, &l).await?;
+            run.attributes(d, &l, &s).await?;
             run.membership(d, &s, &children).await?;
         }
         if k.write_count() != seen {

@@ -9,7 +9,7 @@ mod openapi;
 mod routes;
 mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
@@ -237,7 +237,9 @@ impl Registry {
             .get(name)
             .map(|cell| cell.get_or_init(|| self.compile(name)));
         match compiled {
-            Some(Ok(v)) => validate::collect(v, instance, location),
+            Some(Ok(v)) => validate::collect(v, instance, location, &|ptr| {
+                self.declared_fields_at(name, ptr)
+            }),
             Some(Err(e)) => vec![InvalidParam {
                 pointer: String::new(),
                 location: location.to_string(),
@@ -276,6 +278,68 @@ impl Registry {
             );
         });
         out
+    }
+
+    /// The field names the schema of type `name` declares for the object at JSON pointer
+    /// `pointer` of an instance: `properties` through `$ref`, `allOf`, `anyOf` and `oneOf`,
+    /// following `properties`, map values (`additionalProperties`) and array `items`.
+    pub fn declared_fields_at(&self, name: &str, pointer: &str) -> HashSet<String> {
+        let mut out = HashSet::new();
+        let Some(def) = self.defs.get(name) else {
+            return out;
+        };
+        let segments: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        self.walk_declared(def, &segments, &mut out, 0);
+        out
+    }
+
+    fn walk_declared(
+        &self,
+        schema: &Value,
+        path: &[String],
+        out: &mut HashSet<String>,
+        depth: u32,
+    ) {
+        // Bounds recursive types; no real request nests this deep.
+        if depth > 64 {
+            return;
+        }
+        if let Some(target) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .and_then(|r| self.defs.get(r))
+        {
+            self.walk_declared(target, path, out, depth + 1);
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for part in schema
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                self.walk_declared(part, path, out, depth + 1);
+            }
+        }
+        let Some((seg, rest)) = path.split_first() else {
+            if let Some(p) = schema.get("properties").and_then(Value::as_object) {
+                out.extend(p.keys().cloned());
+            }
+            return;
+        };
+        if let Some(sub) = schema.get("properties").and_then(|p| p.get(seg.as_str())) {
+            self.walk_declared(sub, rest, out, depth + 1);
+        } else if let Some(sub) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            self.walk_declared(sub, rest, out, depth + 1);
+        }
+        if let Some(sub) = schema.get("items").filter(|_| seg.parse::<usize>().is_ok()) {
+            self.walk_declared(sub, rest, out, depth + 1);
+        }
     }
 
     /// Calls `f` on an object type and on every type its `allOf` references, depth first.
@@ -324,6 +388,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The case: only `/ports` is wrong, and the other bridge fields are not echoed
+    /// back as unknown because the `allOf` part they live in failed.
+    #[test]
+    fn one_wrong_field_is_the_only_error() {
+        let reg = Registry::load().expect("schema loads");
+        let body = serde_json::json!({"name":"b","vlan_aware":true,"ports":["up0"],"addresses":["192.0.2.1/24"]});
+        let errs = reg.validate("BridgeCreate", &body, "body");
+        let pointers: Vec<_> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/ports"], "{errs:?}");
+        // A real unknown field next to a real error is still reported.
+        let mut body = body;
+        body["bogus"] = serde_json::json!(1);
+        let errs = reg.validate("BridgeCreate", &body, "body");
+        let pointers: Vec<_> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/ports", "/bogus"], "{errs:?}");
+    }
+
+    /// Every type that wraps others with `allOf` and `unevaluatedProperties: false`: one field
+    /// of a wrong type, the others at their (valid) schema defaults, gives exactly one error.
+    #[test]
+    fn wrapped_types_report_only_the_wrong_field() {
+        let reg = Registry::load().expect("schema loads");
+        let mut covered = 0;
+        for (name, def) in reg.defs() {
+            if def.get("allOf").is_none()
+                || def.get("unevaluatedProperties") != Some(&Value::Bool(false))
+            {
+                continue;
+            }
+            let mut defaults = Map::new();
+            reg.each_part(name, &mut |part| {
+                for (k, p) in part
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(d) = p.get("default") {
+                        defaults.insert(k.clone(), d.clone());
+                    }
+                }
+            });
+            if defaults.len() < 2 {
+                continue;
+            }
+            for wrong in defaults.keys() {
+                let mut body = defaults.clone();
+                body.insert(wrong.clone(), serde_json::json!(-1.5));
+                let errs: Vec<_> = reg
+                    .validate(name, &Value::Object(body), "body")
+                    .into_iter()
+                    .filter(|e| !e.message.ends_with("is required"))
+                    .collect();
+                let mut pointers: Vec<_> = errs.iter().map(|e| e.pointer.clone()).collect();
+                pointers.dedup();
+                assert_eq!(pointers, [format!("/{wrong}")], "{name}: {errs:?}");
+            }
+            covered += 1;
+        }
+        assert!(
+            covered >= 4,
+            "only {covered} wrapped types have two defaulted fields"
+        );
     }
 
     #[test]

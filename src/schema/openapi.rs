@@ -151,7 +151,18 @@ pub fn openapi_document(reg: &Registry) -> Value {
                 problem("If-Match did not match the current revision"),
             );
         }
-        if r.path.starts_with("/storage") && r.method != "GET" && r.method != "DELETE" {
+        for status in &r.errors {
+            let what = match status {
+                401 => "Wrong credentials",
+                429 => "Too many failed attempts; retry after the Retry-After header",
+                _ => "See the problem document",
+            };
+            responses.insert(status.to_string(), problem(what));
+        }
+        let allocates = ["/storage", "/containers", "/vms"]
+            .iter()
+            .any(|p| r.path.starts_with(p));
+        if allocates && r.method != "GET" && r.method != "DELETE" {
             responses.insert(
                 "507".into(),
                 problem(
@@ -164,7 +175,7 @@ pub fn openapi_document(reg: &Registry) -> Value {
         }
         responses.insert(
             "503".into(),
-            problem("Busy; retry after the Retry-After header"),
+            problem("Busy (retry after the Retry-After header), or a helper binary the operation needs is missing (the detail names it; no Retry-After)"),
         );
         op["responses"] = Value::Object(responses);
         if r.auth == Auth::Public {

@@ -56,6 +56,10 @@ pub struct Route {
     /// Returns an `ETag`.
     #[serde(default)]
     pub etag: bool,
+    /// Error statuses this route answers beyond those every route of its shape documents (see
+    /// `openapi::responses`): 401 and 429 for the public login, say.
+    #[serde(default)]
+    pub errors: Vec<u16>,
 }
 
 /// What a route answers on success.

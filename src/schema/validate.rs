@@ -2,6 +2,8 @@
 
 use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 /// One offending field of a request.
@@ -17,23 +19,38 @@ pub struct InvalidParam {
 
 /// Runs a validator and names each offending field, pointing at the field itself for
 /// `required` and `additionalProperties` errors rather than at its parent object.
+///
+/// When a field inside an `allOf` part is wrong, the part fails and JSON Schema then reports
+/// every other field of that part as unevaluated ("unknown field") too. Those echoes are
+/// dropped when a real error explains them: an unevaluated name is kept only if `declared`
+/// (the field names the schema declares at that pointer) does not know it.
 pub(super) fn collect(
     v: &jsonschema::Validator,
     instance: &Value,
     location: &str,
+    declared: &dyn Fn(&str) -> HashSet<String>,
 ) -> Vec<InvalidParam> {
+    let errors: Vec<_> = v.iter_errors(instance).collect();
+    let explained = errors
+        .iter()
+        .any(|e| !matches!(e.kind(), ValidationErrorKind::UnevaluatedProperties { .. }));
     let mut out = Vec::new();
-    for err in v.iter_errors(instance) {
+    for err in &errors {
         let base = err.instance_path().to_string();
         match err.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected }
-            | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                let known = if explained {
+                    declared(&base)
+                } else {
+                    HashSet::new()
+                };
+                for name in unexpected.iter().filter(|n| !known.contains(n.as_str())) {
+                    out.push(unknown_field(&base, name, location));
+                }
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
                 for name in unexpected {
-                    out.push(InvalidParam {
-                        pointer: format!("{base}/{}", escape(name.as_ref())),
-                        location: location.to_string(),
-                        message: format!("unknown field '{name}'"),
-                    });
+                    out.push(unknown_field(&base, name, location));
                 }
             }
             ValidationErrorKind::Required { property } => {
@@ -53,6 +70,25 @@ pub(super) fn collect(
     }
     out.dedup();
     out
+}
+
+fn unknown_field(base: &str, name: &str, location: &str) -> InvalidParam {
+    InvalidParam {
+        pointer: format!("{base}/{}", escape(name)),
+        location: location.to_string(),
+        message: format!("unknown field '{name}'"),
+    }
+}
+
+impl InvalidParam {
+    /// `pointer: message`, or the message alone for the body as a whole (empty pointer).
+    pub fn summary(&self) -> String {
+        if self.pointer.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.pointer, self.message)
+        }
+    }
 }
 
 fn escape(name: &str) -> String {

@@ -39,6 +39,8 @@ pub enum VmError {
     #[error("{0}")]
     Runtime(String),
     #[error(transparent)]
+    HelperMissing(#[from] crate::helpers::HelperMissing),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -93,7 +95,7 @@ pub struct Vms {
     network: Arc<crate::network::Network>,
     rt: tokio::runtime::Handle,
     dir: PathBuf,
-    vmm: PathBuf,
+    vmm: crate::helpers::Helper,
     busy: Mutex<HashSet<String>>,
     scope: String,
     restart_plan: restart::Restarts,
@@ -106,10 +108,13 @@ pub fn kernel_kind(path: &Path) -> Result<&'static str, String> {
     let mut head = vec![0u8; 0x210];
     let n = f.read(&mut head).map_err(|e| e.to_string())?;
     head.truncate(n);
+    if crate::vmm::elf32::is_elf32(&head) {
+        // Booted only through its PVH note: check for it now rather than at start.
+        let file = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::vmm::elf32::parse(&file).map_err(|e| e.to_string())?;
+        return Ok("elf32-pvh");
+    }
     if head.starts_with(b"\x7fELF") {
-        if head.get(4) != Some(&2) {
-            return Err("a 32-bit ELF; a 64-bit vmlinux is needed".into());
-        }
         return Ok("elf");
     }
     if head.get(0x202..0x206) == Some(b"HdrS") {
@@ -126,9 +131,7 @@ impl Vms {
         network: Arc<crate::network::Network>,
         data_dir: &Path,
     ) -> Self {
-        let vmm = std::env::current_exe()
-            .map(|p| p.with_file_name("ferrite-vmm"))
-            .unwrap_or_else(|_| PathBuf::from("ferrite-vmm"));
+        let vmm = crate::helpers::Helper::beside_daemon("ferrite-vmm");
         Vms {
             store,
             storage,
@@ -140,6 +143,11 @@ impl Vms {
             scope: crate::container::scope_of(data_dir),
             restart_plan: restart::Restarts::default(),
         }
+    }
+
+    /// The `ferrite-vmm` helper this engine spawns.
+    pub fn vmm_helper(&self) -> &crate::helpers::Helper {
+        &self.vmm
     }
 
     /// Marks the VM busy. Waits up to two seconds for a short operation (the monitor's
@@ -482,6 +490,7 @@ impl Vms {
     /// Starts a `ferrite-vmm` and waits for its control socket; returns its pid and start time
     /// (for the runtime record).
     fn spawn_vmm(&self, id: &str, args: &[String]) -> Result<(i32, u64), VmError> {
+        self.vmm.check()?;
         let dir = self.vm_dir(id);
         let sock = self.sock(id);
         if let Some(p) = sock.parent() {
@@ -496,7 +505,7 @@ impl Vms {
             .try_clone()
             .map_err(|e| VmError::Runtime(e.to_string()))?;
         use std::os::unix::process::CommandExt;
-        let mut cmd = std::process::Command::new(&self.vmm);
+        let mut cmd = std::process::Command::new(self.vmm.path());
         if let Some(ns) = self.network.kernel().netns_path() {
             // Taps live in the namespace the network engine manages.
             cmd.arg("--netns").arg(ns);
@@ -514,7 +523,7 @@ impl Vms {
             // Its own process group: signals aimed at the daemon's group never reach guests.
             .process_group(0)
             .spawn()
-            .map_err(|e| VmError::Runtime(format!("running {}: {e}", self.vmm.display())))?;
+            .map_err(|e| VmError::Runtime(format!("running {}: {e}", self.vmm.path().display())))?;
         let pid = child.id() as i32;
         // Read now, while the child is ours and not reaped: once `try_wait` below reaps an
         // early exit, the pid may be reused, and the record must not name another process.
@@ -583,6 +592,7 @@ impl Vms {
                 "vm {id} is a template; clone it and start the clone"
             )));
         }
+        self.vmm.check()?;
         let cfg = self.machine_config(id, &o.body)?;
         let dir = self.vm_dir(id);
         std::fs::create_dir_all(&dir)

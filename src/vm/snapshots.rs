@@ -125,6 +125,10 @@ impl Vms {
         if vmstate && !dir.join("vmstate").exists() {
             return Err(VmError::NotFound(format!("{id} snapshot {name}")));
         }
+        if vmstate {
+            // The state is loaded by a new `ferrite-vmm`: refuse before any disk rolls back.
+            self.vmm_helper().check()?;
+        }
         // A rollback cannot be undone, so everything that can be checked is checked first: a
         // damaged or unreadable machine state leaves the disks as they are.
         if vmstate {

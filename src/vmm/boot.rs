@@ -1,4 +1,5 @@
-//! Direct kernel boot: load an ELF `vmlinux` (PVH entry when its note is present) or a
+//! Direct kernel boot: load an ELF `vmlinux` (PVH entry when its note is present; 32-bit
+//! images through [`super::elf32`], PVH only) or a
 //! 64-bit bzImage, the initrd and the command line, and write the structure the chosen entry
 //! expects (PVH `hvm_start_info` or the Linux zero page) with the memory map.
 
@@ -46,6 +47,27 @@ const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<(Entry, KernelLoaderResult)> {
     let mut f = File::open(path).map_err(|e| VmmError::io(path, e))?;
     let himem = Some(GuestAddress(layout::HIMEM_START));
+    let mut head = [0u8; 8];
+    let n = std::io::Read::read(&mut f, &mut head).map_err(|e| VmmError::io(path, e))?;
+    if super::elf32::is_elf32(&head[..n]) {
+        let file = std::fs::read(path).map_err(|e| VmmError::io(path, e))?;
+        let r = super::elf32::load(mem, &file).map_err(|e| VmmError::NotAKernel {
+            path: path.into(),
+            detail: e.to_string(),
+        })?;
+        let addr = match r.pvh_boot_cap {
+            PvhBootCapability::PvhEntryPresent(a) => a.raw_value(),
+            _ => r.kernel_load.raw_value(),
+        };
+        return Ok((
+            Entry {
+                mode: BootMode::Pvh,
+                addr,
+            },
+            r,
+        ));
+    }
+    std::io::Seek::rewind(&mut f).map_err(|e| VmmError::io(path, e))?;
     match Elf::load(mem, None, &mut f, himem) {
         Ok(r) => {
             let entry = match r.pvh_boot_cap {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod cpu;
 pub mod devices;
+pub mod elf32;
 pub mod error;
 pub mod layout;
 pub mod machine;

@@ -33,6 +33,10 @@ pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     facts["node"] = json!(app.node);
+    facts["problems"] = json!(crate::helpers::problems(&[
+        app.containers.helper(),
+        app.vms.vmm_helper()
+    ]));
     Ok(Resp::json(200, &facts))
 }
 
