@@ -251,9 +251,27 @@ impl Client {
         Ok(BufReader::new(resp.into_reader()))
     }
 
+    /// The certificate verifier (for connections made outside ureq: consoles).
+    pub(super) fn verifier(&self) -> Arc<PinnedVerifier> {
+        Arc::clone(&self.verifier)
+    }
+
+    /// The bearer token, if any.
+    pub(super) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Turns a connection failure into the most useful error: a certificate we refused
     /// because of pinning is reported with the fingerprint the server presented.
     fn transport_error(&self, t: ureq::Transport) -> CliError {
+        self.tls_error(CliError::Connect {
+            endpoint: self.endpoint.clone(),
+            source: Box::new(t),
+        })
+    }
+
+    /// `fallback`, unless the failure was a certificate refused by pinning.
+    pub(super) fn tls_error(&self, fallback: CliError) -> CliError {
         let seen = self.verifier.seen.lock().ok().and_then(|s| s.clone());
         if let Some(seen) = seen {
             match &self.trust {
@@ -273,10 +291,7 @@ impl Client {
                 _ => {}
             }
         }
-        CliError::Connect {
-            endpoint: self.endpoint.clone(),
-            source: Box::new(t),
-        }
+        fallback
     }
 }
 

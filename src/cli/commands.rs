@@ -18,10 +18,10 @@ use super::{
 /// the connection, long enough that waiting costs few requests.
 const WAIT_CHUNK_SECS: u64 = 30;
 /// Slack on top of a server-side wait before the client gives up on a response.
-const RESPONSE_GRACE: Duration = Duration::from_secs(60);
+pub(super) const RESPONSE_GRACE: Duration = Duration::from_secs(60);
 
 /// The settings one invocation runs with, after merging flags, environment and config.
-struct Context {
+pub(super) struct Context {
     endpoint: String,
     trust: Trust,
     token: Option<String>,
@@ -29,7 +29,7 @@ struct Context {
     saved: Option<Config>,
     token_from_config: bool,
     config_path: Option<PathBuf>,
-    format: Format,
+    pub(super) format: Format,
 }
 
 /// Treats an empty flag or variable (`FERRITE_TOKEN=`) as unset.
@@ -80,7 +80,7 @@ impl Context {
         })
     }
 
-    fn client(&self) -> Result<Client, CliError> {
+    pub(super) fn client(&self) -> Result<Client, CliError> {
         Client::new(&self.endpoint, self.trust.clone(), self.token.clone())
     }
 
@@ -122,13 +122,30 @@ pub(super) fn execute(g: &Globals, cmd: &Command) -> Result<u8, CliError> {
         Command::Api(a) => api(&ctx, a),
         Command::Task(TaskCommand::Wait { id, timeout }) => task_wait(&ctx, id, *timeout),
         Command::Task(TaskCommand::Log { id, follow }) => task_log(&ctx, id, *follow),
+        Command::Task(TaskCommand::List) => super::infra::task_list(&ctx),
         Command::Upload(a) => upload(&ctx, a),
+        Command::Ct(c) => super::verbs::guest(&ctx, super::verbs::GuestKind::Ct, c),
+        Command::Vm(c) => super::verbs::guest(&ctx, super::verbs::GuestKind::Vm, c),
+        Command::Net(c) => super::infra::net(&ctx, c),
+        Command::Storage(c) => super::infra::storage(&ctx, c),
+        Command::Template(c) => super::template::run(&ctx, c),
+        Command::Completions { shell } => completions(*shell),
     };
     result.map_err(|e| ctx.hint(e))
 }
 
+/// `ferrite completions SHELL`: the script for the whole command tree.
+fn completions(shell: clap_complete::Shell) -> Result<u8, CliError> {
+    use clap::CommandFactory;
+    let mut cmd = super::Cli::command();
+    let mut out = io::stdout().lock();
+    clap_complete::generate(shell, &mut cmd, "ferrite", &mut out);
+    out.flush().map_err(CliError::Output)?;
+    Ok(EXIT_OK)
+}
+
 /// Reads all of stdin (request bodies, passwords).
-fn read_stdin() -> Result<String, CliError> {
+pub(super) fn read_stdin() -> Result<String, CliError> {
     let mut s = String::new();
     io::stdin()
         .read_to_string(&mut s)
@@ -180,7 +197,7 @@ fn login(ctx: &Context, a: &LoginArgs) -> Result<u8, CliError> {
     config.save(&path)?;
     let mut out = io::stdout().lock();
     match ctx.format {
-        Format::Json => write_value(
+        Format::Json | Format::Yaml => write_value(
             &mut out,
             &json!({
                 "endpoint": config.endpoint,
@@ -267,7 +284,7 @@ fn api(ctx: &Context, a: &ApiArgs) -> Result<u8, CliError> {
 }
 
 /// `ferrite upload`: streams a file to `POST /storage/pools/{pool}/upload`.
-fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
+pub(super) fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
     let file_name = a
         .file
         .file_name()
@@ -346,7 +363,7 @@ fn file_sha256(path: &std::path::Path) -> Result<String, CliError> {
 }
 
 /// Prints a response body, and for created objects or accepted tasks where to find them.
-fn print_response(format: Format, resp: &Response) -> Result<(), CliError> {
+pub(super) fn print_response(format: Format, resp: &Response) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match &resp.body {
         Body::Empty => {}
@@ -368,7 +385,7 @@ fn print_response(format: Format, resp: &Response) -> Result<(), CliError> {
         // In JSON mode stdout stays one parseable document.
         match format {
             Format::Table => writeln!(out, "Location: {loc}").map_err(CliError::Output)?,
-            Format::Json => eprintln!("Location: {loc}"),
+            Format::Json | Format::Yaml => eprintln!("Location: {loc}"),
         }
         if let Some(id) = loc.strip_prefix(&format!("{}/tasks/", crate::API_PREFIX)) {
             if format == Format::Table {
@@ -488,7 +505,7 @@ fn task_log(ctx: &Context, id: &str, follow: bool) -> Result<u8, CliError> {
             continue;
         }
         let text = match ctx.format {
-            Format::Json => line,
+            Format::Json | Format::Yaml => line,
             // A line that is not JSON is shown as is rather than lost.
             Format::Table => serde_json::from_str::<Value>(&line)
                 .map(|v| log_line(&v))

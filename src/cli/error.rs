@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{EXIT_API, EXIT_TIMEOUT, EXIT_USAGE};
+use super::{EXIT_API, EXIT_CONNECT, EXIT_TIMEOUT, EXIT_USAGE};
 
 /// An `application/problem+json` refusal, reduced to what a person at a terminal needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,11 @@ impl CliError {
         match self {
             CliError::Api(_) | CliError::TaskUnsuccessful { .. } => EXIT_API,
             CliError::TaskTimeout { .. } => EXIT_TIMEOUT,
+            CliError::Connect { .. }
+            | CliError::Unpinned { .. }
+            | CliError::FingerprintMismatch { .. }
+            | CliError::ReadResponse { .. }
+            | CliError::Protocol { .. } => EXIT_CONNECT,
             _ => EXIT_USAGE,
         }
     }

@@ -7,16 +7,26 @@
 //!   certificate fingerprint, in the config file, so later commands need no flags.
 //! * `api get|post|put|delete PATH [JSON]`: raw access to every route, in the spirit of
 //!   Proxmox's `pvesh`; the API is the product, so the CLI does not hide it behind verbs.
-//! * `task wait|log ID`: follow the long-running operations the API returns as 202 + task.
+//! * `task list|wait|log ID`: follow the long-running operations the API returns as 202 + task.
+//! * `ct|vm list|show|create|start|stop|...|exec|console`, `net ...`, `storage ...`: resource
+//!   verbs people type ([`verbs`], [`infra`]), each one route of the route table.
+//! * `template busybox`: a minimal container template built from busybox-static.
+//! * `completions SHELL`: shell completion scripts generated from these definitions.
 //!
 //! Exit codes are part of the interface (scripts branch on them): see [`EXIT_OK`],
 //! [`EXIT_API`], [`EXIT_USAGE`] and [`EXIT_TIMEOUT`].
 
 mod client;
+mod columns;
 mod commands;
 mod config;
+mod console;
 mod error;
+mod fields;
+pub mod infra;
 mod output;
+pub mod template;
+pub mod verbs;
 
 use std::path::PathBuf;
 
@@ -29,10 +39,29 @@ pub use output::Format;
 pub const EXIT_OK: u8 = 0;
 /// The API refused the request, or the awaited task failed or was cancelled.
 pub const EXIT_API: u8 = 1;
-/// Bad usage, unreadable config, or the daemon could not be reached or trusted.
+/// Bad usage or an unreadable config.
 pub const EXIT_USAGE: u8 = 2;
 /// `task wait --timeout` elapsed before the task finished.
 pub const EXIT_TIMEOUT: u8 = 3;
+/// The daemon could not be reached, or its certificate was not the trusted one.
+pub const EXIT_CONNECT: u8 = 4;
+
+/// The whole command line: global options and one subcommand.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Command-line client for the Ferrite API",
+    after_help = "Exit codes: 0 success, 1 the API refused or a task failed, 2 usage or config \
+                  error, 3 task wait timed out, 4 the daemon could not be reached or trusted. \
+                  `ct exec` exits with the command's own code."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
 
 /// Where the CLI connects when neither a flag, the environment nor the config names an
 /// endpoint: the daemon's own default listen address.
@@ -78,6 +107,26 @@ pub enum Command {
     /// Upload an ISO, a container template or a snippet into a pool: streamed, and checked
     /// against its SHA-256 by the daemon before the volume appears.
     Upload(UploadArgs),
+    /// Containers: list, create, start, exec, console, snapshot, clone, ...
+    #[command(subcommand)]
+    Ct(verbs::GuestCommand),
+    /// Virtual machines: list, create, start, console, snapshot, clone, ...
+    #[command(subcommand)]
+    Vm(verbs::GuestCommand),
+    /// Host networking: bridges, VLANs and bonds.
+    #[command(subcommand)]
+    Net(infra::NetCommand),
+    /// Storage pools and volumes.
+    #[command(subcommand)]
+    Storage(infra::StorageCommand),
+    /// Container templates.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `ferrite upload POOL FILE`.
@@ -156,6 +205,8 @@ pub struct ApiArgs {
 /// `ferrite task ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TaskCommand {
+    /// Recent tasks: id, type, object, state, user, creation time.
+    List,
     /// Block until the task finishes; exit 0 if it succeeded, 1 if it failed or was
     /// cancelled, 3 if --timeout elapsed first.
     Wait {
@@ -200,6 +251,13 @@ pub fn run(globals: Globals, command: Command) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's own consistency checks (duplicate names, global/local clashes) over the tree.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn query_pairs_split_at_first_equals() {

@@ -11,6 +11,8 @@ pub enum Format {
     Table,
     /// The response as pretty-printed JSON, for scripts and `jq`.
     Json,
+    /// The response as YAML.
+    Yaml,
 }
 
 /// Nested values in list cells are cut to this many characters so one large field cannot
@@ -23,6 +25,10 @@ pub fn write_value(out: &mut dyn Write, v: &Value, format: Format) -> io::Result
         Format::Json => {
             let text = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
             writeln!(out, "{text}")
+        }
+        Format::Yaml => {
+            let text = serde_norway::to_string(v).map_err(io::Error::other)?;
+            write!(out, "{text}")
         }
         Format::Table => write_table(out, v),
     }
@@ -92,14 +98,37 @@ const IDENTIFIERS: &[&str] = &[
     "id", "userid", "groupid", "roleid", "tokenid", "node", "name",
 ];
 
-/// KEY/VALUE rows for one object; nested values are shown whole, as there is room.
+/// KEY/VALUE rows for one object. Nested objects become one row per leaf under a dotted key
+/// (`status.state`, `net.net0.bridge`), arrays of objects are indexed (`snapshots[0].name`),
+/// and arrays of scalars are joined, so nothing is a JSON blob to read by eye.
 fn write_key_values(out: &mut dyn Write, map: &Map<String, Value>) -> io::Result<()> {
     let header = vec!["KEY".to_string(), "VALUE".to_string()];
-    let rows: Vec<Vec<String>> = map
-        .iter()
-        .map(|(k, v)| vec![k.clone(), cell(v, usize::MAX)])
-        .collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (k, v) in map {
+        flatten(k, v, &mut rows);
+    }
     write_aligned(out, &header, &rows)
+}
+
+fn flatten(key: &str, v: &Value, rows: &mut Vec<Vec<String>>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                flatten(&format!("{key}.{k}"), x, rows);
+            }
+        }
+        Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(&format!("{key}[{i}]"), x, rows);
+            }
+        }
+        Value::Array(a) => rows.push(vec![
+            key.to_string(),
+            a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+        ]),
+        Value::Object(_) => rows.push(vec![key.to_string(), String::new()]),
+        other => rows.push(vec![key.to_string(), scalar(other)]),
+    }
 }
 
 /// Left-aligned columns separated by two spaces, without trailing blanks.
@@ -209,11 +238,13 @@ mod tests {
 
     #[test]
     fn objects_become_key_value_rows() {
-        let v = json!({"api": "v1", "version": "0.1.0", "result": {"path": "/tmp/x"}});
+        let v = json!({"api": "v1", "version": "0.1.0", "result": {"path": "/tmp/x"},
+                       "tags": ["a", "b"], "snaps": [{"name": "s1"}], "empty": {}});
         let out = render(&v, Format::Table);
         assert_eq!(
             out,
-            "KEY      VALUE\napi      v1\nresult   {\"path\":\"/tmp/x\"}\nversion  0.1.0\n"
+            "KEY            VALUE\napi            v1\nempty\nresult.path    /tmp/x\n\
+             snaps[0].name  s1\ntags           a, b\nversion        0.1.0\n"
         );
     }
 
