@@ -885,3 +885,50 @@ fn bond_change_is_confirmed(c: &Client, miimon: u32) {
     let confirmed = c.post("/network/confirm", json!({}));
     assert_eq!(confirmed.body["confirmed"], json!(["mb0"]));
 }
+
+/// A VLAN on a parent that is down: ifupdown2 brings the parent up, and so does Ferrite for
+/// a link an admin hands it (a NIC, a bond, a bridge, a veth standing in for a NIC); `status`
+/// shows the VLAN's operational state. A parent it must not touch (a tap here) is named in a
+/// 422 and nothing is left behind. Needs 802.1Q (the kernel VM where the host lacks it).
+#[test]
+fn a_vlan_on_a_down_parent_brings_it_up_or_names_it() {
+    if !common::runs_here(
+        "network::a_vlan_on_a_down_parent_brings_it_up_or_names_it",
+        &common::missing_vlan_features(),
+    ) {
+        return;
+    }
+    let ns = NetNs::new("vdown");
+    ns.ip("link add up0 type veth peer name up0p");
+    ns.ip("tuntap add tap9 mode tap");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    let r = c.post("/network/vlans", json!({"parent": "up0", "vlan_id": 10}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let name = r.body["name"].as_str().expect("name").to_string();
+    let links = ns.links();
+    assert!(
+        links["up0"]["flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("UP"))),
+        "parent not brought up: {}",
+        links["up0"]
+    );
+    assert!(links[&name]["flags"]
+        .as_array()
+        .is_some_and(|f| f.contains(&json!("UP"))));
+    let v = c.get(&format!("/network/vlans/{name}"));
+    assert!(v.body["status"]["operstate"].is_string(), "{}", v.text);
+
+    let r = c.post("/network/vlans", json!({"parent": "tap9", "vlan_id": 11}));
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/parent"], "{}", r.text);
+    assert!(r.text.contains("tap9"), "{}", r.text);
+    let links = ns.links();
+    assert!(!links.keys().any(|k| k.contains(".11")), "{links:?}");
+    assert!(!links["tap9"]["flags"]
+        .as_array()
+        .is_some_and(|f| f.contains(&json!("UP"))));
+    let list = c.get("/network/vlans").body;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+}

@@ -216,6 +216,15 @@ impl Run<'_> {
     async fn create_all(&mut self, ds: &[&Desired], s: &Snapshot) -> Result<(), KernelError> {
         use futures_util::StreamExt;
         let k = self.k;
+        let mut raised = std::collections::HashSet::new();
+        for d in ds {
+            if let Desired::Vlan(v) = d {
+                // Created down-parented, the VLAN cannot come up (ENETDOWN): parent first.
+                if raised.insert(v.parent.as_str()) {
+                    self.parent_up(&v.parent, s).await?;
+                }
+            }
+        }
         let mut parents = Vec::with_capacity(ds.len());
         for d in ds {
             parents.push(match d {
