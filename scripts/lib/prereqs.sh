@@ -48,3 +48,17 @@ need_terraform() {
     export PATH="$PWD/target/tf-shim:$PATH"
     terraform version
 }
+
+# Schemathesis (PyPI) for the API fuzz (tests/api_fuzz.rs), pinned with its dependencies in
+# tests/fuzz/requirements.txt, in a venv under target/ so the system Python stays untouched.
+need_schemathesis() {
+    local venv=target/fuzz-venv req=tests/fuzz/requirements.txt
+    if [ -x "$venv/bin/st" ] && [ -f "$venv/.req" ] && cmp -s "$req" "$venv/.req"; then
+        return 0
+    fi
+    apt_install python3 python3-venv
+    echo ">> installing schemathesis into $venv"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/.req"
+}

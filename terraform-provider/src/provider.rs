@@ -194,8 +194,14 @@ fn state_from_api(r: &Resource, obj: &Json, reference: &Value) -> Value {
     Value::Object(m)
 }
 
-/// Keeps the user's spelling where the API's answer means the same thing.
+/// Keeps the user's spelling where the API's answer means the same thing. A field the API
+/// leaves out takes its schema default, as a plan does when the configuration leaves it out:
+/// an object made without Terraform (then imported) reads back as it was planned.
 fn normalise(a: &Attr, got: Value, reference: &Value) -> Value {
+    let got = match (got, &a.default) {
+        (Value::Null, Some(d)) => d.clone(),
+        (g, _) => g,
+    };
     let empty = |v: &Value| match v {
         Value::List(l) => l.is_empty(),
         Value::Map(m) => m.is_empty(),

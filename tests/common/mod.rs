@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod tf;
+
 pub const ROOT_PW: &str = "root-password-for-tests";
 
 /// A running daemon; killed on drop, its log printed if the test failed.
