@@ -71,7 +71,8 @@ pub fn openapi_document(reg: &Registry) -> Value {
                 }
             }
         }
-        if r.etag && r.method != "GET" && r.method != "POST" {
+        // Writes to a revisioned object honour If-Match, deletes included.
+        if (r.etag || r.method == "DELETE") && r.method != "GET" && r.method != "POST" {
             params.push(json!({"name": "If-Match", "in": "header", "required": false,
                 "description": "Revision from a previous ETag; the write fails with 412 if the object changed.",
                 "schema": {"type": "string"}}));
@@ -145,7 +146,8 @@ pub fn openapi_document(reg: &Registry) -> Value {
                 problem("Valid, but impossible in the current state"),
             );
         }
-        if r.etag && r.method != "GET" && r.method != "POST" {
+        // Writes to a revisioned object honour If-Match, deletes included.
+        if (r.etag || r.method == "DELETE") && r.method != "GET" && r.method != "POST" {
             responses.insert(
                 "412".into(),
                 problem("If-Match did not match the current revision"),

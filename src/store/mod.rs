@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod idempotency;
+pub mod list_index;
 mod migrations;
 pub mod objects;
 pub mod tasks;
@@ -75,6 +76,8 @@ pub struct Store {
     /// they were read in. The daemon is the store's only writer, so this keeps the cache exact.
     generation: AtomicU64,
     cache: RwLock<HashMap<String, (u64, Arc<Object>)>>,
+    /// Per kind, every object at one generation (see [`list_index`]).
+    lists: RwLock<HashMap<String, Arc<list_index::KindIndex>>>,
 }
 
 /// Objects kept in the read cache at most (it is cleared when full).
@@ -119,6 +122,7 @@ impl Store {
             next_reader: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             cache: RwLock::new(HashMap::new()),
+            lists: RwLock::new(HashMap::new()),
         })
     }
 
@@ -168,6 +172,29 @@ impl Store {
             c.insert(key, (gen, Arc::clone(&obj)));
         }
         Ok(Some(obj))
+    }
+
+    /// A page of a list, cut from the kind's in-memory index (built from one read after the
+    /// last write): same order and filters as [`objects::list`].
+    pub fn list_cached(&self, kind: &str, f: &ListFilter) -> Result<Page<Arc<Object>>, StoreError> {
+        let gen = self.generation.load(Ordering::SeqCst);
+        let hit = self
+            .lists
+            .read()
+            .ok()
+            .and_then(|m| m.get(kind).cloned())
+            .filter(|ix| ix.generation == gen);
+        let ix = match hit {
+            Some(ix) => ix,
+            None => {
+                let ix = Arc::new(self.read(|c| list_index::KindIndex::build(c, kind, gen))?);
+                if let Ok(mut m) = self.lists.write() {
+                    m.insert(kind.to_string(), Arc::clone(&ix));
+                }
+                ix
+            }
+        };
+        Ok(ix.page(f))
     }
 
     /// Like [`Store::get_cached`], failing with `NotFound`.

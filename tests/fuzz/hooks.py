@@ -36,6 +36,11 @@ CONSTRAINTS = """
   bounded, so the disk cannot fill.
 - `wait` query parameters are capped at 2 s: the schema allows 3600 s, and one blocking
   call would eat the whole CI budget. (Values outside the schema still go through.)
+- POST /containers/{id}/shutdown, .../reboot, /vms/{id}/shutdown, .../reboot and
+  /containers/{id}/exec: a `timeout` in an object body is capped at 2 s, and set to 2 s when
+  absent (the default is 30 s, the schema allows 3600 s): an init or command that ignores
+  SIGTERM would otherwise hold each call for the full timeout, which is documented behaviour
+  (wait, then kill), not a finding, and would blow the CI budget.
 - POST /network/confirm is left in; the namespace is the test's own.
 """
 
@@ -107,6 +112,14 @@ def map_case(ctx, case):
             v = case.query.get(k)
             if isinstance(v, int) and not isinstance(v, bool) and v > 2:
                 case.query[k] = 2
+    if (
+        method == "POST"
+        and full.rsplit("/", 1)[-1] in ("shutdown", "reboot", "exec")
+        and isinstance(case.body, dict)
+    ):
+        t = case.body.get("timeout")
+        if t is None or (isinstance(t, int) and not isinstance(t, bool) and t > 2):
+            case.body["timeout"] = 2
     if method == "POST" and full == "/api/v1/storage/pools" and isinstance(case.body, dict):
         p = case.body.get("path")
         if isinstance(p, str) and p.startswith("/"):

@@ -262,7 +262,7 @@ def run_schemathesis(args, env, log):
         "--phases", args.phases,
         "--workers", str(args.workers),
         "--generation-database", "none",
-        "--request-timeout", "30",
+        "--request-timeout", "45",
         "--continue-on-failure",
         "--no-color",
         "--output-truncate", "true",
@@ -395,11 +395,22 @@ def main():
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-6000:]
     log(summary.strip()[-4000:])
     rows = findings(find_path)
+    errors = ""
+    if "= ERRORS =" in out:
+        start = out.index("= ERRORS =")
+        start = out.rfind("\n", 0, start) + 1
+        end = out.find("\n====", start + 20)
+        errors = out[start:end if end > 0 else None].strip()
     if rows:
         report(rows, log)
+    if errors:
+        log("")
+        log("requests that got no answer (timeouts, resets) or broke schemathesis:")
+        log(errors)
+    if rows or errors:
         return 1
     if code != 0:
-        log("schemathesis failed without a recorded contract violation (errors below):")
+        log("schemathesis failed without a recorded contract violation:")
         log(out[-12000:])
         return 2
     log("no contract violation found")

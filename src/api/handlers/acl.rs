@@ -12,8 +12,8 @@ const KIND: &str = "acl";
 
 pub async fn list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let f = paging::filter(&req)?;
-    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
-    Ok(paging::page_response(page, objects::Object::to_api))
+    let page = app.store.list_cached(KIND, &f)?;
+    Ok(paging::page_response_cached(page, objects::Object::to_api))
 }
 
 pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {

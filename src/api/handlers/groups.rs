@@ -27,8 +27,10 @@ fn with_members(app: &App, o: &objects::Object) -> Value {
 
 pub async fn list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let f = paging::filter(&req)?;
-    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
-    Ok(paging::page_response(page, |o| with_members(&app, o)))
+    let page = app.store.list_cached(KIND, &f)?;
+    Ok(paging::page_response_cached(page, |o| {
+        with_members(&app, o)
+    }))
 }
 
 pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {

@@ -46,6 +46,36 @@ pub fn page_response(page: Page<Object>, map: impl Fn(&Object) -> Value) -> Resp
     list_response(items, page.next)
 }
 
+/// A page from [`crate::store::Store::list_cached`]: each item's rendering is memoized on
+/// its object (valid for the store generation the index was built in), so the response is a
+/// concatenation of cached JSON. Only for renderings that depend on the store alone.
+pub fn page_response_cached(
+    page: Page<std::sync::Arc<Object>>,
+    render: impl Fn(&Object) -> Value,
+) -> Resp {
+    let parts: Vec<bytes::Bytes> = page
+        .items
+        .iter()
+        .map(|o| o.rendered_with(|o| render(o)))
+        .collect();
+    let len: usize = parts.iter().map(|p| p.len() + 1).sum();
+    let mut out = Vec::with_capacity(len + 64);
+    out.extend_from_slice(b"{\"items\":[");
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(p);
+    }
+    out.push(b']');
+    if let Some(n) = page.next {
+        out.extend_from_slice(b",\"next_page_token\":");
+        out.extend_from_slice(Value::String(encode_token(&n)).to_string().as_bytes());
+    }
+    out.push(b'}');
+    Resp::json_bytes(200, bytes::Bytes::from(out))
+}
+
 /// Items plus an optional continuation point.
 pub fn list_response(items: Vec<Value>, next: Option<String>) -> Resp {
     let mut v = json!({ "items": items });

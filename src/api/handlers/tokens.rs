@@ -16,8 +16,8 @@ pub async fn list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     if !req.privileged {
         f.owner = Some(req.principal()?.user.clone());
     }
-    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
-    Ok(paging::page_response(page, objects::Object::to_api))
+    let page = app.store.list_cached(KIND, &f)?;
+    Ok(paging::page_response_cached(page, objects::Object::to_api))
 }
 
 pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {

@@ -37,8 +37,8 @@ fn check_groups(tx: &rusqlite::Connection, body: &Value) -> Result<(), ApiError>
 
 pub async fn list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let f = paging::filter(&req)?;
-    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
-    Ok(paging::page_response(page, api))
+    let page = app.store.list_cached(KIND, &f)?;
+    Ok(paging::page_response_cached(page, api))
 }
 
 pub async fn create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {

@@ -49,7 +49,7 @@ async fn respond(app: &App, status: u16, id: String) -> Result<Resp, ApiError> {
 
 pub async fn vm_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let f = paging::filter(&req)?;
-    let page = app.store.read(|c| objects::list(c, KIND, &f))?;
+    let page = app.store.list_cached(KIND, &f)?;
     let v = Arc::clone(&app.vms);
     let items =
         blocking(move || Ok(page.items.iter().map(|o| render(&v, o)).collect::<Vec<_>>())).await?;
