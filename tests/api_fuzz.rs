@@ -53,6 +53,7 @@ fn every_operation_keeps_the_contract_under_fuzzing() {
     let _ = std::fs::remove_dir_all(&work);
     let t0 = std::time::Instant::now();
     let out = Command::new(&py)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/run.py"))
         .args(["--base", &d.endpoint, "--token", &token])
         .arg("--workdir")

@@ -408,7 +408,8 @@ fn bad_input_is_refused_and_leaves_nothing() {
     let r = c.put("/containers/150", json!({"init": ["/no/such/init"]}));
     assert_eq!(r.status, 200);
     let r = c.post("/containers/150/start", json!({}));
-    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/init"]);
     assert!(
         r.body["detail"]
             .as_str()
@@ -822,7 +823,8 @@ fn mounts_dns_and_reboot() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let r = c.post(&format!("/containers/{id}/start"), json!({}));
-    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/mounts"]);
     assert!(
         r.body["detail"]
             .as_str()

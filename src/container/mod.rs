@@ -421,9 +421,23 @@ impl Containers {
                 .wait_with_output()
                 .map_err(|e| ContainerError::Runtime(e.to_string()))?;
             if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                // What the container's own configuration or root filesystem causes is the
+                // caller's to fix (422 naming the field), not a daemon failure.
+                for (marker, field) in [
+                    (runtime::INIT_EXEC_FAILED, "/init"),
+                    (runtime::MOUNT_THROUGH_SYMLINK, "/mounts"),
+                ] {
+                    if err.contains(marker) {
+                        return Err(invalid(
+                            field,
+                            format!("container {id} cannot start: {}", err.trim()),
+                        ));
+                    }
+                }
                 return Err(ContainerError::Runtime(format!(
                     "starting container {id} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    err.trim()
                 )));
             }
             let v: Value = serde_json::from_slice(&out.stdout)

@@ -75,7 +75,7 @@ fn safe_target(root: &Path, target: &str) -> Result<PathBuf, String> {
         }
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("mount target {target} passes through a symlink"))
+                return Err(format!("mount target {target} {MOUNT_THROUGH_SYMLINK}"))
             }
             Ok(m) if !m.is_dir() => {
                 return Err(format!("mount target {target} is not a directory"))
@@ -111,6 +111,13 @@ fn bind_mounts(root: &Path, mounts: &[MountSpec]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// How a start that failed at the init's exec is reported (the daemon recognises it: the
+/// container's `init` or its template is what to fix, not the host).
+pub const INIT_EXEC_FAILED: &str = "cannot execute the init";
+/// How a mount target the container redirected with a symlink is reported (its `mounts`
+/// cannot be honoured while the root filesystem holds that symlink).
+pub const MOUNT_THROUGH_SYMLINK: &str = "passes through a symlink";
 
 fn fail(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
@@ -395,7 +402,7 @@ fn become_init(
     }
     let prog = argv.first().ok_or("the init command is empty")?.clone();
     nix::unistd::execve(&prog, &argv, &env())
-        .map_err(|e| fail(&format!("executing {}", spec.init[0]), e))
+        .map_err(|e| fail(&format!("{INIT_EXEC_FAILED} {}", spec.init[0]), e))
 }
 
 /// Where a container's root filesystem is bound for its start: under /run, which every user

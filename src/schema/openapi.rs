@@ -80,7 +80,7 @@ pub fn openapi_document(reg: &Registry) -> Value {
         if r.idempotent {
             params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "A retry with the same key returns the original result instead of acting twice.",
-                "schema": {"type": "string", "maxLength": 255}}));
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
         }
         let mut op = json!({
             "operationId": r.operation_id,
@@ -116,6 +116,10 @@ pub fn openapi_document(reg: &Registry) -> Value {
             responses.insert(
                 "426".into(),
                 problem("Upgrade Required: the request was not a WebSocket handshake"),
+            );
+            responses.insert(
+                "409".into(),
+                problem("The guest is not running, so it has no console to attach to"),
             );
         }
         responses.insert(

@@ -115,6 +115,20 @@ pub fn kernel_kind(path: &Path) -> Result<&'static str, String> {
         return Ok("elf32-pvh");
     }
     if head.starts_with(b"\x7fELF") {
+        // What the loader checks first: little-endian x86-64 with 64-bit program headers.
+        let u16_at = |at: usize| {
+            head.get(at..at + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        };
+        if head.get(5) != Some(&1) {
+            return Err("a big-endian ELF; an x86-64 vmlinux is little-endian".into());
+        }
+        if u16_at(18) != Some(62) {
+            return Err("an ELF for another machine; an x86-64 vmlinux is needed".into());
+        }
+        if u16_at(54) != Some(56) {
+            return Err("an ELF whose program headers are not 64-bit ones".into());
+        }
         return Ok("elf");
     }
     if head.get(0x202..0x206) == Some(b"HdrS") {
@@ -543,6 +557,11 @@ impl Vms {
                 }
                 let out = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
                 let msg = out.trim().trim_start_matches("ferrite-vmm: ");
+                // The kernel file itself is the problem (it changed since the VM was made, or
+                // passed the create-time look at its header): the VM's `kernel` is to fix.
+                if msg.contains(crate::vmm::error::NOT_A_KERNEL) {
+                    return Err(invalid("/kernel", format!("vm {id} cannot start: {msg}")));
+                }
                 return Err(VmError::Runtime(format!(
                     "vm {id} did not start ({status}): {msg}"
                 )));

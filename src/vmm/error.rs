@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+/// How a kernel the loader refuses is reported; the daemon recognises it in the VMM's log.
+pub const NOT_A_KERNEL: &str =
+    "not an ELF vmlinux (with or without a PVH note) or a 64-bit bzImage";
+
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     #[error("KVM is not available: {0}")]
@@ -20,9 +24,7 @@ pub enum VmmError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{path}: not an ELF vmlinux (with or without a PVH note) or a 64-bit bzImage: {detail}"
-    )]
+    #[error("{path}: {NOT_A_KERNEL}: {detail}", NOT_A_KERNEL = NOT_A_KERNEL)]
     NotAKernel { path: PathBuf, detail: String },
     #[error("initrd {path} ({size} bytes) does not fit below the kernel's limit")]
     InitrdTooBig { path: PathBuf, size: u64 },

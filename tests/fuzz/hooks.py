@@ -21,6 +21,7 @@ _CFG = json.loads(open(os.environ["FERRITE_FUZZ_CONFIG"]).read())
 KNOWN = _CFG.get("known", {})
 SANDBOX = _CFG["sandbox"]
 PROTECTED_USER = _CFG.get("root_user", "root@local")
+KEEP_RUNNING = {str(i) for i in _CFG.get("keep_running", [])}
 
 CONSTRAINTS = """
 - DELETE /storage/pools/{pool} and PUT /storage/pools/{pool} never target `local`: the
@@ -28,6 +29,10 @@ CONSTRAINTS = """
   changed `content` list there would turn the rest of the run into 422s.
 - PUT/DELETE /access/users/{userid} and PUT .../password never target root@local: the run
   is authenticated as root; disabling or deleting it turns every later call into 401.
+- The running container run.py starts (config "keep_running") is never turned into a
+  template (POST /containers/{id}/template is one-way) nor deleted: either would leave
+  nothing running for exec, console, freeze and shutdown to act on for the rest of the run.
+  Stopping, rebooting and reconfiguring it are fuzzed like anything else.
 - POST /storage/pools: a dir pool's `path` is rewritten to a directory under the test's
   sandbox (the daemon creates it when missing: random absolute paths would create
   directories anywhere on the host).
@@ -88,6 +93,11 @@ def _allowed(method, path, name, value):
         return method == "GET"
     if name == "userid" and value == PROTECTED_USER and method in ("PUT", "DELETE"):
         return False
+    if name == "id" and str(value) in KEEP_RUNNING:
+        if path == "/api/v1/containers/{id}/template" or (
+            method == "DELETE" and path == "/api/v1/containers/{id}"
+        ):
+            return False
     return True
 
 

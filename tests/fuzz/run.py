@@ -248,6 +248,15 @@ def known_values(api, doc):
     return known
 
 
+def teardown(api, log):
+    """Stops every guest the run left running: the daemon's exit does not stop them."""
+    for kind in ("containers", "vms"):
+        for gid in items(api, "/" + kind, "id"):
+            s, js, text = api.call("POST", "/%s/%s/stop" % (kind, gid))
+            if s not in (200, 404, 409):
+                log("teardown: stopping %s %s answered %s: %s" % (kind, gid, s, text[:300]))
+
+
 def run_schemathesis(args, env, log):
     st = os.path.join(os.path.dirname(sys.executable), "st")
     if not os.path.exists(st):
@@ -377,7 +386,8 @@ def main():
     known = known_values(api, doc)
     cfg_path = os.path.join(args.workdir, "fuzz-config.json")
     with open(cfg_path, "w") as f:
-        json.dump({"sandbox": sandbox, "known": known, "root_user": "root@local"}, f, indent=1)
+        json.dump({"sandbox": sandbox, "known": known, "root_user": "root@local",
+                   "keep_running": [902] if args.template else []}, f, indent=1)
     find_path = os.path.join(args.workdir, "findings.jsonl")
     if os.path.exists(find_path):
         os.remove(find_path)
@@ -385,11 +395,15 @@ def main():
     env = dict(os.environ)
     env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
     env["SCHEMATHESIS_HOOKS"] = "hooks"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the source tree
     env["FERRITE_FUZZ_CONFIG"] = cfg_path
     env["FERRITE_FUZZ_FINDINGS"] = find_path
     if args.selftest:
         env["FERRITE_FUZZ_SELFTEST"] = "1"
-    code, out_path = run_schemathesis(args, env, log)
+    try:
+        code, out_path = run_schemathesis(args, env, log)
+    finally:
+        teardown(api, log)
     with open(out_path) as f:
         out = f.read()
     summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-6000:]
