@@ -36,7 +36,7 @@ for i in range(1000):
 PY
 # 1,000 containers (from a one-directory template, so loading is quick) and 1,000 VMs (the
 # micro-guest kernel), tagged like the users; none is started.
-mkdir -p "$DATA/tpl" && tar -C "$DATA/tpl" -czf "$DATA/tiny.tar.gz" .
+mkdir -p "$DATA/tpl/etc" && echo tiny > "$DATA/tpl/etc/hostname" && tar -C "$DATA/tpl" -czf "$DATA/tiny.tar.gz" .
 sh tests/guests/build.sh "$DATA/guests" >/dev/null
 for f in tiny.tar.gz:template guests/guest.elf:snippets; do
     path=${f%%:*}; content=${f##*:}; name=$(basename "$path")

@@ -18,12 +18,17 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Read once per process: a host does not switch cgroup layouts under a running daemon,
+    /// and a list of guests would otherwise pay a stat per item.
     pub fn detect() -> Mode {
-        if Path::new(ROOT).join("cgroup.controllers").exists() {
-            Mode::V2
-        } else {
-            Mode::Hybrid
-        }
+        static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| {
+            if Path::new(ROOT).join("cgroup.controllers").exists() {
+                Mode::V2
+            } else {
+                Mode::Hybrid
+            }
+        })
     }
 
     pub fn as_str(self) -> &'static str {

@@ -23,6 +23,8 @@ pub struct KindIndex {
     by_id: BTreeMap<String, Arc<Object>>,
     /// Tag → ids in id order.
     by_tag: HashMap<String, Vec<String>>,
+    /// (name, id) in name order: a name glob with a literal prefix reads only that range.
+    by_name: Vec<(String, String)>,
 }
 
 impl KindIndex {
@@ -56,10 +58,16 @@ impl KindIndex {
             ids.sort();
             ids.dedup();
         }
+        let mut by_name: Vec<(String, String)> = by_id
+            .values()
+            .map(|o| (o.name.clone(), o.id.clone()))
+            .collect();
+        by_name.sort();
         Ok(KindIndex {
             generation,
             by_id,
             by_tag,
+            by_name,
         })
     }
 
@@ -73,6 +81,50 @@ impl KindIndex {
                     .is_none_or(|w| o.owner.as_deref() == Some(w))
         };
         let mut items: Vec<Arc<Object>> = Vec::with_capacity(limit.min(256) + 1);
+        let prefix = f
+            .name
+            .as_deref()
+            .map(|p| &p[..p.find(['*', '?']).unwrap_or(p.len())])
+            .filter(|p| !p.is_empty());
+        match (&f.tag, prefix) {
+            (None, Some(prefix)) => {
+                // Only names starting with the literal prefix can match; they are few.
+                let start = self.by_name.partition_point(|(n, _)| n.as_str() < prefix);
+                let mut ids: Vec<&String> = self.by_name[start..]
+                    .iter()
+                    .take_while(|(n, _)| n.starts_with(prefix))
+                    .map(|(_, id)| id)
+                    .filter(|id| f.after.as_ref().is_none_or(|a| *id > a))
+                    .collect();
+                ids.sort();
+                for id in ids {
+                    if let Some(o) = self.by_id.get(id).filter(|o| keep(o)) {
+                        items.push(Arc::clone(o));
+                        if items.len() > limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => self.scan(f, limit, &keep, &mut items),
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+
+    /// Walks the tag's ids, or every id, in id order.
+    fn scan(
+        &self,
+        f: &ListFilter,
+        limit: usize,
+        keep: &dyn Fn(&Object) -> bool,
+        items: &mut Vec<Arc<Object>>,
+    ) {
         match &f.tag {
             Some(tag) => {
                 let ids = self.by_tag.get(tag).map(Vec::as_slice).unwrap_or_default();
@@ -105,28 +157,30 @@ impl KindIndex {
                 }
             }
         }
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|o| o.id.clone())
-        } else {
-            None
-        };
-        Page { items, next }
     }
 }
 
 /// SQLite `GLOB` as the list filter uses it: `*` any run, `?` one character, the rest literal
 /// (`[` is escaped before it reaches SQLite, so it is literal here too). Case-sensitive.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return match_units(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    match_units(&p, &t)
+}
+
+/// The matcher over bytes (ASCII) or chars, without allocating.
+fn match_units<T: PartialEq + Copy + From<u8>>(p: &[T], t: &[T]) -> bool {
+    let (any, one) = (T::from(b'*'), T::from(b'?'));
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -138,7 +192,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == any)
 }
 
 #[cfg(test)]

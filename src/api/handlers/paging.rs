@@ -58,6 +58,11 @@ pub fn page_response_cached(
         .iter()
         .map(|o| o.rendered_with(|o| render(o)))
         .collect();
+    parts_response(parts, page.next)
+}
+
+/// A list response from items already serialized.
+pub fn parts_response(parts: Vec<bytes::Bytes>, next: Option<String>) -> Resp {
     let len: usize = parts.iter().map(|p| p.len() + 1).sum();
     let mut out = Vec::with_capacity(len + 64);
     out.extend_from_slice(b"{\"items\":[");
@@ -68,12 +73,28 @@ pub fn page_response_cached(
         out.extend_from_slice(p);
     }
     out.push(b']');
-    if let Some(n) = page.next {
+    if let Some(n) = next {
         out.extend_from_slice(b",\"next_page_token\":");
         out.extend_from_slice(Value::String(encode_token(&n)).to_string().as_bytes());
     }
     out.push(b'}');
     Resp::json_bytes(200, bytes::Bytes::from(out))
+}
+
+/// An object's memoized JSON with one more member spliced in before its closing brace: a
+/// guest's spec is cached per revision while its `status` is read fresh.
+pub fn with_member(base: &[u8], key: &str, value: &Value) -> bytes::Bytes {
+    let body = base.strip_suffix(b"}").unwrap_or(base);
+    let mut out = Vec::with_capacity(base.len() + 256);
+    out.extend_from_slice(body);
+    if body.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(Value::String(key.to_string()).to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(value.to_string().as_bytes());
+    out.push(b'}');
+    bytes::Bytes::from(out)
 }
 
 /// Items plus an optional continuation point.
