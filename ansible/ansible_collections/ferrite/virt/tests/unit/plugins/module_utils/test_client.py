@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright: Ferrite contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The client against a scripted HTTP server on loopback: problem documents, retries, task
+waits and credential rules. (The playbooks in tests/ansible.rs drive a real ferrited.)"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import threading
+
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from ansible_collections.ferrite.virt.plugins.module_utils.ferrite import Client, FerriteError
+
+
+class Server(object):
+    """Answers each request with the next scripted (status, headers, body); records requests."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.seen = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *a):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get('Content-Length') or 0)
+                body = self.rfile.read(n) if n else b''
+                outer.seen.append((self.command, self.path, dict(self.headers), body))
+                status, headers, payload = outer.script.pop(0)
+                data = json.dumps(payload).encode() if payload is not None else b''
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                ctype = 'application/problem+json' if status >= 400 else 'application/json'
+                self.send_header('Content-Type', ctype)
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = handle_one
+
+        self.httpd = HTTPServer(('127.0.0.1', 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever)
+        self.thread.daemon = True
+        self.thread.start()
+        self.endpoint = 'http://127.0.0.1:%d' % self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    made = []
+
+    def make(script):
+        s = Server(script)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_token_and_password_together_is_an_error():
+    with pytest.raises(FerriteError) as e:
+        Client('http://127.0.0.1:1', token='t', username='u@local', password='p')
+    assert 'both' in e.value.msg
+
+
+def test_fingerprint_needs_https():
+    with pytest.raises(FerriteError) as e:
+        Client('http://127.0.0.1:1', token='t', tls_fingerprint='AA:BB')
+    assert 'https' in e.value.msg
+
+
+def test_problem_document_becomes_the_message(server):
+    problem = {'type': 'about:blank', 'title': 'Invalid request', 'status': 422, 'detail': 'mtu out of range',
+               'request_id': 'req-1', 'invalid_params': [{'name': '/mtu', 'reason': 'too big'}]}
+    s = server([(422, {}, problem)])
+    c = Client(s.endpoint, token='tok')
+    with pytest.raises(FerriteError) as e:
+        c.request('PUT', '/network/bridges/br0', {'mtu': 1})
+    r = e.value.result()
+    assert r['msg'] == 'Invalid request: mtu out of range'
+    assert r['request_id'] == 'req-1'
+    assert r['invalid_params'] == problem['invalid_params']
+    assert s.seen[0][2]['Authorization'] == 'Bearer tok'
+
+
+def test_503_is_retried_after_retry_after_and_keeps_the_idempotency_key(server):
+    busy = {'type': 'about:blank', 'title': 'Busy', 'status': 503}
+    s = server([(503, {'Retry-After': '0.2'}, busy), (201, {}, {'name': 'g'})])
+    c = Client(s.endpoint, token='tok')
+    r = c.request('POST', '/access/groups', {'groupid': 'g'}, idempotent=True)
+    assert r.status == 201
+    keys = [h['Idempotency-Key'] for _, _, h, _ in s.seen]
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_429_is_not_retried(server):
+    s = server([(429, {'Retry-After': '1'}, {'title': 'Too many requests', 'status': 429})])
+    c = Client(s.endpoint, token='tok')
+    with pytest.raises(FerriteError) as e:
+        c.request('GET', '/containers')
+    assert e.value.status == 429
+    assert len(s.seen) == 1
+
+
+def test_password_login_happens_once(server):
+    s = server([(200, {}, {'ticket': 'tick', 'username': 'u@local', 'expires_at': 'x'}),
+                (200, {}, {'items': [], 'next_page_token': None}),
+                (200, {}, {'items': [], 'next_page_token': None})])
+    c = Client(s.endpoint, username='u@local', password='pw')
+    c.list_all('/vms')
+    c.list_all('/vms')
+    assert [p for _, p, _, _ in s.seen] == ['/api/v1/access/login', '/api/v1/vms?limit=1000', '/api/v1/vms?limit=1000']
+    assert s.seen[1][2]['Authorization'] == 'Bearer tick'
+
+
+def test_pages_are_followed(server):
+    s = server([(200, {}, {'items': [{'name': 'a'}], 'next_page_token': 'p2'}),
+                (200, {}, {'items': [{'name': 'b'}], 'next_page_token': None})])
+    c = Client(s.endpoint, token='tok')
+    assert [x['name'] for x in c.list_all('/containers', {'tag': 'web'})] == ['a', 'b']
+    assert 'page_token=p2' in s.seen[1][1] and 'tag=web' in s.seen[1][1]
+
+
+def test_task_is_followed_with_server_side_waits(server):
+    s = server([(200, {}, {'id': 't1', 'state': 'running'}), (200, {}, {'id': 't1', 'state': 'succeeded'})])
+    c = Client(s.endpoint, token='tok')
+    assert c.wait_task('t1')['state'] == 'succeeded'
+    assert all('wait=' in p for _, p, _, _ in s.seen)
+
+
+def test_task_timeout_says_the_task_goes_on(server):
+    s = server([(200, {}, {'id': 't1', 'state': 'running'}),
+                (200, {}, [{'seq': 1, 'time': 't', 'message': 'copying'}])])
+    c = Client(s.endpoint, token='tok', timeout=1)
+    with pytest.raises(FerriteError) as e:
+        c.wait_task('t1')
+    assert 'goes on' in e.value.msg
+    assert e.value.extra['task_id'] == 't1'
+    assert e.value.extra['log'] == ['copying']
