@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Ferrite contributors
-# SPDX-License-Identifier: Apache-2.0
+# Apache License 2.0 (SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later); also offered under the
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt).
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -17,7 +18,7 @@ description:
     C(ansible_host) from the first static address of the guest's NICs.
   - Inventory files must be named C(*.ferrite.yml) or C(*.ferrite.yaml).
 author:
-  - Ferrite contributors
+  - Ferrite contributors (@ferrite)
 extends_documentation_fragment:
   - constructed
   - inventory_cache

@@ -7,11 +7,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ferrite.virt.plugins.module_utils.ferrite import FerriteError, quote_path
+from ansible_collections.ferrite.virt.plugins.module_utils.runner import new_module, run_with_client
 
 
 def _run(spec, fn, check_mode=True):
-    # Imported here: runner imports this module to re-export the entry points.
-    from ansible_collections.ferrite.virt.plugins.module_utils.runner import new_module, run_with_client
     module = new_module(spec, check_mode)
     run_with_client(module, lambda client: fn(module, client))
 

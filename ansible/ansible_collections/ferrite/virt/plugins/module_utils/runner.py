@@ -15,9 +15,6 @@ from ansible_collections.ferrite.virt.plugins.module_utils import hooks
 from ansible_collections.ferrite.virt.plugins.module_utils._spec import RESOURCES, SCHEMA_DIGEST
 from ansible_collections.ferrite.virt.plugins.module_utils.ferrite import (
     CONNECTION_ENV, FerriteError, client_from_options, quote_path)
-from ansible_collections.ferrite.virt.plugins.module_utils.info import (  # noqa: F401 (re-exported)
-    run_access_info, run_container_exec, run_guest_info, run_network_info, run_node_info,
-    run_storage_info, run_task, run_task_info)
 
 
 def connection_spec():
@@ -145,8 +142,8 @@ class Resource(object):
         body = D.create_body(self.p, self.rules)
         missing = [n for n, r in self.rules.items() if r.get('required') and n not in body]
         if missing and not hooks.creates_without(self, missing):
-            raise FerriteError('%s is required to create %s %s' % (', '.join(sorted(missing)), self.kind,
-                                                                 self.p.get('name') or ''))
+            what = '%s %s' % (self.kind, self.p.get('name') or '')
+            raise FerriteError('%s is required to create %s' % (', '.join(sorted(missing)), what))
         self.changed = True
         self.before = {}
         self.after = D.create_after(body, self.rules)

@@ -1,0 +1,262 @@
+//! The `ferrite.virt` Ansible collection, driven by the real `ansible-playbook` (ansible-core
+//! from PyPI) against a real `ferrited` on loopback.
+//!
+//! What every scenario proves: check mode predicts a change and writes nothing, the real run
+//! makes exactly the predicted change, the next run reports `changed=0`, `state: absent`
+//! twice is unchanged the second time, and the connection options do what they say.
+
+mod ansible_play;
+mod common;
+
+use ansible_play::{Play, RECORD};
+use common::{Daemon, NetNs};
+use serde_json::{json, Value};
+
+const HEAD: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/ferrite.virt.ferrite:
+      timeout: 120
+"#;
+
+/// Groups, roles, users, ACLs, pools and volumes: one playbook, declared state only.
+const ACCESS_STORAGE: &str = r#"
+  vars:
+    recorded: [group, role, user, acl, pool, vol]
+  tasks:
+    - name: A group
+      ferrite.virt.group:
+        groupid: ops
+        comment: COMMENT
+        tags: [b, a]
+      register: group
+    - name: A role
+      ferrite.virt.role:
+        roleid: auditor
+        privileges: [Sys.Audit, VM.Audit]
+      register: role
+    - name: A user
+      ferrite.virt.user:
+        userid: alice@local
+        password: alice-password-1
+        groups: [ops]
+        email: EMAIL
+      register: user
+    - name: An ACL entry
+      ferrite.virt.acl:
+        path: /
+        principal_type: group
+        principal: ops
+        role: auditor
+      register: acl
+    - name: A directory pool
+      ferrite.virt.storage_pool:
+        name: data
+        type: dir
+        path: "{{ pool_dir }}"
+        content: [images]
+      register: pool
+    - name: A volume
+      ferrite.virt.volume:
+        pool: data
+        name: vol1
+        size: SIZE
+      register: vol
+"#;
+
+const ACCESS_STORAGE_ABSENT: &str = r#"
+  tasks:
+    - ferrite.virt.volume: {pool: data, name: vol1, state: absent}
+    - ferrite.virt.storage_pool: {name: data, state: absent}
+    - ferrite.virt.acl: {path: /, principal_type: group, principal: ops, role: auditor, state: absent}
+    - ferrite.virt.user: {userid: alice@local, state: absent}
+    - ferrite.virt.role: {roleid: auditor, state: absent}
+    - ferrite.virt.group: {groupid: ops, state: absent}
+"#;
+
+fn access_storage(comment: &str, email: &str, size: u64) -> String {
+    format!(
+        "{HEAD}{}{RECORD}",
+        ACCESS_STORAGE
+            .replace("COMMENT", comment)
+            .replace("EMAIL", email)
+            .replace("SIZE", &size.to_string())
+    )
+}
+
+/// Every registered result's `diff.after` and `changed`, by name.
+fn predictions(v: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, r) in v.as_object().expect("recorded object") {
+        out.insert(k.clone(), json!({"changed": r["changed"], "after": r["diff"]["after"]}));
+    }
+    Value::Object(out)
+}
+
+#[test]
+fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
+    let d = Daemon::start();
+    let c = d.root();
+    let p = Play::new(&d);
+    let pool_dir = p.path("pool");
+    let vars = format!(
+        "pool_dir={} record_to=results.json",
+        pool_dir.display()
+    );
+    let book = access_storage("Operators", "alice@example.org", 4 << 20);
+
+    // Check mode: six changes predicted, nothing written.
+    let check = p.run("site.yml", &book, &["--check", "--diff", "-e", &vars]);
+    check.assert_changed("check run", 6);
+    let predicted = predictions(&p.recorded("results.json"));
+    for path in [
+        "/access/groups/ops",
+        "/access/roles/auditor",
+        "/access/users/alice@local",
+        "/storage/pools/data",
+    ] {
+        assert_eq!(c.get(path).status, 404, "check mode wrote {path}");
+    }
+    assert!(!pool_dir.exists(), "check mode made the pool directory");
+
+    // The real run makes exactly the predicted change.
+    p.run("site.yml", &book, &["--diff", "-e", &vars])
+        .assert_changed("first run", 6);
+    let applied = predictions(&p.recorded("results.json"));
+    assert_eq!(predicted, applied, "check mode predicted another change");
+    let g = c.get("/access/groups/ops").body;
+    assert_eq!(g["comment"], "Operators");
+    let mut tags: Vec<&str> = g["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["a", "b"]);
+    let u = c.get("/access/users/alice@local").body;
+    assert_eq!(u["email"], "alice@example.org");
+    assert_eq!(u["groups"], json!(["ops"]));
+    let acl = c.get("/access/acl").body;
+    assert_eq!(acl["items"].as_array().map(Vec::len), Some(1), "{acl}");
+    assert_eq!(c.get("/storage/pools/data/volumes/vol1").body["size"], 4 << 20);
+    // The password set on create works.
+    let alice = d.client();
+    alice.login("alice@local", "alice-password-1");
+
+    // Second run and a check run after it: nothing to do.
+    p.run("site.yml", &book, &["-e", &vars])
+        .assert_changed("second run", 0);
+    p.run("site.yml", &book, &["--check", "-e", &vars])
+        .assert_changed("check after apply", 0);
+
+    // An update: the comment, the email and a bigger volume. --diff shows only managed fields.
+    let book = access_storage("Operations", "alice@example.net", 8 << 20);
+    let rev = c.get("/access/groups/ops").body["revision"].clone();
+    let check = p.run("update.yml", &book, &["--check", "--diff", "-e", &vars]);
+    check.assert_changed("update check", 3);
+    assert!(check.out.contains("Operations"), "{}", check.out);
+    assert!(!check.out.contains("\"revision\""), "diff shows unmanaged fields:\n{}", check.out);
+    let predicted = predictions(&p.recorded("results.json"));
+    assert_eq!(c.get("/access/groups/ops").body["revision"], rev, "check mode wrote");
+    p.run("update.yml", &book, &["--diff", "-e", &vars])
+        .assert_changed("update", 3);
+    assert_eq!(predictions(&p.recorded("results.json")), predicted);
+    assert_eq!(c.get("/access/groups/ops").body["comment"], "Operations");
+    assert_eq!(c.get("/storage/pools/data/volumes/vol1").body["size"], 8 << 20);
+    p.run("update.yml", &book, &["-e", &vars])
+        .assert_changed("update again", 0);
+
+    // Volumes never shrink: the task fails with the reason, the volume is kept.
+    let shrink = p.run("shrink.yml", &access_storage("Operations", "alice@example.net", 4 << 20), &["-e", &vars]);
+    assert!(!shrink.ok && shrink.out.contains("never shrink"), "{}", shrink.out);
+
+    // A create-only field cannot change in place: a clear error, nothing written.
+    let bad = format!("{HEAD}  tasks:\n    - ferrite.virt.acl: {{path: /, principal_type: group, principal: ops, role: auditor, propagate: false}}\n");
+    let r = p.run("acl.yml", &bad, &[]);
+    assert!(!r.ok && r.out.contains("cannot change in place"), "{}", r.out);
+
+    // Teardown twice: the second run has nothing left to delete.
+    let absent = format!("{HEAD}{ACCESS_STORAGE_ABSENT}");
+    p.run("absent.yml", &absent, &["--check"]).assert_changed("absent check", 6);
+    assert_eq!(c.get("/access/groups/ops").status, 200, "check mode deleted");
+    p.run("absent.yml", &absent, &[]).assert_changed("absent", 6);
+    p.run("absent.yml", &absent, &[]).assert_changed("absent again", 0);
+    assert_eq!(c.get("/access/groups/ops").status, 404);
+    assert_eq!(c.get("/storage/pools/data").status, 404);
+}
+
+const WHOAMI: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ferrite.virt.access_info:
+      register: access
+    - ansible.builtin.assert:
+        that: access.users | selectattr('userid', 'equalto', 'root@local') | list | length == 1
+"#;
+
+#[test]
+fn token_only_password_only_and_pinning_before_credentials() {
+    // TLS with the daemon's self-signed certificate, pinned by fingerprint.
+    let d = Daemon::start_with(&[]);
+    assert!(d.endpoint.starts_with("https://"), "{}", d.endpoint);
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.data().join("api.json")).expect("api.json"),
+    )
+    .expect("api.json JSON");
+    let fp = info["fingerprint"].as_str().expect("fingerprint").to_string();
+    let c = d.root();
+    let token = c.post("/access/tokens", json!({"name": "ansible"})).body["token"]
+        .as_str()
+        .expect("token secret")
+        .to_string();
+    let mut p = Play::new(&d);
+
+    // Token only: no username anywhere, no login attempted.
+    p.env = vec![
+        ("FERRITE_TOKEN".into(), token.clone()),
+        ("FERRITE_TLS_FINGERPRINT".into(), fp.clone()),
+    ];
+    p.run("who.yml", WHOAMI, &[]).assert_changed("token only", 0);
+    // Password only.
+    p.env = vec![
+        ("FERRITE_USERNAME".into(), "root@local".into()),
+        ("FERRITE_PASSWORD".into(), common::ROOT_PW.into()),
+        ("FERRITE_TLS_FINGERPRINT".into(), fp.to_lowercase().replace(':', "")),
+    ];
+    p.run("who.yml", WHOAMI, &[]).assert_changed("password only", 0);
+    // Both: an error, not a silent choice.
+    p.env.push(("FERRITE_TOKEN".into(), token));
+    let r = p.run("who.yml", WHOAMI, &[]);
+    assert!(!r.ok && r.out.contains("both token and username/password"), "{}", r.out);
+
+    // A wrong fingerprint fails before any credential leaves: the daemon never sees the
+    // (deliberately wrong) password, so it logs no failed login for that user.
+    let mut wrong = fp.clone();
+    let last = if wrong.ends_with('0') { "1" } else { "0" };
+    wrong.replace_range(wrong.len() - 1.., last);
+    p.env = vec![
+        ("FERRITE_USERNAME".into(), "probe@local".into()),
+        ("FERRITE_PASSWORD".into(), "not-the-password".into()),
+        ("FERRITE_TLS_FINGERPRINT".into(), wrong),
+    ];
+    let r = p.run("who.yml", WHOAMI, &[]);
+    assert!(!r.ok && r.out.contains("fingerprint mismatch"), "{}", r.out);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!d.log().contains("probe@local"), "a credential reached the daemon:\n{}", d.log());
+    // The control: without pinning the same password does reach it (and is refused).
+    p.env = vec![
+        ("FERRITE_USERNAME".into(), "probe@local".into()),
+        ("FERRITE_PASSWORD".into(), "not-the-password".into()),
+        ("FERRITE_INSECURE".into(), "true".into()),
+    ];
+    let r = p.run("who.yml", WHOAMI, &[]);
+    assert!(!r.ok, "{}", r.out);
+    let t0 = std::time::Instant::now();
+    while !d.log().contains("probe@local") && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(d.log().contains("probe@local"), "the control login was not logged:\n{}", d.log());
+}
