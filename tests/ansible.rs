@@ -39,7 +39,7 @@ const ACCESS_STORAGE: &str = r#"
     - name: A user
       ferrite.virt.user:
         userid: alice@local
-        password: alice-password-1
+        user_password: alice-password-1
         groups: [ops]
         email: EMAIL
       register: user

@@ -117,7 +117,7 @@ def confirm_network(r, obj):
         return
     if not (obj.get('status') or {}).get('confirm_deadline'):
         return
-    fresh = client_from_options(r.p)
+    fresh = client_from_options(r.module.params)
     try:
         fresh.request('POST', '/network/confirm', {'names': [obj['name']]})
     except FerriteError as e:

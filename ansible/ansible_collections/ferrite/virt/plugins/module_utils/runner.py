@@ -56,7 +56,11 @@ class Resource(object):
         self.kind = kind
         self.res = RESOURCES[kind]
         self.rules = self.res['fields']
-        self.p = module.params
+        # The task's values under the API's field names (a field named like a connection
+        # option, such as a user's password, has a prefixed option name).
+        self.p = dict(module.params)
+        for field, option in self.res.get('renamed', {}).items():
+            self.p[field] = module.params.get(option)
         self.check = module.check_mode
         self.changed = False
         self.before = {}
@@ -175,7 +179,11 @@ class Resource(object):
             predicted.update(changes)
             return predicted
         headers = {'If-Match': '"%s"' % current['revision']} if 'revision' in current else None
-        obj = self.client.request('PUT', self.item(current), changes, query=self.query(), headers=headers).body
+        if self.res.get('update') == 'resize':
+            obj = self.client.request('POST', self.item(current) + '/resize', {'size': changes['size']},
+                                      headers=headers).body
+        else:
+            obj = self.client.request('PUT', self.item(current), changes, query=self.query(), headers=headers).body
         return hooks.updated(self, obj, changes, current)
 
     def delete(self, current):

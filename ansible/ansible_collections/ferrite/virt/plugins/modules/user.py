@@ -46,10 +46,6 @@ options:
       - "Compared as a set: order does not matter."
     type: list
     elements: str
-  password:
-    description:
-      - "The C(password) field of the object."
-    type: str
   state:
     description:
       - "Whether the object exists."
@@ -73,6 +69,11 @@ options:
       - "always"
       - "on_create"
     default: "on_create"
+  user_password:
+    description:
+      - "The C(password) field of the object."
+      - "The object's C(password) field (named so to differ from the connection option)."
+    type: str
   userid:
     description:
       - "A user id: NAME@REALM. The built-in realm is 'local'."
@@ -93,7 +94,7 @@ EXAMPLES = r'''
 - name: A user
   ferrite.virt.user:
     userid: alice@local
-    password: "{{ alice_password }}"
+    user_password: "{{ alice_password }}"
     groups: [ops]
 '''
 
@@ -159,10 +160,10 @@ ARGUMENT_SPEC = {
     "enabled": {"type": "bool"},
     "expires_at": {"type": "str"},
     "groups": {"elements": "str", "type": "list"},
-    "password": {"no_log": True, "type": "str"},
     "state": {"choices": ["present", "absent"], "default": "present", "type": "str"},
     "tags": {"elements": "str", "type": "list"},
     "update_password": {"choices": ["always", "on_create"], "default": "on_create", "no_log": False, "type": "str"},
+    "user_password": {"no_log": True, "type": "str"},
     "userid": {"required": True, "type": "str"},
 }
 
