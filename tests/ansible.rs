@@ -197,6 +197,18 @@ const WHOAMI: &str = r#"
         that: access.users | selectattr('userid', 'equalto', 'root@local') | list | length == 1
 "#;
 
+const TOKEN: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  vars:
+    recorded: [tok]
+    record_to: token.json
+  tasks:
+    - ferrite.virt.api_token:
+        name: ansible-ci
+      register: tok
+RECORD"#;
+
 #[test]
 fn token_only_password_only_and_pinning_before_credentials() {
     // TLS with the daemon's self-signed certificate, pinned by fingerprint.
@@ -207,26 +219,36 @@ fn token_only_password_only_and_pinning_before_credentials() {
     )
     .expect("api.json JSON");
     let fp = info["fingerprint"].as_str().expect("fingerprint").to_string();
-    let c = d.root();
-    let token = c.post("/access/tokens", json!({"name": "ansible"})).body["token"]
-        .as_str()
-        .expect("token secret")
-        .to_string();
     let mut p = Play::new(&d);
 
-    // Token only: no username anywhere, no login attempted.
-    p.env = vec![
-        ("FERRITE_TOKEN".into(), token.clone()),
-        ("FERRITE_TLS_FINGERPRINT".into(), fp.clone()),
-    ];
-    p.run("who.yml", WHOAMI, &[]).assert_changed("token only", 0);
-    // Password only.
+    // Password only, pinned: reads, and creates an API token whose secret comes back once.
     p.env = vec![
         ("FERRITE_USERNAME".into(), "root@local".into()),
         ("FERRITE_PASSWORD".into(), common::ROOT_PW.into()),
         ("FERRITE_TLS_FINGERPRINT".into(), fp.to_lowercase().replace(':', "")),
     ];
     p.run("who.yml", WHOAMI, &[]).assert_changed("password only", 0);
+    let token_book = TOKEN.replace("RECORD", RECORD);
+    p.run("token.yml", &token_book, &[]).assert_changed("token create", 1);
+    let token = p.recorded("token.json")["tok"]["secret"]
+        .as_str()
+        .expect("the token's secret is returned on create")
+        .to_string();
+    let again = p.run("token.yml", &token_book, &[]);
+    again.assert_changed("token again", 0);
+    assert!(
+        p.recorded("token.json")["tok"].get("secret").is_none(),
+        "the secret is returned only on create"
+    );
+    let password_env = p.env.clone();
+
+    // Token only: no username anywhere, so no login is attempted.
+    p.env = vec![
+        ("FERRITE_TOKEN".into(), token.clone()),
+        ("FERRITE_TLS_FINGERPRINT".into(), fp.clone()),
+    ];
+    p.run("who.yml", WHOAMI, &[]).assert_changed("token only", 0);
+    p.env = password_env;
     // Both: an error, not a silent choice.
     p.env.push(("FERRITE_TOKEN".into(), token));
     let r = p.run("who.yml", WHOAMI, &[]);
