@@ -282,3 +282,186 @@ fn token_only_password_only_and_pinning_before_credentials() {
     }
     assert!(d.log().contains("probe@local"), "the control login was not logged:\n{}", d.log());
 }
+
+/// Force-deletes every container when a test ends: containers outlive their daemon.
+struct Reap(common::Client);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let items = self.0.get("/containers?limit=1000").body["items"].clone();
+        for ct in items.as_array().into_iter().flatten() {
+            if let Some(id) = ct["id"].as_i64() {
+                self.0
+                    .request("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
+            }
+        }
+    }
+}
+
+const GUESTS: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  vars:
+    recorded: [br, tpl, web]
+    record_to: guests.json
+  tasks:
+    - name: A bridge
+      ferrite.virt.bridge:
+        name: anbr0
+        addresses: [10.20.0.1/24]
+      register: br
+    - name: The busybox template, streamed with its SHA-256
+      ferrite.virt.upload:
+        pool: local
+        name: busybox.tar.gz
+        content: template
+        src: "{{ tpl_src }}"
+      register: tpl
+    - name: A container on the bridge
+      ferrite.virt.container:
+        name: web1
+        template: local:busybox.tar.gz
+        init: [/bin/sh, -c, exec sleep 1000000]
+        memory: MEMORY
+        tags: [web]
+        net:
+          net0: {bridge: anbr0, ip: 10.20.0.2/24}
+        state: STATE
+      register: web
+RECORD"#;
+
+const EXEC: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ferrite.virt.container_exec:
+        name: web1
+        command: [cat, /proc/self/status]
+      register: out
+    - ansible.builtin.assert:
+        that:
+          - out.rc == 0
+          - "'Name:' in out.stdout"
+"#;
+
+const PARALLEL: &str = r#"
+- hosts: par
+  gather_facts: false
+  tasks:
+    - ferrite.virt.container:
+        name: "{{ inventory_hostname }}"
+        template: local:busybox.tar.gz
+        tags: [par]
+        net:
+          net0: {bridge: anbr0}
+        state: STATE
+"#;
+
+const TEARDOWN: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ferrite.virt.container: {name: web1, state: absent}
+    - ferrite.virt.upload: {pool: local, name: busybox.tar.gz, state: absent}
+"#;
+
+fn guests(memory: u32, state: &str) -> String {
+    GUESTS
+        .replace("MEMORY", &memory.to_string())
+        .replace("STATE", state)
+        .replace("RECORD", RECORD)
+}
+
+#[test]
+fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
+    let ns = NetNs::new("ans");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    let p = Play::new(&d);
+    let tpl = common::busybox_template(&d.data());
+    let vars = format!("tpl_src={}", tpl.display());
+    let mut hosts = String::from("localhost ansible_connection=local\n[par]\n");
+    for i in 1..=20 {
+        hosts.push_str(&format!("ct{i:02} ansible_connection=local\n"));
+    }
+    p.write("hosts.ini", &hosts);
+
+    // Check mode predicts three creations and makes nothing, in the API or the kernel.
+    let check = p.run("site.yml", &guests(64, "started"), &["--check", "--diff", "-e", &vars]);
+    check.assert_changed("check", 3);
+    let predicted = predictions(&p.recorded("guests.json"));
+    assert_eq!(c.get("/network/bridges/anbr0").status, 404);
+    assert_eq!(c.get("/storage/pools/local/volumes/busybox.tar.gz").status, 404);
+    assert_eq!(c.get("/containers").body["items"], json!([]));
+    assert!(!ns.links().contains_key("anbr0"), "check mode made the bridge");
+
+    p.run("site.yml", &guests(64, "started"), &["-e", &vars])
+        .assert_changed("apply", 3);
+    assert_eq!(predictions(&p.recorded("guests.json")), predicted);
+    assert!(ns.links().contains_key("anbr0"));
+    let web = &c.get("/containers?name=web1").body["items"][0];
+    assert_eq!(web["status"]["state"], "running", "{web}");
+    assert_eq!(web["memory"], 64);
+    p.run("site.yml", &guests(64, "started"), &["-e", &vars])
+        .assert_changed("second run", 0);
+
+    // A live change (memory) to the running guest, then a command inside it.
+    p.run("site.yml", &guests(96, "started"), &["-e", &vars])
+        .assert_changed("memory", 1);
+    let web = &c.get("/containers?name=web1").body["items"][0];
+    assert_eq!((web["memory"].clone(), web["status"]["state"].clone()), (json!(96), json!("running")));
+    p.run("exec.yml", EXEC, &[]).assert_changed("exec", 1);
+    // Power state: stopped, and stopped again is no change.
+    p.run("site.yml", &guests(96, "stopped"), &["-e", &vars])
+        .assert_changed("stop", 1);
+    p.run("site.yml", &guests(96, "stopped"), &["-e", &vars])
+        .assert_changed("stopped again", 0);
+    assert_eq!(c.get("/containers?name=web1").body["items"][0]["status"]["state"], "stopped");
+
+    // Twenty containers created in parallel by name: no id race, no error, then no change.
+    let par = PARALLEL.replace("STATE", "present");
+    let r = p.run("par.yml", &par, &["-f", "20"]);
+    r.assert_changed("parallel create", 20);
+    assert_eq!(r.hosts, 20);
+    let all = c.get("/containers?limit=1000").body["items"].clone();
+    assert_eq!(all.as_array().map(Vec::len), Some(21), "{all}");
+    p.run("par.yml", &par, &["-f", "20"]).assert_changed("parallel again", 0);
+
+    // The inventory lists them with their groups and host variables.
+    let inv = p.inventory(
+        "guests.ferrite.yml",
+        "plugin: ferrite.virt.ferrite\nkeyed_groups:\n  - key: (ferrite_config.memory | default('none')) | string\n    prefix: mem\n",
+    );
+    let group = |g: &str| -> Vec<String> {
+        let mut v: Vec<String> = inv[g]["hosts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no group {g}: {inv}"))
+            .iter()
+            .filter_map(|h| h.as_str().map(String::from))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(group("ferrite_container").len(), 21);
+    assert_eq!(group("ferrite_tag_par").len(), 20);
+    assert_eq!(group("ferrite_tag_web"), ["web1"]);
+    assert_eq!(group("ferrite_bridge_anbr0").len(), 21);
+    assert_eq!(group("ferrite_stopped").len(), 21);
+    assert_eq!(group("mem_96"), ["web1"]);
+    let hv = &inv["_meta"]["hostvars"]["web1"];
+    assert_eq!(hv["ansible_host"], "10.20.0.2", "{hv}");
+    assert_eq!(hv["ferrite_type"], "container");
+    assert_eq!(hv["ferrite_state"], "stopped");
+    assert_eq!(hv["ferrite_tags"], json!(["web"]));
+    assert!(hv["ferrite_id"].is_i64());
+    assert_eq!(hv["ferrite_config"]["memory"], 96);
+
+    // Teardown twice; the second run has nothing to do.
+    let absent = PARALLEL.replace("STATE", "absent");
+    p.run("par.yml", &absent, &["-f", "20"]).assert_changed("parallel absent", 20);
+    p.run("par.yml", &absent, &["-f", "20"]).assert_changed("parallel absent again", 0);
+    p.run("down.yml", TEARDOWN, &[]).assert_changed("teardown", 2);
+    p.run("down.yml", TEARDOWN, &[]).assert_changed("teardown again", 0);
+    assert_eq!(c.get("/containers").body["items"], json!([]));
+}
