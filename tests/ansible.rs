@@ -89,7 +89,10 @@ fn access_storage(comment: &str, email: &str, size: u64) -> String {
 fn predictions(v: &Value) -> Value {
     let mut out = serde_json::Map::new();
     for (k, r) in v.as_object().expect("recorded object") {
-        out.insert(k.clone(), json!({"changed": r["changed"], "after": r["diff"]["after"]}));
+        out.insert(
+            k.clone(),
+            json!({"changed": r["changed"], "after": r["diff"]["after"]}),
+        );
     }
     Value::Object(out)
 }
@@ -100,10 +103,7 @@ fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
     let c = d.root();
     let p = Play::new(&d);
     let pool_dir = p.path("pool");
-    let vars = format!(
-        "pool_dir={} record_to=results.json",
-        pool_dir.display()
-    );
+    let vars = format!("pool_dir={} record_to=results.json", pool_dir.display());
     let book = access_storage("Operators", "alice@example.org", 4 << 20);
 
     // Check mode: six changes predicted, nothing written.
@@ -140,7 +140,10 @@ fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
     assert_eq!(u["groups"], json!(["ops"]));
     let acl = c.get("/access/acl").body;
     assert_eq!(acl["items"].as_array().map(Vec::len), Some(1), "{acl}");
-    assert_eq!(c.get("/storage/pools/data/volumes/vol1").body["size"], 4 << 20);
+    assert_eq!(
+        c.get("/storage/pools/data/volumes/vol1").body["size"],
+        4 << 20
+    );
     // The password set on create works.
     let alice = d.client();
     alice.login("alice@local", "alice-password-1");
@@ -157,32 +160,62 @@ fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
     let check = p.run("update.yml", &book, &["--check", "--diff", "-e", &vars]);
     check.assert_changed("update check", 3);
     assert!(check.out.contains("Operations"), "{}", check.out);
-    assert!(!check.out.contains("\"revision\""), "diff shows unmanaged fields:\n{}", check.out);
+    assert!(
+        !check.out.contains("\"revision\""),
+        "diff shows unmanaged fields:\n{}",
+        check.out
+    );
     let predicted = predictions(&p.recorded("results.json"));
-    assert_eq!(c.get("/access/groups/ops").body["revision"], rev, "check mode wrote");
+    assert_eq!(
+        c.get("/access/groups/ops").body["revision"],
+        rev,
+        "check mode wrote"
+    );
     p.run("update.yml", &book, &["--diff", "-e", &vars])
         .assert_changed("update", 3);
     assert_eq!(predictions(&p.recorded("results.json")), predicted);
     assert_eq!(c.get("/access/groups/ops").body["comment"], "Operations");
-    assert_eq!(c.get("/storage/pools/data/volumes/vol1").body["size"], 8 << 20);
+    assert_eq!(
+        c.get("/storage/pools/data/volumes/vol1").body["size"],
+        8 << 20
+    );
     p.run("update.yml", &book, &["-e", &vars])
         .assert_changed("update again", 0);
 
     // Volumes never shrink: the task fails with the reason, the volume is kept.
-    let shrink = p.run("shrink.yml", &access_storage("Operations", "alice@example.net", 4 << 20), &["-e", &vars]);
-    assert!(!shrink.ok && shrink.out.contains("never shrink"), "{}", shrink.out);
+    let shrink = p.run(
+        "shrink.yml",
+        &access_storage("Operations", "alice@example.net", 4 << 20),
+        &["-e", &vars],
+    );
+    assert!(
+        !shrink.ok && shrink.out.contains("never shrink"),
+        "{}",
+        shrink.out
+    );
 
     // A create-only field cannot change in place: a clear error, nothing written.
     let bad = format!("{HEAD}  tasks:\n    - ferrite.virt.acl: {{path: /, principal_type: group, principal: ops, role: auditor, propagate: false}}\n");
     let r = p.run("acl.yml", &bad, &[]);
-    assert!(!r.ok && r.out.contains("cannot change in place"), "{}", r.out);
+    assert!(
+        !r.ok && r.out.contains("cannot change in place"),
+        "{}",
+        r.out
+    );
 
     // Teardown twice: the second run has nothing left to delete.
     let absent = format!("{HEAD}{ACCESS_STORAGE_ABSENT}");
-    p.run("absent.yml", &absent, &["--check"]).assert_changed("absent check", 6);
-    assert_eq!(c.get("/access/groups/ops").status, 200, "check mode deleted");
-    p.run("absent.yml", &absent, &[]).assert_changed("absent", 6);
-    p.run("absent.yml", &absent, &[]).assert_changed("absent again", 0);
+    p.run("absent.yml", &absent, &["--check"])
+        .assert_changed("absent check", 6);
+    assert_eq!(
+        c.get("/access/groups/ops").status,
+        200,
+        "check mode deleted"
+    );
+    p.run("absent.yml", &absent, &[])
+        .assert_changed("absent", 6);
+    p.run("absent.yml", &absent, &[])
+        .assert_changed("absent again", 0);
     assert_eq!(c.get("/access/groups/ops").status, 404);
     assert_eq!(c.get("/storage/pools/data").status, 404);
 }
@@ -218,18 +251,26 @@ fn token_only_password_only_and_pinning_before_credentials() {
         &std::fs::read_to_string(d.data().join("api.json")).expect("api.json"),
     )
     .expect("api.json JSON");
-    let fp = info["fingerprint"].as_str().expect("fingerprint").to_string();
+    let fp = info["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
     let mut p = Play::new(&d);
 
     // Password only, pinned: reads, and creates an API token whose secret comes back once.
     p.env = vec![
         ("FERRITE_USERNAME".into(), "root@local".into()),
         ("FERRITE_PASSWORD".into(), common::ROOT_PW.into()),
-        ("FERRITE_TLS_FINGERPRINT".into(), fp.to_lowercase().replace(':', "")),
+        (
+            "FERRITE_TLS_FINGERPRINT".into(),
+            fp.to_lowercase().replace(':', ""),
+        ),
     ];
-    p.run("who.yml", WHOAMI, &[]).assert_changed("password only", 0);
+    p.run("who.yml", WHOAMI, &[])
+        .assert_changed("password only", 0);
     let token_book = TOKEN.replace("RECORD", RECORD);
-    p.run("token.yml", &token_book, &[]).assert_changed("token create", 1);
+    p.run("token.yml", &token_book, &[])
+        .assert_changed("token create", 1);
     let token = p.recorded("token.json")["tok"]["secret"]
         .as_str()
         .expect("the token's secret is returned on create")
@@ -247,12 +288,17 @@ fn token_only_password_only_and_pinning_before_credentials() {
         ("FERRITE_TOKEN".into(), token.clone()),
         ("FERRITE_TLS_FINGERPRINT".into(), fp.clone()),
     ];
-    p.run("who.yml", WHOAMI, &[]).assert_changed("token only", 0);
+    p.run("who.yml", WHOAMI, &[])
+        .assert_changed("token only", 0);
     p.env = password_env;
     // Both: an error, not a silent choice.
     p.env.push(("FERRITE_TOKEN".into(), token));
     let r = p.run("who.yml", WHOAMI, &[]);
-    assert!(!r.ok && r.out.contains("both token and username/password"), "{}", r.out);
+    assert!(
+        !r.ok && r.out.contains("both token and username/password"),
+        "{}",
+        r.out
+    );
 
     // A wrong fingerprint fails before any credential leaves: the daemon never sees the
     // (deliberately wrong) password, so it logs no failed login for that user.
@@ -267,7 +313,11 @@ fn token_only_password_only_and_pinning_before_credentials() {
     let r = p.run("who.yml", WHOAMI, &[]);
     assert!(!r.ok && r.out.contains("fingerprint mismatch"), "{}", r.out);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!d.log().contains("probe@local"), "a credential reached the daemon:\n{}", d.log());
+    assert!(
+        !d.log().contains("probe@local"),
+        "a credential reached the daemon:\n{}",
+        d.log()
+    );
     // The control: without pinning the same password does reach it (and is refused).
     p.env = vec![
         ("FERRITE_USERNAME".into(), "probe@local".into()),
@@ -280,7 +330,11 @@ fn token_only_password_only_and_pinning_before_credentials() {
     while !d.log().contains("probe@local") && t0.elapsed().as_secs() < 5 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(d.log().contains("probe@local"), "the control login was not logged:\n{}", d.log());
+    assert!(
+        d.log().contains("probe@local"),
+        "the control login was not logged:\n{}",
+        d.log()
+    );
 }
 
 /// Force-deletes every container when a test ends: containers outlive their daemon.
@@ -388,13 +442,23 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
     p.write("hosts.ini", &hosts);
 
     // Check mode predicts three creations and makes nothing, in the API or the kernel.
-    let check = p.run("site.yml", &guests(64, "started"), &["--check", "--diff", "-e", &vars]);
+    let check = p.run(
+        "site.yml",
+        &guests(64, "started"),
+        &["--check", "--diff", "-e", &vars],
+    );
     check.assert_changed("check", 3);
     let predicted = predictions(&p.recorded("guests.json"));
     assert_eq!(c.get("/network/bridges/anbr0").status, 404);
-    assert_eq!(c.get("/storage/pools/local/volumes/busybox.tar.gz").status, 404);
+    assert_eq!(
+        c.get("/storage/pools/local/volumes/busybox.tar.gz").status,
+        404
+    );
     assert_eq!(c.get("/containers").body["items"], json!([]));
-    assert!(!ns.links().contains_key("anbr0"), "check mode made the bridge");
+    assert!(
+        !ns.links().contains_key("anbr0"),
+        "check mode made the bridge"
+    );
 
     p.run("site.yml", &guests(64, "started"), &["-e", &vars])
         .assert_changed("apply", 3);
@@ -410,14 +474,20 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
     p.run("site.yml", &guests(96, "started"), &["-e", &vars])
         .assert_changed("memory", 1);
     let web = &c.get("/containers?name=web1").body["items"][0];
-    assert_eq!((web["memory"].clone(), web["status"]["state"].clone()), (json!(96), json!("running")));
+    assert_eq!(
+        (web["memory"].clone(), web["status"]["state"].clone()),
+        (json!(96), json!("running"))
+    );
     p.run("exec.yml", EXEC, &[]).assert_changed("exec", 1);
     // Power state: stopped, and stopped again is no change.
     p.run("site.yml", &guests(96, "stopped"), &["-e", &vars])
         .assert_changed("stop", 1);
     p.run("site.yml", &guests(96, "stopped"), &["-e", &vars])
         .assert_changed("stopped again", 0);
-    assert_eq!(c.get("/containers?name=web1").body["items"][0]["status"]["state"], "stopped");
+    assert_eq!(
+        c.get("/containers?name=web1").body["items"][0]["status"]["state"],
+        "stopped"
+    );
 
     // Twenty containers created in parallel by name: no id race, no error, then no change.
     let par = PARALLEL.replace("STATE", "present");
@@ -426,7 +496,8 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
     assert_eq!(r.hosts, 20);
     let all = c.get("/containers?limit=1000").body["items"].clone();
     assert_eq!(all.as_array().map(Vec::len), Some(21), "{all}");
-    p.run("par.yml", &par, &["-f", "20"]).assert_changed("parallel again", 0);
+    p.run("par.yml", &par, &["-f", "20"])
+        .assert_changed("parallel again", 0);
 
     // The inventory lists them with their groups and host variables.
     let inv = p.inventory(
@@ -459,9 +530,13 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
 
     // Teardown twice; the second run has nothing to do.
     let absent = PARALLEL.replace("STATE", "absent");
-    p.run("par.yml", &absent, &["-f", "20"]).assert_changed("parallel absent", 20);
-    p.run("par.yml", &absent, &["-f", "20"]).assert_changed("parallel absent again", 0);
-    p.run("down.yml", TEARDOWN, &[]).assert_changed("teardown", 2);
-    p.run("down.yml", TEARDOWN, &[]).assert_changed("teardown again", 0);
+    p.run("par.yml", &absent, &["-f", "20"])
+        .assert_changed("parallel absent", 20);
+    p.run("par.yml", &absent, &["-f", "20"])
+        .assert_changed("parallel absent again", 0);
+    p.run("down.yml", TEARDOWN, &[])
+        .assert_changed("teardown", 2);
+    p.run("down.yml", TEARDOWN, &[])
+        .assert_changed("teardown again", 0);
     assert_eq!(c.get("/containers").body["items"], json!([]));
 }

@@ -13,7 +13,9 @@ use crate::common::{Daemon, ROOT_PW};
 pub fn venv() -> PathBuf {
     let v = std::env::var_os("FERRITE_ANSIBLE_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/ansible-venv")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/ansible-venv"))
+        });
     assert!(
         v.join("bin/ansible-playbook").exists(),
         "no ansible-playbook in {}: scripts/test installs ansible-core there \

@@ -73,7 +73,12 @@ impl<'a> Defs<'a> {
             props: Map::new(),
             required: BTreeSet::new(),
         };
-        for part in s.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        for part in s
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let sub = self.flatten(part);
             f.props.extend(sub.props);
             f.required.extend(sub.required);
@@ -111,7 +116,10 @@ impl<'a> Defs<'a> {
             }
         }
         if let Some(types) = r.get("type").and_then(Value::as_array) {
-            let rest: Vec<&Value> = types.iter().filter(|t| t.as_str() != Some("null")).collect();
+            let rest: Vec<&Value> = types
+                .iter()
+                .filter(|t| t.as_str() != Some("null"))
+                .collect();
             if rest.len() == 1 {
                 let mut o = r.clone();
                 if let Some(m) = o.as_object_mut() {

@@ -20,7 +20,10 @@ use serde_json::{json, Map, Value};
 
 use emit::{doc_option, doc_return, option_description, py, rule_entry, spec_entry};
 use fields::Defs;
-use modules::{customs, extra, from_schema, guest_extras, state, volume_extras, with_choices, with_default, Opt};
+use modules::{
+    customs, extra, from_schema, guest_extras, state, volume_extras, with_choices, with_default,
+    Opt,
+};
 
 /// The collection root in the repository.
 pub fn collection_dir() -> PathBuf {
@@ -173,7 +176,10 @@ fn resource_options(d: &Defs, r: &Value) -> (Vec<Opt>, Map<String, Value>) {
             // The connection options keep their names (as the Terraform provider's); the
             // object's field is renamed `<module>_<field>` and mapped back by the engine.
             let renamed = format!("{name}_{}", f.name);
-            desc.push(format!("The object's C({}) field (named so to differ from the connection option).", f.name));
+            desc.push(format!(
+                "The object's C({}) field (named so to differ from the connection option).",
+                f.name
+            ));
             f.name = renamed;
         }
         opts.push(Opt {
@@ -222,7 +228,12 @@ fn resource_options(d: &Defs, r: &Value) -> (Vec<Opt>, Map<String, Value>) {
         _ => {}
     }
     if r["network"] == json!(true) {
-        extras.push(from_schema(d, "NetworkChangeQuery", "confirm_timeout", "confirm_timeout"));
+        extras.push(from_schema(
+            d,
+            "NetworkChangeQuery",
+            "confirm_timeout",
+            "confirm_timeout",
+        ));
     }
     opts.extend(extras);
     opts.sort_by(|a, b| a.field.name.cmp(&b.field.name));

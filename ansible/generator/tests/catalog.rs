@@ -64,7 +64,11 @@ fn catalog_matches_routes() {
             match r["upload_route"].as_str() {
                 Some(up) => {
                     let route = find("POST", up);
-                    assert_eq!(route.query.as_deref(), Some(s("create")), "{name}: upload query");
+                    assert_eq!(
+                        route.query.as_deref(),
+                        Some(s("create")),
+                        "{name}: upload query"
+                    );
                 }
                 None => {
                     let route = find("POST", &coll);
@@ -75,7 +79,11 @@ fn catalog_matches_routes() {
                     let resp = r["create_response"].as_str().unwrap_or(read);
                     if route.response.schema.as_deref() != Some(resp) {
                         // Snapshot creates answer with the owner (guest or volume).
-                        assert_eq!(r["read_in_list"], Value::Bool(true), "{name}: create answer");
+                        assert_eq!(
+                            r["read_in_list"],
+                            Value::Bool(true),
+                            "{name}: create answer"
+                        );
                     }
                 }
             }
@@ -84,7 +92,11 @@ fn catalog_matches_routes() {
                 assert!(l.response.list.is_some(), "{name}: list");
             } else {
                 let g = find("GET", &item);
-                assert_eq!(g.response.schema.as_deref(), Some(read), "{name}: read type");
+                assert_eq!(
+                    g.response.schema.as_deref(),
+                    Some(read),
+                    "{name}: read type"
+                );
                 assert!(g.etag, "{name}: reads carry an ETag");
             }
             find("DELETE", &item);

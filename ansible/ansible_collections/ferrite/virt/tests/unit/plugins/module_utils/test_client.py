@@ -10,7 +10,7 @@ __metaclass__ = type
 import json
 import threading
 
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -48,7 +48,8 @@ class Server(object):
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_one
 
-        self.httpd = HTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever)
         self.thread.daemon = True
         self.thread.start()

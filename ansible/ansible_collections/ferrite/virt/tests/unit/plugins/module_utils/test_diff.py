@@ -17,7 +17,8 @@ def test_only_user_set_fields_are_compared():
     changes, immutable, before, after = D.plan({'name': 'br0', 'mtu': 1500, 'stp': None}, current, BRIDGE)
     assert changes == {}
     assert immutable == []
-    assert before == after == {'mtu': 1500}
+    assert before == after == {'name': 'br0', 'mtu': 1500}
+    assert 'stp' not in before and 'tags' not in before
 
 
 def test_sets_ignore_order():
