@@ -489,6 +489,34 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
         "stopped"
     );
 
+    // Guest snapshots: predicted, taken, unchanged, restored, removed twice.
+    let snap = |state: &str| {
+        format!(
+            "{HEAD}  tasks:\n    - ferrite.virt.snapshot: {{guest_type: container, guest: web1, name: s1, state: {state}}}\n"
+        )
+    };
+    let snaps = |c: &common::Client| {
+        let id = c.get("/containers?name=web1").body["items"][0]["id"].clone();
+        c.get(&format!("/containers/{id}/snapshots")).body["items"]
+            .as_array()
+            .map(Vec::len)
+    };
+    p.run("snap.yml", &snap("present"), &["--check"])
+        .assert_changed("snapshot check", 1);
+    assert_eq!(snaps(&c), Some(0), "check mode took a snapshot");
+    p.run("snap.yml", &snap("present"), &[])
+        .assert_changed("snapshot", 1);
+    p.run("snap.yml", &snap("present"), &[])
+        .assert_changed("snapshot again", 0);
+    assert_eq!(snaps(&c), Some(1));
+    p.run("snap.yml", &snap("restored"), &[])
+        .assert_changed("restore", 1);
+    p.run("snap.yml", &snap("absent"), &[])
+        .assert_changed("snapshot absent", 1);
+    p.run("snap.yml", &snap("absent"), &[])
+        .assert_changed("snapshot absent again", 0);
+    assert_eq!(snaps(&c), Some(0));
+
     // Twenty containers created in parallel by name: no id race, no error, then no change.
     let par = PARALLEL.replace("STATE", "present");
     let r = p.run("par.yml", &par, &["-f", "20"]);
