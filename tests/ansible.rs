@@ -568,3 +568,56 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
         .assert_changed("teardown again", 0);
     assert_eq!(c.get("/containers").body["items"], json!([]));
 }
+
+fn vm_book(memory: u32, extra: &str) -> String {
+    format!(
+        "{HEAD}  tasks:\n    - ferrite.virt.vm:\n        name: vm1\n        kernel: local:guest.elf\n        \
+         memory: {memory}\n        cmdline: test=hello\n        tags: [b, a]\n{extra}"
+    )
+}
+
+#[test]
+fn vm_create_update_template_and_delete_by_name() {
+    let d = Daemon::start();
+    let c = d.root();
+    common::upload_guests(&c);
+    let p = Play::new(&d);
+    let vms = |c: &common::Client| c.get("/vms").body["items"].clone();
+
+    p.run("vm.yml", &vm_book(32, ""), &["--check", "--diff"])
+        .assert_changed("vm check", 1);
+    assert_eq!(vms(&c), json!([]), "check mode created a VM");
+    p.run("vm.yml", &vm_book(32, ""), &[])
+        .assert_changed("vm", 1);
+    p.run("vm.yml", &vm_book(32, ""), &[])
+        .assert_changed("vm again", 0);
+    let vm = vms(&c)[0].clone();
+    assert_eq!(
+        (vm["name"].clone(), vm["memory"].clone()),
+        (json!("vm1"), json!(32))
+    );
+
+    // Memory needs a restart on a running VM; this one is stopped, so it just changes.
+    p.run("vm.yml", &vm_book(48, ""), &["--check"])
+        .assert_changed("memory check", 1);
+    assert_eq!(vms(&c)[0]["memory"], 32, "check mode wrote");
+    p.run("vm.yml", &vm_book(48, ""), &[])
+        .assert_changed("memory", 1);
+    p.run("vm.yml", &vm_book(48, ""), &[])
+        .assert_changed("memory again", 0);
+    assert_eq!(vms(&c)[0]["memory"], 48);
+
+    // A template, once.
+    let tpl = vm_book(48, "        is_template: true\n");
+    p.run("vm.yml", &tpl, &[]).assert_changed("template", 1);
+    p.run("vm.yml", &tpl, &[])
+        .assert_changed("template again", 0);
+    assert_eq!(vms(&c)[0]["is_template"], true);
+
+    let absent = format!("{HEAD}  tasks:\n    - ferrite.virt.vm: {{name: vm1, state: absent}}\n");
+    p.run("absent.yml", &absent, &[])
+        .assert_changed("vm absent", 1);
+    p.run("absent.yml", &absent, &[])
+        .assert_changed("vm absent again", 0);
+    assert_eq!(vms(&c), json!([]));
+}
