@@ -621,3 +621,48 @@ fn vm_create_update_template_and_delete_by_name() {
         .assert_changed("vm absent again", 0);
     assert_eq!(vms(&c), json!([]));
 }
+
+const VLANS: &str = r#"
+  tasks:
+    - ferrite.virt.bridge: {name: vbr0, vlan_aware: true, vlans: ["10", "20-29"], state: STATE}
+      when: "'STATE' == 'present'"
+    - ferrite.virt.vlan: {parent: vbr0, vlan_id: 10, addresses: [10.30.0.1/24], state: STATE}
+    - ferrite.virt.bond: {name: bond0, mode: active-backup, state: STATE}
+    - ferrite.virt.bridge: {name: vbr0, state: STATE}
+      when: "'STATE' == 'absent'"
+"#;
+
+#[test]
+fn vlan_aware_bridge_vlan_and_bond() {
+    if !common::runs_here(
+        "ansible::vlan_aware_bridge_vlan_and_bond",
+        &common::missing_vlan_features(),
+    ) {
+        return;
+    }
+    let ns = NetNs::new("ansvl");
+    let d = Daemon::start_in(&ns);
+    let c = d.root();
+    let p = Play::new(&d);
+    let book = |state: &str| format!("{HEAD}{}", VLANS.replace("STATE", state));
+    p.run("net.yml", &book("present"), &["--check", "--diff"])
+        .assert_changed("check", 3);
+    assert!(
+        !ns.links().contains_key("vbr0"),
+        "check mode made the bridge"
+    );
+    p.run("net.yml", &book("present"), &[])
+        .assert_changed("apply", 3);
+    p.run("net.yml", &book("present"), &[])
+        .assert_changed("again", 0);
+    let links = ns.links();
+    for l in ["vbr0", "vbr0.10", "bond0"] {
+        assert!(links.contains_key(l), "{l} missing: {links:?}");
+    }
+    assert_eq!(c.get("/network/vlans/vbr0.10").body["vlan_id"], 10);
+    p.run("net.yml", &book("absent"), &[])
+        .assert_changed("absent", 3);
+    p.run("net.yml", &book("absent"), &[])
+        .assert_changed("absent again", 0);
+    assert!(!ns.links().contains_key("vbr0"));
+}
