@@ -12,7 +12,6 @@ __metaclass__ = type
 
 import hashlib
 import json
-import socket
 import ssl
 import time
 import uuid
@@ -195,11 +194,16 @@ class Client(object):
             except FerriteError:
                 self.close()
                 raise
-            except (ConnectionError, httplib.HTTPException, socket.timeout, ssl.SSLError, OSError) as e:
+            except (ConnectionResetError, BrokenPipeError) as e:
+                # A reset (RemoteDisconnected is one): retried when repeating is safe.
                 self.close()
                 if (safe or (reused and attempt == 1)) and self.remaining() > 1 and upload is None:
                     time.sleep(min(1.0, 0.2 * attempt))
                     continue
+                raise FerriteError('%s %s: %s' % (method, path, e))
+            except (httplib.HTTPException, OSError) as e:
+                # Refused connections, timeouts and TLS failures are reported at once.
+                self.close()
                 raise FerriteError('%s %s: %s' % (method, path, e))
             ctype = dict((k.lower(), v) for k, v in rheaders).get('content-type', '')
             parsed = None

@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ansible_collections.ferrite.virt.plugins.module_utils._spec import SCHEMA_DIGEST
 from ansible_collections.ferrite.virt.plugins.module_utils.ferrite import Client, FerriteError
+from ansible_collections.ferrite.virt.plugins.module_utils.runner import Resource
 
 
 class Server(object):
@@ -153,3 +155,58 @@ def test_task_timeout_says_the_task_goes_on(server):
     assert 'goes on' in e.value.msg
     assert e.value.extra['task_id'] == 't1'
     assert e.value.extra['log'] == ['copying']
+
+
+class FakeModule(object):
+    """What Resource reads from AnsibleModule: params, check_mode and warn()."""
+
+    def __init__(self, params, check_mode=False):
+        self.params = params
+        self.check_mode = check_mode
+        self.warnings = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+GROUP = {'groupid': 'ops', 'comment': 'old', 'tags': [], 'revision': 3}
+
+
+def group_params(**kw):
+    p = dict(groupid='ops', comment=None, tags=None, state='present')
+    p.update(kw)
+    return p
+
+
+def test_update_sends_only_changed_fields_with_if_match_and_reports_412(server):
+    stale = {'type': 'about:blank', 'title': 'Precondition failed', 'status': 412,
+             'detail': 'revision 3 is not current (now 4)', 'request_id': 'r9'}
+    s = server([(200, {}, {'version': '0', 'api': 'v1', 'schema_digest': SCHEMA_DIGEST}),
+                (200, {}, GROUP), (412, {}, stale)])
+    r = Resource(FakeModule(group_params(comment='new', tags=[])), Client(s.endpoint, token='t'), 'group')
+    with pytest.raises(FerriteError) as e:
+        r.run()
+    method, path, headers, body = s.seen[-1]
+    assert (method, path) == ('PUT', '/api/v1/access/groups/ops')
+    assert headers['If-Match'] == '"3"'
+    assert json.loads(body) == {'comment': 'new'}
+    assert e.value.status == 412 and 'not current' in e.value.msg and e.value.request_id == 'r9'
+
+
+def test_check_mode_predicts_and_writes_nothing(server):
+    s = server([(200, {}, {'version': '0', 'api': 'v1', 'schema_digest': 'other'}), (200, {}, GROUP)])
+    module = FakeModule(group_params(comment='new'), check_mode=True)
+    result = Resource(module, Client(s.endpoint, token='t'), 'group').run()
+    assert result['changed'] is True
+    assert result['diff'] == {'before': {'groupid': 'ops', 'comment': 'old'}, 'after': {'groupid': 'ops', 'comment': 'new'}}
+    assert result['object']['comment'] == 'new'
+    assert [seen[0] for seen in s.seen] == ['GET', 'GET']
+    assert module.warnings and 'different API schema' in module.warnings[0]
+
+
+def test_absent_object_absent_again_is_no_change(server):
+    missing = {'type': 'about:blank', 'title': 'Not found', 'status': 404}
+    s = server([(200, {}, {'version': '0', 'api': 'v1'}), (404, {}, missing)])
+    result = Resource(FakeModule(group_params(state='absent')), Client(s.endpoint, token='t'), 'group').run()
+    assert result['changed'] is False
+    assert [seen[0] for seen in s.seen] == ['GET', 'GET']
