@@ -67,6 +67,7 @@ const ACCESS_STORAGE: &str = r#"
 
 const ACCESS_STORAGE_ABSENT: &str = r#"
   tasks:
+    - ferrite.virt.volume: {pool: data, name: vol2, state: absent}
     - ferrite.virt.volume: {pool: data, name: vol1, state: absent}
     - ferrite.virt.storage_pool: {name: data, state: absent}
     - ferrite.virt.acl: {path: /, principal_type: group, principal: ops, role: auditor, state: absent}
@@ -182,6 +183,31 @@ fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
     p.run("update.yml", &book, &["-e", &vars])
         .assert_changed("update again", 0);
 
+    // A clone is a task on the server: followed to the end, then listed and waited on.
+    let clone = format!(
+        "{HEAD}  tasks:\n    - ferrite.virt.volume: {{pool: data, name: vol2, clone_from: vol1}}\n"
+    );
+    p.run("clone.yml", &clone, &["--check"])
+        .assert_changed("clone check", 1);
+    assert_eq!(
+        c.get("/storage/pools/data/volumes/vol2").status,
+        404,
+        "check mode cloned"
+    );
+    p.run("clone.yml", &clone, &[]).assert_changed("clone", 1);
+    p.run("clone.yml", &clone, &[])
+        .assert_changed("clone again", 0);
+    assert_eq!(
+        c.get("/storage/pools/data/volumes/vol2").body["size"],
+        8 << 20
+    );
+    let tasks = format!(
+        "{HEAD}  tasks:\n    - ferrite.virt.task_info: {{type: volume_clone}}\n      register: t\n    \
+         - ferrite.virt.task: {{id: \"{{{{ t.tasks[0].id }}}}\"}}\n      register: done\n    \
+         - ansible.builtin.assert:\n        that: [t.tasks | length == 1, done.task.state == 'succeeded']\n"
+    );
+    p.run("tasks.yml", &tasks, &[]).assert_changed("tasks", 0);
+
     // Volumes never shrink: the task fails with the reason, the volume is kept.
     let shrink = p.run(
         "shrink.yml",
@@ -206,14 +232,14 @@ fn check_mode_predicts_the_real_run_and_the_second_run_changes_nothing() {
     // Teardown twice: the second run has nothing left to delete.
     let absent = format!("{HEAD}{ACCESS_STORAGE_ABSENT}");
     p.run("absent.yml", &absent, &["--check"])
-        .assert_changed("absent check", 6);
+        .assert_changed("absent check", 7);
     assert_eq!(
         c.get("/access/groups/ops").status,
         200,
         "check mode deleted"
     );
     p.run("absent.yml", &absent, &[])
-        .assert_changed("absent", 6);
+        .assert_changed("absent", 7);
     p.run("absent.yml", &absent, &[])
         .assert_changed("absent again", 0);
     assert_eq!(c.get("/access/groups/ops").status, 404);
@@ -269,6 +295,12 @@ fn token_only_password_only_and_pinning_before_credentials() {
     p.run("who.yml", WHOAMI, &[])
         .assert_changed("password only", 0);
     let token_book = TOKEN.replace("RECORD", RECORD);
+    p.run("token.yml", &token_book, &["--check"])
+        .assert_changed("token check", 1);
+    assert!(
+        p.recorded("token.json")["tok"].get("secret").is_none(),
+        "check mode made a token"
+    );
     p.run("token.yml", &token_book, &[])
         .assert_changed("token create", 1);
     let token = p.recorded("token.json")["tok"]["secret"]
