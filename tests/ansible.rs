@@ -594,6 +594,27 @@ fn bridge_template_and_containers_by_name_in_parallel_with_inventory() {
         .assert_changed("parallel absent", 20);
     p.run("par.yml", &absent, &["-f", "20"])
         .assert_changed("parallel absent again", 0);
+    // The README's quick start (ansible/examples/quickstart.yml), up twice and down twice.
+    let qs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ansible/examples/quickstart.yml"
+    );
+    let quick = std::fs::read_to_string(qs).expect("quickstart.yml");
+    p.run("quickstart.yml", &quick, &[])
+        .assert_changed("quick start", 2);
+    p.run("quickstart.yml", &quick, &[])
+        .assert_changed("quick start again", 0);
+    assert_eq!(
+        c.get("/containers?name=web").body["items"][0]["status"]["state"],
+        "running"
+    );
+    let down = ["-e", "state=absent"];
+    p.run("quickstart.yml", &quick, &down)
+        .assert_changed("quick start down", 2);
+    p.run("quickstart.yml", &quick, &down)
+        .assert_changed("quick start down again", 0);
+    assert_eq!(c.get("/network/bridges/vmbr1").status, 404);
+
     p.run("down.yml", TEARDOWN, &[])
         .assert_changed("teardown", 2);
     p.run("down.yml", TEARDOWN, &[])

@@ -147,8 +147,10 @@ class Client(object):
         self.auth = r.body['ticket']
 
     def request(self, method, path, body=None, query=None, headers=None, auth=True, idempotent=False,
-                upload=None, expect_status=None):
-        """One API call. `upload` is (file object, size) streamed as the body.
+                upload=None, expect_status=None, server_time=None):
+        """One API call. `upload` is (file object, size) streamed as the body; `server_time` is
+        how long the daemon may legitimately take to answer (a clean shutdown waits for the
+        guest), added to `request_timeout` for this call's reads.
 
         503 answers are retried after Retry-After, and connection resets are retried when the
         call is safe to repeat (reads, creates carrying the Idempotency-Key, or a reused
@@ -181,6 +183,7 @@ class Client(object):
             try:
                 if self.conn is None:
                     self.conn = self._connect()
+                self.conn.sock.settimeout(self.request_timeout + (server_time or 0))
                 if upload is not None:
                     upload[0].seek(0)
                     self.conn.request(method, url, body=upload[0], headers=hdrs)
@@ -256,7 +259,7 @@ class Client(object):
             self.request('DELETE', '/tasks/%s' % quote_path(task_id))
         while True:
             wait = int(max(0, min(60, self.remaining() - 2)))
-            task = self.get('/tasks/%s' % quote_path(task_id), {'wait': wait})
+            task = self.request('GET', '/tasks/%s' % quote_path(task_id), query={'wait': wait}, server_time=wait).body
             if task.get('state') in TERMINAL_TASK_STATES:
                 return task
             if self.remaining() <= 2:

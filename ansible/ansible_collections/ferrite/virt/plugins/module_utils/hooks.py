@@ -213,8 +213,10 @@ def guest_power(r, obj, state, was_created):
     if r.check:
         return obj
     for a in actions:
-        body = {} if a in ('shutdown', 'reboot') else None
-        obj = r.client.request('POST', '%s/%s' % (path, a), body).body
+        slow = a in ('shutdown', 'reboot')
+        # The daemon waits up to 30 s for the guest to stop before killing it.
+        obj = r.client.request('POST', '%s/%s' % (path, a), {} if slow else None,
+                               server_time=45 if slow else None).body
     return obj
 
 
