@@ -252,8 +252,24 @@ const WHOAMI: &str = r#"
   tasks:
     - ferrite.virt.access_info:
       register: access
+    - ferrite.virt.node_info:
+      register: node
+    - ferrite.virt.guest_info:
+      register: guests
+    - ferrite.virt.storage_info: {pool: local}
+      register: storage
+    - ferrite.virt.network_info:
+      register: net
+    - ferrite.virt.task_info:
+      register: tasks
     - ansible.builtin.assert:
-        that: access.users | selectattr('userid', 'equalto', 'root@local') | list | length == 1
+        that:
+          - access.users | selectattr('userid', 'equalto', 'root@local') | list | length == 1
+          - node.node.cpu.count >= 1
+          - guests.containers == [] and guests.vms == []
+          - storage.pools | selectattr('name', 'equalto', 'local') | list | length == 1
+          - net.interfaces | selectattr('name', 'equalto', 'lo') | list | length == 1
+          - tasks.tasks is sequence
 "#;
 
 const TOKEN: &str = r#"
