@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::{Daemon, ROOT_PW};
 
@@ -223,3 +223,24 @@ pub const RECORD: &str = r#"
       check_mode: false
       changed_when: false
 "#;
+
+/// The play header every scenario shares (connection from FERRITE_*).
+pub const HEAD: &str = r#"
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/ferrite.virt.ferrite:
+      timeout: 120
+"#;
+
+/// Every registered result's `diff.after` and `changed`, by name.
+pub fn predictions(v: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, r) in v.as_object().expect("recorded object") {
+        out.insert(
+            k.clone(),
+            json!({"changed": r["changed"], "after": r["diff"]["after"]}),
+        );
+    }
+    Value::Object(out)
+}
