@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "86a4b42b4d3550fb38b5b1e134ebd3a96ad4ea4e2fce9b806df4958b204d149c"
+SCHEMA_DIGEST = "c8e82b192d38c09bb59e1d0df134888f8519d3119f266809f8844807c7b6f1e0"
 
 RESOURCES = {
     "acl": {
@@ -226,7 +226,7 @@ RESOURCES = {
         "create": "StoragePoolCreate",
         "fields": {
             "comment": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
-            "content": {"create": True, "read": True, "shape": "set", "type": "list", "update": True},
+            "content": {"create": True, "read": True, "server_default": True, "shape": "set", "type": "list", "update": True},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
             "name": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "path": {"create": True, "read": True, "shape": "scalar", "type": "str"},

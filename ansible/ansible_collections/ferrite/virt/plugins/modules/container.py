@@ -64,7 +64,7 @@ options:
     type: int
   init:
     description:
-      - "The init command; default /sbin/init."
+      - "The init command; default /sbin/init. Arguments cannot hold NUL bytes."
       - "Chosen by the server when not given."
     type: list
     elements: str
@@ -238,7 +238,7 @@ object:
       returned: when set
       type: int
     init:
-      description: "The init command; default /sbin/init."
+      description: "The init command; default /sbin/init. Arguments cannot hold NUL bytes."
       returned: when set
       type: list
       elements: str

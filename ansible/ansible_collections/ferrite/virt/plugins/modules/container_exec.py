@@ -28,7 +28,7 @@ options:
     required: true
   command:
     description:
-      - "The C(command) field of ExecRequest."
+      - "The program and its arguments; they cannot hold NUL bytes."
     type: list
     elements: str
     required: true

@@ -101,7 +101,7 @@ containers:
       returned: when set
       type: int
     init:
-      description: "The init command; default /sbin/init."
+      description: "The init command; default /sbin/init. Arguments cannot hold NUL bytes."
       returned: when set
       type: list
       elements: str

@@ -69,6 +69,11 @@ node:
       description: "The C(node) field."
       returned: when set
       type: str
+    problems:
+      description: "What keeps this node from doing all it should, each with the fix (empty when healthy)."
+      returned: when set
+      type: list
+      elements: dict
     uptime_seconds:
       description: "The C(uptime_seconds) field."
       returned: when set

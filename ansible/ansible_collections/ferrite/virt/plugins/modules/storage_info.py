@@ -56,7 +56,7 @@ pools:
       returned: when set
       type: str
     content:
-      description: "Content types the pool accepts."
+      description: "Content types the pool accepts (default: every type the pool's kind can hold)."
       returned: when set
       type: list
       elements: str

@@ -26,7 +26,8 @@ options:
     type: str
   content:
     description:
-      - "Content types the pool accepts."
+      - "Content types the pool accepts (default: every type the pool's kind can hold)."
+      - "Chosen by the server when not given."
       - "Compared as a set: order does not matter."
     type: list
     elements: str
@@ -114,7 +115,7 @@ object:
       returned: when set
       type: str
     content:
-      description: "Content types the pool accepts."
+      description: "Content types the pool accepts (default: every type the pool's kind can hold)."
       returned: when set
       type: list
       elements: str
