@@ -81,6 +81,28 @@ pub fn parts_response(parts: Vec<bytes::Bytes>, next: Option<String>) -> Resp {
     Resp::json_bytes(200, bytes::Bytes::from(out))
 }
 
+/// Guests as list items: each guest's stored spec is serialized once per revision (nulls
+/// left out, as a single guest shows it) and its `status`, read now by `status`, is spliced in.
+pub fn guest_parts(
+    items: &[std::sync::Arc<Object>],
+    status: impl Fn(&str) -> Value,
+) -> Vec<bytes::Bytes> {
+    items
+        .iter()
+        .map(|o| {
+            let base = o.rendered_with(|o| {
+                let mut v = o.to_api();
+                if let Value::Object(m) = &mut v {
+                    m.remove("status");
+                    m.retain(|_, x| !x.is_null());
+                }
+                v
+            });
+            with_member(&base, "status", &status(&o.id))
+        })
+        .collect()
+}
+
 /// An object's memoized JSON with one more member spliced in before its closing brace: a
 /// guest's spec is cached per revision while its `status` is read fresh.
 pub fn with_member(base: &[u8], key: &str, value: &Value) -> bytes::Bytes {

@@ -20,15 +20,6 @@ fn render(v: &Vms, o: &Object) -> Value {
     out
 }
 
-/// A stored guest without nulls (as `render` shows it), before its status is added.
-fn without_status(mut v: Value) -> Value {
-    if let Value::Object(m) = &mut v {
-        m.remove("status");
-        m.retain(|_, x| !x.is_null());
-    }
-    v
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, VmError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -61,18 +52,7 @@ pub async fn vm_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let page = app.store.list_cached(KIND, &f)?;
     let e = Arc::clone(&app.vms);
     let next = page.next.clone();
-    let parts = blocking(move || {
-        Ok(page
-            .items
-            .iter()
-            .map(|o| {
-                // The spec part is serialized once per revision; the status is read now.
-                let base = o.rendered_with(|o| without_status(o.to_api()));
-                paging::with_member(&base, "status", &e.status(&o.id))
-            })
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let parts = blocking(move || Ok(paging::guest_parts(&page.items, |id| e.status(id)))).await?;
     Ok(paging::parts_response(parts, next))
 }
 
