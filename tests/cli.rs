@@ -153,7 +153,7 @@ fn login_pins_the_certificate_and_saves_a_private_config() {
 
     // (1) Without a pinned fingerprint the CLI refuses, but shows the server's.
     let r = d.ferrite(&["login", "--password-stdin"], Some(&pw));
-    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.code, 4, "{r:?}"); // trust and connection errors exit 4
     assert!(r.stderr.contains(&d.fingerprint), "{r:?}");
     assert!(r.stderr.contains("--fingerprint"), "{r:?}");
     assert!(!d.config().exists(), "nothing may be saved before trust");
@@ -188,7 +188,7 @@ fn login_pins_the_certificate_and_saves_a_private_config() {
     // (4) A wrong fingerprint overrides the saved one and is refused, naming both.
     let wrong = other_fingerprint(&d.fingerprint);
     let r = d.ferrite(&["api", "get", "version", "--fingerprint", &wrong], None);
-    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.code, 4, "{r:?}"); // trust and connection errors exit 4
     assert!(r.stderr.contains("does not match"), "{r:?}");
     assert!(r.stderr.contains(&d.fingerprint), "{r:?}");
 
@@ -280,7 +280,7 @@ fn api_prints_tables_json_and_problems() {
         ],
         None,
     );
-    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.code, 4, "{r:?}"); // trust and connection errors exit 4
     let r = d.ferrite(
         &[
             "api",
