@@ -125,6 +125,12 @@ impl Play {
             .env("ANSIBLE_FORCE_COLOR", "0")
             .env("ANSIBLE_HOME", self.dir.path().join(".ansible"))
             .env("ANSIBLE_LOCAL_TEMP", self.dir.path().join(".ansible/tmp"))
+            // The module side's temp dir too: in the kernel VM the host's /root is not
+            // writable, and the default is ~/.ansible/tmp.
+            .env(
+                "ANSIBLE_REMOTE_TMP",
+                self.dir.path().join(".ansible/remote-tmp"),
+            )
             .env("ANSIBLE_PYTHON_INTERPRETER", v.join("bin/python"))
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
             .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "0")
