@@ -81,6 +81,17 @@ impl ApiError {
         )
     }
 
+    /// 422 naming one body field: valid, but impossible with this value.
+    pub fn unprocessable_field(pointer: String, message: String) -> Self {
+        let mut a = Self::unprocessable(format!("{pointer}: {message}"));
+        a.invalid = vec![InvalidParam {
+            pointer,
+            location: "body".into(),
+            message,
+        }];
+        a
+    }
+
     pub fn busy(detail: impl Into<String>, retry_after: u64) -> Self {
         let mut e = Self::new(503, "busy", "Service busy", detail);
         e.retry_after = Some(retry_after);
@@ -160,15 +171,7 @@ impl From<crate::storage::StorageError> for ApiError {
                 a
             }
             S::Conflict(_) => ApiError::conflict(e.to_string()),
-            S::Invalid { field, message } => {
-                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
-                a.invalid = vec![InvalidParam {
-                    pointer: field,
-                    location: "body".into(),
-                    message,
-                }];
-                a
-            }
+            S::Invalid { field, message } => ApiError::unprocessable_field(field, message),
             S::Full { .. } => ApiError::new(
                 507,
                 "insufficient-storage",
@@ -209,15 +212,7 @@ impl From<crate::container::ContainerError> for ApiError {
         match e {
             C::NotFound(_) => ApiError::not_found(e.to_string()),
             C::Conflict(_) => ApiError::conflict(e.to_string()),
-            C::Invalid { field, message } => {
-                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
-                a.invalid = vec![InvalidParam {
-                    pointer: field,
-                    location: "body".into(),
-                    message,
-                }];
-                a
-            }
+            C::Invalid { field, message } => ApiError::unprocessable_field(field, message),
             C::HelperMissing(h) => h.into(),
             C::Storage(s) => s.into(),
             C::Store(s) => s.into(),
@@ -241,15 +236,7 @@ impl From<crate::vm::VmError> for ApiError {
         match e {
             V::NotFound(_) => ApiError::not_found(e.to_string()),
             V::Conflict(_) => ApiError::conflict(e.to_string()),
-            V::Invalid { field, message } => {
-                let mut a = ApiError::unprocessable(format!("{field}: {message}"));
-                a.invalid = vec![InvalidParam {
-                    pointer: field,
-                    location: "body".into(),
-                    message,
-                }];
-                a
-            }
+            V::Invalid { field, message } => ApiError::unprocessable_field(field, message),
             V::HelperMissing(h) => h.into(),
             V::Storage(s) => s.into(),
             V::Store(s) => s.into(),

@@ -429,13 +429,7 @@ fn check_if_match(req: &Req, kind: &str, name: &str, revision: i64) -> Result<()
 
 fn kernel_failure(f: Failed) -> ApiError {
     if let crate::network::KernelError::Refused { field, message } = &f.error {
-        let mut e = ApiError::unprocessable(format!("/{field}: {message}"));
-        e.invalid = vec![crate::schema::InvalidParam {
-            pointer: format!("/{field}"),
-            location: "body".into(),
-            message: message.clone(),
-        }];
-        return e;
+        return ApiError::unprocessable_field(format!("/{field}"), message.clone());
     }
     let status = match f.error {
         crate::network::KernelError::Netlink { errno: Some(e), .. }
