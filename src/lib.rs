@@ -20,6 +20,7 @@ pub mod store;
 pub mod tasks;
 pub mod time;
 pub mod tls;
+pub mod types;
 pub mod vm;
 pub mod vmm;
 

@@ -212,6 +212,21 @@ fn a_container_starts_isolated_runs_commands_and_leaves_nothing() {
     assert!(leftovers(&d, id).is_empty(), "{:?}", leftovers(&d, id));
 }
 
+/// The container's CPU weight in cgroup v2 units, read from the kernel's files.
+fn cpu_weight(d: &common::Daemon, id: i64) -> u64 {
+    let scope = ferrite::container::scope_of(&d.data());
+    let cg = ferrite::container::cgroup::Cgroup::new(&format!("{scope}/ct-{id}"));
+    for dir in cg.dirs() {
+        if let Ok(w) = std::fs::read_to_string(dir.join("cpu.weight")) {
+            return w.trim().parse().expect("cpu.weight");
+        }
+        if let Ok(s) = std::fs::read_to_string(dir.join("cpu.shares")) {
+            return s.trim().parse::<u64>().expect("cpu.shares") * 100 / 1024;
+        }
+    }
+    panic!("no cpu.weight or cpu.shares under {:?}", cg.dirs());
+}
+
 #[test]
 fn memory_and_pids_limits_are_enforced_inside() {
     let (d, c) = setup();
@@ -219,13 +234,18 @@ fn memory_and_pids_limits_are_enforced_inside() {
     let r = c.post(
         "/containers",
         json!({"name": "limits", "template": "local:busybox.tar.gz", "memory": 32, "swap": 0, "pids_limit": 16,
-               "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
+               "cores": 2, "init": ["/bin/sh", "-c", "exec sleep 1000000"]}),
     );
     let id = r.body["id"].as_i64().expect("id");
     assert_eq!(
         c.post(&format!("/containers/{id}/start"), json!({})).status,
         200
     );
+    // `cores` sets the CPU weight: 100 per core on cgroup v2 (1024 shares per core on v1).
+    assert_eq!(cpu_weight(&d, id), 200);
+    let r = c.put(&format!("/containers/{id}"), json!({"cores": 4}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(cpu_weight(&d, id), 400, "a live update reaches the cgroup");
     // (Init is a lone `sleep`: an init that forks would itself fail under the limits below.)
     // A process that grows past 32 MiB is killed inside; the daemon and host carry on.
     let out = exec(&c, id, "x=aaaaaaaa; while true; do x=$x$x; done");
@@ -496,7 +516,7 @@ fn containers_on_one_bridge_talk_and_the_bridge_cannot_go_under_them() {
     let mac = exec(&c, a, "cat /sys/class/net/eth0/address")["stdout"].clone();
     assert_eq!(
         mac.as_str().unwrap_or_default().trim(),
-        ferrite::network::attach::stable_mac(&a.to_string(), "net0")
+        ferrite::guest::nics::stable_mac(&a.to_string(), "net0").to_string()
     );
     let routes = exec(&c, b, "ip route")["stdout"].clone();
     assert!(

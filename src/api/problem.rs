@@ -206,6 +206,31 @@ impl From<crate::helpers::HelperMissing> for ApiError {
     }
 }
 
+impl From<crate::guest::claims::Busy> for ApiError {
+    fn from(e: crate::guest::claims::Busy) -> Self {
+        ApiError::conflict(e.to_string())
+    }
+}
+
+impl From<crate::guest::nics::NicError> for ApiError {
+    /// 422 naming the NIC field to fix.
+    fn from(e: crate::guest::nics::NicError) -> Self {
+        match (e.pointer(), e) {
+            (_, crate::guest::nics::NicError::Store(s)) => s.into(),
+            (Some(p), e) => ApiError::unprocessable_field(p, e.to_string()),
+            (None, e) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::guest::spec::SpecError> for ApiError {
+    /// The API validated the body before, so a body or row that does not parse is the
+    /// daemon's fault (or a row from an incompatible version): 500, logged.
+    fn from(e: crate::guest::spec::SpecError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 impl From<crate::container::ContainerError> for ApiError {
     fn from(e: crate::container::ContainerError) -> Self {
         use crate::container::ContainerError as C;
@@ -214,6 +239,9 @@ impl From<crate::container::ContainerError> for ApiError {
             C::Conflict(_) => ApiError::conflict(e.to_string()),
             C::Invalid { field, message } => ApiError::unprocessable_field(field, message),
             C::HelperMissing(h) => h.into(),
+            C::Busy(b) => b.into(),
+            C::Nic(n) => n.into(),
+            C::Spec(x) => x.into(),
             C::Storage(s) => s.into(),
             C::Store(s) => s.into(),
             C::Runtime(_) => {
@@ -238,6 +266,9 @@ impl From<crate::vm::VmError> for ApiError {
             V::Conflict(_) => ApiError::conflict(e.to_string()),
             V::Invalid { field, message } => ApiError::unprocessable_field(field, message),
             V::HelperMissing(h) => h.into(),
+            V::Busy(b) => b.into(),
+            V::Nic(n) => n.into(),
+            V::Spec(x) => x.into(),
             V::Storage(s) => s.into(),
             V::Store(s) => s.into(),
             V::Runtime(_) => {

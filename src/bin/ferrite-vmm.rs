@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use ferrite::vmm::config::{parse_mac, DiskConfig, MachineConfig, NetConfig};
+use ferrite::types::Mac;
+use ferrite::vmm::config::{DiskConfig, MachineConfig, NetConfig};
 use ferrite::vmm::devices::virtio::blk::CacheMode;
 use ferrite::vmm::devices::VmEvent;
 use ferrite::vmm::machine::{Machine, SerialSetup};
@@ -113,8 +114,9 @@ fn machine_config(a: &Args) -> Result<MachineConfig, String> {
         let tap = parts.next().unwrap_or_default().to_string();
         let mut mac = [0x52, 0x54, 0x00, 0xfe, 0x00, i as u8];
         for opt in parts {
-            match opt.strip_prefix("mac=").and_then(parse_mac) {
-                Some(m) => mac = m,
+            match opt.strip_prefix("mac=").map(str::parse::<Mac>) {
+                Some(Ok(m)) => mac = m.octets(),
+                Some(Err(e)) => return Err(format!("--tap {t}: {e}")),
                 None => return Err(format!("--tap {t}: bad option {opt:?}")),
             }
         }

@@ -8,13 +8,16 @@ pub mod runtime;
 mod snapshots;
 pub mod template;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::guest::claims::{Claim, Claims};
+use crate::guest::nics;
+use crate::guest::process::{self, RuntimeState};
+use crate::guest::spec::{self, ContainerCreate, ContainerSpec, StoredContainer};
 use crate::storage::{Content, Format, Storage, StorageError, VolumeSpec};
 use crate::store::{objects, Object, Store, StoreError};
 
@@ -36,6 +39,13 @@ pub enum ContainerError {
     #[error("{0}")]
     Runtime(String),
     #[error(transparent)]
+    Busy(#[from] crate::guest::claims::Busy),
+    #[error(transparent)]
+    Nic(#[from] crate::guest::nics::NicError),
+    /// A stored row that no longer fits the typed model (a 500: the daemon's own data).
+    #[error(transparent)]
+    Spec(#[from] crate::guest::spec::SpecError),
+    #[error(transparent)]
     HelperMissing(#[from] crate::helpers::HelperMissing),
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -50,23 +60,6 @@ fn invalid(field: &str, m: impl Into<String>) -> ContainerError {
     }
 }
 
-/// The running state a daemon records for each started container.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct RuntimeState {
-    pid: i32,
-    /// Field 22 of /proc/PID/stat: tells a recycled PID from ours.
-    starttime: u64,
-    started_at: String,
-}
-
-fn proc_starttime(pid: i32) -> Option<(u64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    Some((f.get(19)?.parse().ok()?, state))
-}
-
 /// The container engine.
 pub struct Containers {
     store: Arc<Store>,
@@ -75,21 +68,10 @@ pub struct Containers {
     rt: tokio::runtime::Handle,
     dir: PathBuf,
     helper: crate::helpers::Helper,
-    busy: Mutex<HashSet<String>>,
+    claims: Claims,
     /// This daemon's cgroup directory (`ferrite-<hash of the data dir>`), so several daemons on
     /// one host (tests) never share a container's cgroup.
     scope: String,
-}
-
-/// Marks a container busy for one operation.
-pub struct Busy<'a>(&'a Mutex<HashSet<String>>, String);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.0.lock() {
-            s.remove(&self.1);
-        }
-    }
 }
 
 impl Containers {
@@ -108,7 +90,7 @@ impl Containers {
             rt: tokio::runtime::Handle::current(),
             dir: data_dir.join("containers"),
             helper,
-            busy: Mutex::new(HashSet::new()),
+            claims: Claims::new("container"),
             scope: scope_of(data_dir),
         }
     }
@@ -123,17 +105,8 @@ impl Containers {
         cgroup::Cgroup::new(&format!("{}/ct-{id}", self.scope))
     }
 
-    fn claim(&self, id: &str) -> Result<Busy<'_>, ContainerError> {
-        let mut s = self
-            .busy
-            .lock()
-            .map_err(|_| ContainerError::Runtime("lock poisoned".into()))?;
-        if !s.insert(id.to_string()) {
-            return Err(ContainerError::Conflict(format!(
-                "container {id} is busy with another operation; retry when it finishes"
-            )));
-        }
-        Ok(Busy(&self.busy, id.to_string()))
+    fn claim(&self, id: &str) -> Result<Claim<'_>, ContainerError> {
+        Ok(self.claims.claim(id)?)
     }
 
     fn ct_dir(&self, id: &str) -> PathBuf {
@@ -141,23 +114,16 @@ impl Containers {
     }
 
     fn recorded_pid(&self, id: &str) -> Option<i32> {
-        let s = std::fs::read_to_string(self.ct_dir(id).join("runtime.json")).ok()?;
-        serde_json::from_str::<RuntimeState>(&s)
-            .ok()
-            .map(|st| st.pid)
+        process::recorded(&self.ct_dir(id)).map(|st| st.pid)
     }
 
     fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
-        let s = std::fs::read_to_string(self.ct_dir(id).join("runtime.json")).ok()?;
-        let st: RuntimeState = serde_json::from_str(&s).ok()?;
-        match proc_starttime(st.pid) {
-            Some((t, state)) if t == st.starttime && state != 'Z' && state != 'X' => Some(st),
-            Some((_, 'Z')) => {
-                reap(st.pid);
-                None
-            }
-            _ => None,
-        }
+        process::alive(&self.ct_dir(id))
+    }
+
+    /// The container's row, typed.
+    fn stored(&self, o: &Object) -> Result<StoredContainer, ContainerError> {
+        Ok(spec::parse(&format!("container {}", o.id), &o.body)?)
     }
 
     /// The container's row.
@@ -225,13 +191,15 @@ impl Containers {
     /// Creates a container: its row, its root filesystem volume, the template unpacked into
     /// it. On any failure nothing of it remains.
     pub fn create(&self, id: u32, body: &Value) -> Result<Object, ContainerError> {
+        let want: ContainerCreate = spec::parse("the request body", body)?;
+        nics::check(&self.store, want.spec.net.iter().map(|(k, n)| (k, &n.nic)))?;
         let id_s = id.to_string();
-        let name = body["name"].as_str().unwrap_or_default().to_string();
-        let pool = body["pool"]
-            .as_str()
-            .unwrap_or(crate::storage::DEFAULT_POOL)
-            .to_string();
-        let template = body["template"].as_str().unwrap_or_default().to_string();
+        let name = want.name.clone();
+        let pool = want
+            .pool
+            .clone()
+            .unwrap_or_else(|| crate::storage::DEFAULT_POOL.to_string());
+        let template = want.template.clone();
         let tpl_row = self.storage.row(&template).map_err(|_| {
             invalid(
                 "/template",
@@ -284,7 +252,7 @@ impl Containers {
                 objects::delete(tx, KIND, &id_s, None).map(|_| ())
             });
         };
-        let size = body["rootfs_size"].as_u64().unwrap_or(4096) * 1024 * 1024;
+        let size = want.rootfs_size.unwrap_or(4096) * 1024 * 1024;
         let vol = match self.storage.create_volume(
             &pool,
             &VolumeSpec {
@@ -307,11 +275,7 @@ impl Containers {
             .path(&vol.id)
             .map_err(ContainerError::from)
             .and_then(|p| {
-                let shift = if body["privileged"].as_bool().unwrap_or(false) {
-                    0
-                } else {
-                    ID_BASE
-                };
+                let shift = if want.privileged { 0 } else { ID_BASE };
                 template::unpack(&tpl_path, &p, shift)
                     .map_err(|e| invalid("/template", e.to_string()))
             });
@@ -335,14 +299,17 @@ impl Containers {
         }
     }
 
-    fn limits(body: &Value) -> cgroup::Limits {
-        let mib = |k: &str| body[k].as_u64().map(|m| m * 1024 * 1024);
+    /// The cgroup limits a spec asks for. CPU weight scales with `cores` (100, the kernel's
+    /// default weight, per core), so a 4-core container gets four times a 1-core one's share
+    /// under contention.
+    fn limits(s: &ContainerSpec) -> cgroup::Limits {
+        let mib = |m: Option<u64>| m.map(|m| m * 1024 * 1024);
         cgroup::Limits {
-            memory: mib("memory"),
-            swap: mib("swap"),
-            pids: body["pids_limit"].as_u64(),
-            cpu: body["cpu_limit"].as_f64(),
-            weight: body["cpu_weight"].as_u64(),
+            memory: mib(s.memory),
+            swap: mib(s.swap),
+            pids: s.pids_limit,
+            cpu: s.cpu_limit,
+            weight: s.cores.map(|c| (u64::from(c) * 100).clamp(1, 10_000)),
         }
     }
 
@@ -355,16 +322,18 @@ impl Containers {
                 "container {id} is already running"
             )));
         }
-        if o.body["is_template"].as_bool().unwrap_or(false) {
+        let row = self.stored(&o)?;
+        if row.is_template {
             return Err(ContainerError::Conflict(format!(
                 "container {id} is a template; clone it to get a container that starts"
             )));
         }
         self.helper.check()?;
-        let b = &o.body;
+        let b = &row.create.spec;
+        nics::check(&self.store, b.net.iter().map(|(k, n)| (k, &n.nic)))?;
         let rootfs = self
             .storage
-            .path(b["rootfs"].as_str().unwrap_or_default())?;
+            .path(row.rootfs.as_deref().unwrap_or_default())?;
         let dir = self.ct_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ContainerError::Runtime(format!("creating {}: {e}", dir.display())))?;
@@ -374,26 +343,19 @@ impl Containers {
             cgroup: cg.name().to_string(),
             scope: self.scope.clone(),
             rootfs,
-            hostname: b["hostname"].as_str().unwrap_or(id).to_string(),
-            init: b["init"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_else(|| vec!["/sbin/init".into()]),
-            privileged: b["privileged"].as_bool().unwrap_or(false),
+            hostname: b.hostname.clone().unwrap_or_else(|| id.to_string()),
+            init: b.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]),
+            privileged: row.create.privileged,
             id_base: ID_BASE,
             id_count: ID_COUNT,
             console_log: dir.join("console.log"),
             console_input: dir.join("console.in"),
-            keyctl: b["features"]["keyctl"].as_bool().unwrap_or(false),
-            nesting: b["features"]["nesting"].as_bool().unwrap_or(false),
-            fuse: b["features"]["fuse"].as_bool().unwrap_or(false),
+            keyctl: b.features.as_ref().is_some_and(|f| f.keyctl),
+            nesting: b.features.as_ref().is_some_and(|f| f.nesting),
+            fuse: b.features.as_ref().is_some_and(|f| f.fuse),
             mounts: self.mounts_of(b)?,
         };
-        self.write_resolv_conf(&spec.rootfs, b)?;
+        self.write_resolv_conf(&spec.rootfs, b, row.create.privileged)?;
         // The cgroup last: every check that can refuse the start has passed.
         cg.create(&Self::limits(b))
             .map_err(|e| ContainerError::Runtime(e.to_string()))?;
@@ -461,29 +423,22 @@ impl Containers {
                 nix::sys::signal::Signal::SIGKILL,
             );
             self.kill_cgroup(&cg);
-            reap(pid);
+            process::reap(pid);
             let _ = cg.remove();
             return Err(e);
         }
-        let (starttime, _) = proc_starttime(pid).unwrap_or((0, 'R'));
-        let st = RuntimeState {
-            pid,
-            starttime,
-            started_at: crate::time::now_rfc3339(),
-        };
-        let _ = std::fs::write(
-            dir.join("runtime.json"),
-            serde_json::to_vec(&st).unwrap_or_default(),
-        );
+        if let Err(e) = process::record(&dir, pid, None) {
+            tracing::warn!(container = id, error = %e, "could not record the running container");
+        }
         Ok(self.status(id))
     }
 
     /// The bind mounts of `mp0`..: storage volumes (directories) or host paths.
-    fn mounts_of(&self, b: &Value) -> Result<Vec<runtime::MountSpec>, ContainerError> {
+    fn mounts_of(&self, b: &ContainerSpec) -> Result<Vec<runtime::MountSpec>, ContainerError> {
         let mut out = Vec::new();
-        if let Some(mps) = b["mounts"].as_object() {
-            for (slot, m) in mps {
-                let source = match (m["volume"].as_str(), m["path"].as_str()) {
+        {
+            for (slot, m) in &b.mounts {
+                let source = match (&m.volume, &m.path) {
                     (Some(v), _) => self.storage.path(v)?,
                     (None, Some(p)) => PathBuf::from(p),
                     _ => {
@@ -501,8 +456,8 @@ impl Containers {
                 }
                 out.push(runtime::MountSpec {
                     source,
-                    target: m["target"].as_str().unwrap_or_default().to_string(),
-                    read_only: m["read_only"].as_bool().unwrap_or(false),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
                 });
             }
         }
@@ -511,19 +466,21 @@ impl Containers {
 
     /// Writes /etc/resolv.conf from `dns` (servers, search) before a start, owned by the
     /// container's root; left alone when `dns` is not set.
-    fn write_resolv_conf(&self, rootfs: &Path, b: &Value) -> Result<(), ContainerError> {
-        let dns = &b["dns"];
-        if dns.is_null() {
+    fn write_resolv_conf(
+        &self,
+        rootfs: &Path,
+        b: &ContainerSpec,
+        privileged: bool,
+    ) -> Result<(), ContainerError> {
+        let Some(dns) = &b.dns else {
             return Ok(());
-        }
+        };
         let mut text = String::from("# written by ferrite from the container's dns settings\n");
-        if let Some(s) = dns["search"].as_str() {
+        if let Some(s) = &dns.search {
             text.push_str(&format!("search {s}\n"));
         }
-        for srv in dns["servers"].as_array().into_iter().flatten() {
-            if let Some(a) = srv.as_str() {
-                text.push_str(&format!("nameserver {a}\n"));
-            }
+        for a in &dns.servers {
+            text.push_str(&format!("nameserver {a}\n"));
         }
         let etc = rootfs.join("etc");
         let f = etc.join("resolv.conf");
@@ -539,7 +496,7 @@ impl Containers {
         }
         std::fs::create_dir_all(&etc).map_err(io)?;
         std::fs::write(&f, text).map_err(io)?;
-        if !b["privileged"].as_bool().unwrap_or(false) {
+        if !privileged {
             nix::unistd::chown(
                 &f,
                 Some(nix::unistd::Uid::from_raw(ID_BASE)),
@@ -560,32 +517,31 @@ impl Containers {
     /// the access tag or trunks) and whose guest end arrives in the container as `ethN` with
     /// its stable MAC, addresses and default routes. The veths die with the container's network
     /// namespace, so a stop needs no cleanup here.
-    async fn attach_nics(&self, id: &str, pid: i32, b: &Value) -> Result<(), ContainerError> {
-        use crate::network::attach::{attach, stable_mac, NicKind, NicSpec};
-        let Some(nets) = b["net"].as_object() else {
+    async fn attach_nics(
+        &self,
+        id: &str,
+        pid: i32,
+        b: &ContainerSpec,
+    ) -> Result<(), ContainerError> {
+        use crate::network::attach::{attach, NicKind};
+        if b.net.is_empty() {
             return Ok(());
-        };
+        }
         let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let k = self.network.kernel();
-        let mut inside: Vec<(String, &Value)> = Vec::new();
-        for (slot, nic) in nets {
-            let n = slot.trim_start_matches("net");
-            let mac = nic["mac"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| stable_mac(id, slot));
-            let spec = NicSpec::from_json(nic, &mac);
+        let mut inside = Vec::new();
+        for (slot, nic) in &b.net {
+            let n = spec::slot_number(slot, "net");
             let guest = format!("eth{n}");
             attach(
                 k,
                 &NicKind::Veth {
-                    host: format!("v{id}i{n}"),
+                    host: nics::host_if(id, slot),
                     peer: format!("p{id}i{n}"),
                     netns: Some(netns.clone()),
                     guest_name: Some(guest.clone()),
                 },
-                &spec,
-                &mac,
+                &nics::attachment(id, slot, &nic.nic),
             )
             .await
             .map_err(|e| match e {
@@ -609,15 +565,13 @@ impl Containers {
                 .map_err(rt)?
                 .ok_or_else(|| ContainerError::Runtime(format!("{guest} did not arrive")))?;
             gk.set_up(l.index, &guest, true).await.map_err(rt)?;
-            for key in ["ip", "ip6"] {
-                if let Some(a) = nic[key].as_str() {
-                    gk.addr_add(l.index, &guest, a).await.map_err(rt)?;
-                }
+            for a in [&nic.ip, &nic.ip6].into_iter().flatten() {
+                gk.addr_add(l.index, &guest, a).await.map_err(rt)?;
             }
-            if let Some(g) = nic["gw"].as_str().and_then(|g| g.parse().ok()) {
+            if let Some(g) = nic.gw {
                 gk.route_add_default_v4(g).await.map_err(rt)?;
             }
-            if let Some(g) = nic["gw6"].as_str().and_then(|g| g.parse().ok()) {
+            if let Some(g) = nic.gw6 {
                 gk.route_add_default_v6(g).await.map_err(rt)?;
             }
         }
@@ -628,12 +582,10 @@ impl Containers {
     /// container's network namespace is gone, but later, from a work queue).
     fn detach_nics(&self, id: &str) {
         let Ok(o) = self.get(id) else { return };
-        let Some(nets) = o.body["net"].as_object() else {
-            return;
-        };
+        let Ok(row) = self.stored(&o) else { return };
         let k = self.network.kernel();
-        for slot in nets.keys() {
-            let host = crate::network::attach::guest_host_if(id, slot.trim_start_matches("net"));
+        for slot in row.create.spec.net.keys() {
+            let host = nics::host_if(id, slot);
             let _ = self.rt.block_on(crate::network::attach::detach(k, &host));
         }
     }
@@ -654,12 +606,38 @@ impl Containers {
         }
     }
 
+    /// Applies an update (fields present replace the stored ones, `null` clears one); limits
+    /// reach a running container at once, the rest at its next start.
+    pub fn update(
+        &self,
+        id: &str,
+        patch: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Object, ContainerError> {
+        let mut body = self.get(id)?.body;
+        objects::merge_patch(&mut body, patch);
+        let row: StoredContainer = spec::parse(&format!("container {id}"), &body)?;
+        nics::check(
+            &self.store,
+            row.create.spec.net.iter().map(|(k, n)| (k, &n.nic)),
+        )?;
+        let tags = objects::tags_of(&body);
+        let refs = refs_of(&body);
+        let o = self.store.write(|tx| -> Result<Object, StoreError> {
+            objects::update(tx, KIND, id, if_match, &body, &tags)?;
+            objects::set_refs(tx, KIND, id, &refs)?;
+            objects::require(tx, KIND, id)
+        })?;
+        self.apply_limits(id)?;
+        Ok(o)
+    }
+
     /// Applies the stored limits to a running container's cgroup (after an update).
     pub fn apply_limits(&self, id: &str) -> Result<(), ContainerError> {
         let o = self.get(id)?;
         if self.running(id) {
             self.cg(id)
-                .apply(&Self::limits(&o.body))
+                .apply(&Self::limits(&self.stored(&o)?.create.spec))
                 .map_err(|e| ContainerError::Runtime(e.to_string()))?;
         }
         Ok(())
@@ -689,7 +667,7 @@ impl Containers {
             std::thread::sleep(Duration::from_millis(10));
         }
         if let Some(p) = pid {
-            reap(p);
+            process::reap(p);
         }
         let _ = cg.remove();
         let _ = std::fs::remove_file(self.ct_dir(id).join("runtime.json"));
@@ -882,13 +860,6 @@ pub fn scope_of(data_dir: &Path) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(data_dir.display().to_string().as_bytes());
     format!("ferrite-{}", &hex::encode(h)[..8])
-}
-
-/// Collects a dead container init if this daemon is its (sub)reaper; an init re-adopted after
-/// a daemon restart belongs to the host's init, which collects it instead.
-fn reap(pid: i32) {
-    use nix::sys::wait::{waitpid, WaitPidFlag};
-    let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
 
 /// Makes this process the reaper of the container inits its helper double-forks (call once at

@@ -7,10 +7,9 @@
 
 use std::os::fd::AsRawFd;
 
-use sha2::{Digest, Sha256};
-
 use super::netlink::{Kernel, KernelError, VlanFlags};
 use super::ratelimit::RateLimit;
+use crate::types::Mac;
 
 /// How the guest sees its NIC.
 #[derive(Debug, Clone)]
@@ -28,39 +27,18 @@ pub enum NicKind {
     Tap { name: String },
 }
 
-/// The guest attachment settings (the networking issue's "guest NIC").
-#[derive(Debug, Clone, Default)]
+/// The guest attachment settings, built from a typed `GuestNic` by `guest::nics::attachment`.
+#[derive(Debug, Clone)]
 pub struct NicSpec {
     pub bridge: String,
     /// Access VLAN: untagged on the guest side.
     pub tag: Option<u16>,
     /// Trunk: tagged VLANs.
     pub trunks: Vec<u16>,
-    pub mac: Option<String>,
+    pub mac: Mac,
     pub mtu: Option<u32>,
     /// Traffic limits, enforced on the host end.
     pub rate: Option<RateLimit>,
-}
-
-impl NicSpec {
-    /// From a guest's `netN` object (the schema's `GuestNic`) with its resolved MAC.
-    pub fn from_json(nic: &serde_json::Value, mac: &str) -> NicSpec {
-        NicSpec {
-            bridge: nic["bridge"].as_str().unwrap_or_default().to_string(),
-            tag: nic["tag"].as_u64().map(|t| t as u16),
-            trunks: nic["trunks"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_u64().map(|x| x as u16))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            mac: Some(mac.to_string()),
-            mtu: nic["mtu"].as_u64().map(|m| m as u32),
-            rate: RateLimit::from_json(&nic["rate"]),
-        }
-    }
 }
 
 /// What was created.
@@ -69,7 +47,7 @@ pub struct Attachment {
     /// The host-side link attached to the bridge.
     pub host_if: String,
     /// The guest's MAC address.
-    pub mac: String,
+    pub mac: Mac,
 }
 
 /// The host-side name of guest `id`'s NIC `netN`: `v<id>i<N>` (at most 15 bytes for any id up
@@ -91,26 +69,6 @@ pub fn is_guest_port(name: &str) -> bool {
         && !n.is_empty()
         && id.bytes().all(|b| b.is_ascii_digit())
         && n.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// A stable, locally administered unicast MAC for a guest's NIC slot, so a guest keeps its
-/// address (and DHCP lease) for its whole life without storing one.
-pub fn stable_mac(guest_id: &str, slot: &str) -> String {
-    let h = Sha256::digest(format!("ferrite-mac\0{guest_id}\0{slot}").as_bytes());
-    let mut b = [h[0], h[1], h[2], h[3], h[4], h[5]];
-    b[0] = (b[0] & 0xfe) | 0x02;
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn parse_mac(s: &str) -> Option<Vec<u8>> {
-    let v: Vec<u8> = s
-        .split(':')
-        .filter_map(|p| u8::from_str_radix(p, 16).ok())
-        .collect();
-    (v.len() == 6 && s.split(':').count() == 6).then_some(v)
 }
 
 fn invalid(op: &str, message: String) -> KernelError {
@@ -173,18 +131,7 @@ fn create_tap(name: &str) -> Result<(), KernelError> {
 }
 
 /// Creates the guest NIC's host side and attaches it. On error, nothing created is left.
-pub async fn attach(
-    k: &Kernel,
-    kind: &NicKind,
-    spec: &NicSpec,
-    mac: &str,
-) -> Result<Attachment, KernelError> {
-    let mac_bytes = parse_mac(mac).ok_or_else(|| {
-        invalid(
-            "attaching a guest NIC",
-            format!("{mac} is not a MAC address"),
-        )
-    })?;
+pub async fn attach(k: &Kernel, kind: &NicKind, spec: &NicSpec) -> Result<Attachment, KernelError> {
     let bridge = k
         .link(&spec.bridge)
         .await?
@@ -221,7 +168,8 @@ pub async fn attach(
                     .link(peer)
                     .await?
                     .ok_or_else(|| invalid("attaching a guest NIC", format!("{peer} vanished")))?;
-                k.set_address(p.index, peer, mac_bytes.clone()).await?;
+                k.set_address(p.index, peer, spec.mac.octets().to_vec())
+                    .await?;
                 if let Some(m) = spec.mtu {
                     k.set_mtu(p.index, peer, m).await?;
                 }
@@ -270,8 +218,10 @@ pub async fn attach(
         } else if spec.tag.is_some() || !spec.trunks.is_empty() {
             return Err(invalid(
                 "attaching a guest NIC",
+                // The store-side rule (`guest::nics::check`) passed: the kernel's bridge lacks
+                // VLAN filtering although its row asks for it.
                 format!(
-                    "bridge {} is not VLAN-aware; a tag or trunks need vlan_aware",
+                    "bridge {} has no VLAN filtering in the kernel; its VLANs cannot be applied",
                     spec.bridge
                 ),
             ));
@@ -285,7 +235,7 @@ pub async fn attach(
     match result {
         Ok(()) => Ok(Attachment {
             host_if: host,
-            mac: mac.to_string(),
+            mac: spec.mac,
         }),
         Err(e) => {
             let _ = detach(k, &host).await;
@@ -311,16 +261,5 @@ mod tests {
         assert!(!is_guest_port("v1i"));
         assert!(!is_guest_port("vbr0"));
         assert!(guest_host_if("999999999", "99").len() <= 15);
-    }
-
-    #[test]
-    fn stable_macs_are_local_unicast_and_stable() {
-        let a = stable_mac("101", "net0");
-        assert_eq!(a, stable_mac("101", "net0"));
-        assert_ne!(a, stable_mac("101", "net1"));
-        let first = u8::from_str_radix(&a[..2], 16).expect("hex");
-        assert_eq!(first & 0x03, 0x02, "locally administered, unicast");
-        assert!(parse_mac(&a).is_some());
-        assert!(parse_mac("zz:00:00:00:00:00").is_none());
     }
 }

@@ -33,19 +33,17 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// From the API's `rate` object (`rx_mbps`, `tx_mbps` in Mbit/s, `burst_kib`); `None`
-    /// when no direction is limited.
-    pub fn from_json(v: &serde_json::Value) -> Option<RateLimit> {
-        let bps = |k: &str| {
-            v[k].as_f64()
-                .filter(|m| *m > 0.0)
+    /// From megabits per second each way and a burst in KiB; `None` when no direction is
+    /// limited.
+    pub fn from_mbps(rx: Option<f64>, tx: Option<f64>, burst_kib: Option<u64>) -> Option<Self> {
+        let bps = |m: Option<f64>| {
+            m.filter(|m| *m > 0.0)
                 .map(|m| (m * 1_000_000.0 / 8.0).max(1.0) as u64)
         };
         let r = RateLimit {
-            rx: bps("rx_mbps"),
-            tx: bps("tx_mbps"),
-            burst: v["burst_kib"]
-                .as_u64()
+            rx: bps(rx),
+            tx: bps(tx),
+            burst: burst_kib
                 .map(|k| (k.saturating_mul(1024)).min(u64::from(u32::MAX)) as u32)
                 .unwrap_or(0),
         };
@@ -284,11 +282,10 @@ pub async fn apply(
 mod tests {
     use super::*;
     use rtnetlink::packet_core::Nla;
-    use serde_json::json;
 
     #[test]
     fn rates_convert_from_megabits_and_bursts_default_sensibly() {
-        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "tx_mbps": 0.5})).expect("limit");
+        let r = RateLimit::from_mbps(Some(8.0), Some(0.5), None).expect("limit");
         assert_eq!(r.rx, Some(1_000_000));
         assert_eq!(r.tx, Some(62_500));
         assert_eq!(
@@ -297,11 +294,11 @@ mod tests {
             "a GSO packet always fits"
         );
         assert_eq!(r.burst_for(1_250_000_000), 12_500_000);
-        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "burst_kib": 256})).expect("limit");
+        let r = RateLimit::from_mbps(Some(8.0), None, Some(256)).expect("limit");
         assert_eq!((r.tx, r.burst_for(1)), (None, 256 * 1024));
-        let r = RateLimit::from_json(&json!({"rx_mbps": 8, "burst_kib": 1})).expect("limit");
+        let r = RateLimit::from_mbps(Some(8.0), None, Some(1)).expect("limit");
         assert_eq!(r.burst_for(1), MIN_BURST);
-        assert_eq!(RateLimit::from_json(&json!({})), None);
+        assert_eq!(RateLimit::from_mbps(None, None, None), None);
     }
 
     #[test]

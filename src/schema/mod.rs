@@ -5,6 +5,7 @@
 //! these files. The files are embedded at build time so the daemon never serves a contract that
 //! differs from the one it was built with.
 
+pub mod agree;
 mod openapi;
 mod routes;
 mod validate;

@@ -50,6 +50,20 @@ impl Object {
 }
 
 /// The `tags` of a request or stored body, for the store's tag index.
+/// Applies an update body to a stored one: fields present replace the stored ones, `null`
+/// removes an optional field (the API's update convention).
+pub fn merge_patch(body: &mut Value, patch: &Value) {
+    if let (Some(m), Some(p)) = (body.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            if v.is_null() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 pub fn tags_of(v: &Value) -> Vec<String> {
     v["tags"]
         .as_array()

@@ -11,17 +11,20 @@ mod restart;
 pub use clones::CloneSpec;
 mod snapshots;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::network::attach::{guest_host_if, stable_mac, NicKind, NicSpec};
+use crate::guest::claims::{Claim, Claims};
+use crate::guest::nics;
+use crate::guest::process::{self, RuntimeState};
+use crate::guest::spec::{self, DiskCache, StoredVm, VmCreate, VmSpec};
+use crate::network::attach::NicKind;
 use crate::storage::{Content, Format, Storage, StorageError};
 use crate::store::{objects, Object, Store, StoreError};
-use crate::vmm::config::{parse_mac, DiskConfig, MachineConfig, NetConfig};
+use crate::vmm::config::{DiskConfig, MachineConfig, NetConfig};
 use crate::vmm::devices::virtio::blk::CacheMode;
 
 /// Store kind of VMs.
@@ -38,6 +41,13 @@ pub enum VmError {
     Invalid { field: String, message: String },
     #[error("{0}")]
     Runtime(String),
+    #[error(transparent)]
+    Busy(#[from] crate::guest::claims::Busy),
+    #[error(transparent)]
+    Nic(#[from] crate::guest::nics::NicError),
+    /// A stored row that no longer fits the typed model (a 500: the daemon's own data).
+    #[error(transparent)]
+    Spec(#[from] crate::guest::spec::SpecError),
     #[error(transparent)]
     HelperMissing(#[from] crate::helpers::HelperMissing),
     #[error(transparent)]
@@ -57,37 +67,6 @@ fn invalid(field: &str, m: impl Into<String>) -> VmError {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct RuntimeState {
-    pid: i32,
-    starttime: u64,
-    started_at: String,
-}
-
-fn proc_starttime(pid: i32) -> Option<(u64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    Some((f.get(19)?.parse().ok()?, state))
-}
-
-fn reap(pid: i32) {
-    use nix::sys::wait::{waitpid, WaitPidFlag};
-    let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
-}
-
-/// Marks a VM busy for one operation.
-pub struct Busy<'a>(&'a Mutex<HashSet<String>>, String);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.0.lock() {
-            s.remove(&self.1);
-        }
-    }
-}
-
 /// The VM engine.
 pub struct Vms {
     store: Arc<Store>,
@@ -96,7 +75,7 @@ pub struct Vms {
     rt: tokio::runtime::Handle,
     dir: PathBuf,
     vmm: crate::helpers::Helper,
-    busy: Mutex<HashSet<String>>,
+    claims: Claims,
     scope: String,
     restart_plan: restart::Restarts,
 }
@@ -153,7 +132,7 @@ impl Vms {
             rt: tokio::runtime::Handle::current(),
             dir: data_dir.join("vms"),
             vmm,
-            busy: Mutex::new(HashSet::new()),
+            claims: Claims::new("vm"),
             scope: crate::container::scope_of(data_dir),
             restart_plan: restart::Restarts::default(),
         }
@@ -166,32 +145,13 @@ impl Vms {
 
     /// Marks the VM busy. Waits up to two seconds for a short operation (the monitor's
     /// cleanup after an exit) before answering 409.
-    fn claim(&self, id: &str) -> Result<Busy<'_>, VmError> {
-        let t0 = Instant::now();
-        loop {
-            {
-                let mut s = self
-                    .busy
-                    .lock()
-                    .map_err(|_| VmError::Runtime("lock poisoned".into()))?;
-                if s.insert(id.to_string()) {
-                    return Ok(Busy(&self.busy, id.to_string()));
-                }
-            }
-            if t0.elapsed() > Duration::from_secs(2) {
-                return Err(VmError::Conflict(format!(
-                    "vm {id} is busy with another operation; retry when it finishes"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn claim(&self, id: &str) -> Result<Claim<'_>, VmError> {
+        Ok(self.claims.claim_within(id, Duration::from_secs(2))?)
     }
 
     /// Claims without waiting (the monitor skips busy VMs and looks again later).
-    fn try_claim(&self, id: &str) -> Option<Busy<'_>> {
-        let mut s = self.busy.lock().ok()?;
-        s.insert(id.to_string())
-            .then(|| Busy(&self.busy, id.to_string()))
+    fn try_claim(&self, id: &str) -> Option<Claim<'_>> {
+        self.claims.try_claim(id)
     }
 
     fn vm_dir(&self, id: &str) -> PathBuf {
@@ -209,16 +169,12 @@ impl Vms {
     }
 
     fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
-        let s = std::fs::read_to_string(self.vm_dir(id).join("runtime.json")).ok()?;
-        let st: RuntimeState = serde_json::from_str(&s).ok()?;
-        match proc_starttime(st.pid) {
-            Some((t, state)) if t == st.starttime && state != 'Z' && state != 'X' => Some(st),
-            Some((_, 'Z')) => {
-                reap(st.pid);
-                None
-            }
-            _ => None,
-        }
+        process::alive(&self.vm_dir(id))
+    }
+
+    /// The VM's row, typed.
+    fn stored(&self, o: &Object) -> Result<StoredVm, VmError> {
+        Ok(spec::parse(&format!("vm {}", o.id), &o.body)?)
     }
 
     pub fn get(&self, id: &str) -> Result<Object, VmError> {
@@ -280,22 +236,23 @@ impl Vms {
     }
 
     /// Checks what a VM refers to: kernel and initrd files, raw disk volumes, host memory.
-    pub fn check(&self, body: &Value) -> Result<(), VmError> {
-        let kernel = body["kernel"].as_str().unwrap_or_default();
+    pub fn check(&self, body: &VmSpec) -> Result<(), VmError> {
+        nics::check(&self.store, body.net.iter().map(|(k, n)| (k, &n.nic)))?;
+        let kernel = body.kernel.as_deref().unwrap_or_default();
         let kpath = self
             .storage
             .path(kernel)
             .map_err(|_| invalid("/kernel", format!("volume {kernel} does not exist")))?;
         kernel_kind(&kpath).map_err(|e| invalid("/kernel", format!("{kernel}: {e}")))?;
-        if let Some(i) = body["initrd"].as_str() {
+        if let Some(i) = body.initrd.as_deref() {
             self.storage
                 .path(i)
                 .map_err(|_| invalid("/initrd", format!("volume {i} does not exist")))?;
         }
-        if let Some(disks) = body["disks"].as_object() {
-            for (slot, d) in disks {
+        {
+            for (slot, d) in &body.disks {
                 let field = format!("/disks/{slot}/volume");
-                let v = d["volume"].as_str().unwrap_or_default();
+                let v = d.volume.as_str();
                 let row = self
                     .storage
                     .row(v)
@@ -317,7 +274,7 @@ impl Vms {
                 }
             }
         }
-        let mib = body["memory"].as_u64().unwrap_or(128);
+        let mib = body.memory;
         if let Some(total) = host_total_bytes() {
             if mib << 20 > total {
                 return Err(invalid(
@@ -331,9 +288,10 @@ impl Vms {
 
     /// Creates a VM's row; nothing runs yet.
     pub fn create(&self, id: u32, body: &Value) -> Result<Object, VmError> {
-        self.check(body)?;
+        let want: VmCreate = spec::parse("the request body", body)?;
+        self.check(&want.spec)?;
         let id_s = id.to_string();
-        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let name = want.name;
         let mut stored = body.clone();
         stored["id"] = json!(id);
         let refs = refs_of(&stored);
@@ -361,44 +319,54 @@ impl Vms {
         })
     }
 
+    /// Applies an update (fields present replace the stored ones, `null` clears one) after
+    /// the same checks as a create; a running VM picks it up at its next start.
+    pub fn update(
+        &self,
+        id: &str,
+        patch: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Object, VmError> {
+        let mut body = self.get(id)?.body;
+        objects::merge_patch(&mut body, patch);
+        let row: StoredVm = spec::parse(&format!("vm {id}"), &body)?;
+        self.check(&row.create.spec)?;
+        let tags = objects::tags_of(&body);
+        let refs = refs_of(&body);
+        Ok(self.store.write(|tx| -> Result<Object, StoreError> {
+            objects::update(tx, KIND, id, if_match, &body, &tags)?;
+            objects::set_refs(tx, KIND, id, &refs)?;
+            objects::require(tx, KIND, id)
+        })?)
+    }
+
     /// The machine a VM's row describes, with volume paths resolved. Refuses disks another
     /// running VM has open.
-    fn machine_config(&self, id: &str, b: &Value) -> Result<MachineConfig, VmError> {
+    fn machine_config(&self, id: &str, b: &VmSpec) -> Result<MachineConfig, VmError> {
         self.check(b)?;
         let path = |v: &str| self.storage.path(v).map_err(VmError::from);
         let mut disks = Vec::new();
         let mut ours = Vec::new();
-        if let Some(d) = b["disks"].as_object() {
-            for slot in sorted_slots(d, "disk") {
-                let disk = &d[&slot];
-                let vol = disk["volume"].as_str().unwrap_or_default();
-                ours.push((slot.clone(), vol.to_string()));
-                disks.push(DiskConfig {
-                    path: path(vol)?,
-                    read_only: disk["read_only"].as_bool().unwrap_or(false),
-                    cache: match disk["cache"].as_str() {
-                        Some("writethrough") => CacheMode::Writethrough,
-                        _ => CacheMode::Writeback,
-                    },
-                });
-            }
+        for (slot, disk) in spec::slots_in_order(&b.disks, "disk") {
+            ours.push((slot.clone(), disk.volume.clone()));
+            disks.push(DiskConfig {
+                path: path(&disk.volume)?,
+                read_only: disk.read_only,
+                cache: match disk.cache {
+                    DiskCache::Writethrough => CacheMode::Writethrough,
+                    DiskCache::Writeback => CacheMode::Writeback,
+                },
+            });
         }
         self.check_disks_free(id, &ours)?;
-        let mut nets = Vec::new();
-        if let Some(n) = b["net"].as_object() {
-            for slot in sorted_slots(n, "net") {
-                let mac = n[&slot]["mac"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| stable_mac(id, &slot));
-                nets.push(NetConfig {
-                    tap: guest_host_if(id, slot.trim_start_matches("net")),
-                    mac: parse_mac(&mac)
-                        .ok_or_else(|| invalid(&format!("/net/{slot}/mac"), "not a MAC address"))?,
-                });
-            }
-        }
-        let mib = b["memory"].as_u64().unwrap_or(128);
+        let nets = spec::slots_in_order(&b.net, "net")
+            .into_iter()
+            .map(|(slot, n)| NetConfig {
+                tap: nics::host_if(id, &slot),
+                mac: nics::mac_of(id, &slot, &n.nic).octets(),
+            })
+            .collect();
+        let mib = b.memory;
         if let Some(avail) = crate::vmm::memory::host_available_bytes() {
             if mib << 20 > avail {
                 return Err(VmError::Conflict(format!(
@@ -408,18 +376,18 @@ impl Vms {
             }
         }
         Ok(MachineConfig {
-            kernel: path(b["kernel"].as_str().unwrap_or_default())?,
-            initrd: match b["initrd"].as_str() {
+            kernel: path(b.kernel.as_deref().unwrap_or_default())?,
+            initrd: match b.initrd.as_deref() {
                 Some(i) => Some(path(i)?),
                 None => None,
             },
-            cmdline: b["cmdline"].as_str().unwrap_or_default().to_string(),
+            cmdline: b.cmdline.clone().unwrap_or_default(),
             memory_mib: mib,
-            vcpus: b["vcpus"].as_u64().unwrap_or(1) as u8,
-            hugepages: b["hugepages"].as_bool().unwrap_or(false),
+            vcpus: b.vcpus,
+            hugepages: b.hugepages,
             disks,
             nets,
-            rng: b["rng"].as_bool().unwrap_or(true),
+            rng: b.rng,
         })
     }
 
@@ -443,27 +411,17 @@ impl Vms {
     }
 
     /// Creates the VM's taps on their bridges; on failure removes those it made.
-    fn attach_taps(&self, id: &str, b: &Value) -> Result<Vec<String>, VmError> {
+    fn attach_taps(&self, id: &str, b: &VmSpec) -> Result<Vec<String>, VmError> {
         let mut made = Vec::new();
-        let Some(nets) = b["net"].as_object() else {
-            return Ok(made);
-        };
         let k = self.network.kernel();
-        for slot in sorted_slots(nets, "net") {
-            let nic = &nets[&slot];
-            let tap = guest_host_if(id, slot.trim_start_matches("net"));
-            let mac = nic["mac"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| stable_mac(id, &slot));
-            let spec = NicSpec::from_json(nic, &mac);
+        for (slot, nic) in spec::slots_in_order(&b.net, "net") {
+            let tap = nics::host_if(id, &slot);
             // A tap left by a crashed run is replaced, not reused with stale settings.
             let _ = self.rt.block_on(crate::network::attach::detach(k, &tap));
             let r = self.rt.block_on(crate::network::attach::attach(
                 k,
                 &NicKind::Tap { name: tap.clone() },
-                &spec,
-                &mac,
+                &nics::attachment(id, &slot, &nic.nic),
             ));
             if let Err(e) = r {
                 self.detach(&made);
@@ -487,17 +445,15 @@ impl Vms {
     }
 
     fn taps_of(&self, id: &str) -> Vec<String> {
-        let Ok(o) = self.get(id) else {
+        let Ok(row) = self.get(id).and_then(|o| self.stored(&o)) else {
             return Vec::new();
         };
-        o.body["net"]
-            .as_object()
-            .map(|n| {
-                n.keys()
-                    .map(|s| guest_host_if(id, s.trim_start_matches("net")))
-                    .collect()
-            })
-            .unwrap_or_default()
+        row.create
+            .spec
+            .net
+            .keys()
+            .map(|s| nics::host_if(id, s))
+            .collect()
     }
 
     /// Spawns `ferrite-vmm` with `args` and waits until its control socket answers.
@@ -541,7 +497,7 @@ impl Vms {
         let pid = child.id() as i32;
         // Read now, while the child is ours and not reaped: once `try_wait` below reaps an
         // early exit, the pid may be reused, and the record must not name another process.
-        let starttime = proc_starttime(pid).map(|(t, _)| t).unwrap_or(0);
+        let starttime = process::starttime(pid).map(|(t, _)| t).unwrap_or(0);
         let t0 = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -581,15 +537,9 @@ impl Vms {
     }
 
     fn record_runtime(&self, id: &str, (pid, starttime): (i32, u64)) {
-        let st = RuntimeState {
-            pid,
-            starttime,
-            started_at: crate::time::now_rfc3339(),
-        };
-        let _ = std::fs::write(
-            self.vm_dir(id).join("runtime.json"),
-            serde_json::to_vec(&st).unwrap_or_default(),
-        );
+        if let Err(e) = process::record(&self.vm_dir(id), pid, Some(starttime)) {
+            tracing::warn!(vm = id, error = %e, "could not record the running VM");
+        }
     }
 
     /// Starts a stopped VM; on failure no process or tap is left.
@@ -606,13 +556,14 @@ impl Vms {
         if self.running(id) {
             return Err(VmError::Conflict(format!("vm {id} is already running")));
         }
-        if o.body["is_template"].as_bool().unwrap_or(false) {
+        let row = self.stored(&o)?;
+        if row.is_template {
             return Err(VmError::Conflict(format!(
                 "vm {id} is a template; clone it and start the clone"
             )));
         }
         self.vmm.check()?;
-        let cfg = self.machine_config(id, &o.body)?;
+        let cfg = self.machine_config(id, &row.create.spec)?;
         let dir = self.vm_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| VmError::Runtime(format!("creating {}: {e}", dir.display())))?;
@@ -625,17 +576,14 @@ impl Vms {
         for f in ["serial.log", "serial.log.1"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        let taps = self.attach_taps(id, &o.body)?;
+        let taps = self.attach_taps(id, &row.create.spec)?;
         let args = vec![
             "--config".to_string(),
             cfg_path.display().to_string(),
             "--serial-log".into(),
             dir.join("serial.log").display().to_string(),
             "--serial-log-size".into(),
-            o.body["serial_log_size"]
-                .as_u64()
-                .unwrap_or(1 << 20)
-                .to_string(),
+            row.create.spec.serial_log_size.to_string(),
         ];
         let spawned = match self.spawn_vmm(id, &args) {
             Ok(p) => p,
@@ -668,7 +616,7 @@ impl Vms {
             while self.runtime_state(id).is_some() && t0.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            reap(st.pid);
+            process::reap(st.pid);
         }
         self.finish(id);
     }
@@ -677,7 +625,7 @@ impl Vms {
     fn finish(&self, id: &str) {
         self.detach(&self.taps_of(id));
         let _ = std::fs::remove_file(self.sock(id));
-        let _ = std::fs::remove_file(self.vm_dir(id).join("runtime.json"));
+        process::clear(&self.vm_dir(id));
     }
 
     /// Presses the power button, waits up to `timeout` for the guest to power off, then kills.
@@ -958,22 +906,6 @@ impl Vms {
             }
         }
     }
-}
-
-/// Slots of a keyed map (`disk0`, `disk1`, ..., `disk10`) in numeric order: the order the
-/// guest sees devices in.
-fn sorted_slots(m: &serde_json::Map<String, Value>, prefix: &str) -> Vec<String> {
-    let mut v: Vec<(u32, String)> = m
-        .keys()
-        .map(|k| {
-            (
-                k.trim_start_matches(prefix).parse().unwrap_or(u32::MAX),
-                k.clone(),
-            )
-        })
-        .collect();
-    v.sort();
-    v.into_iter().map(|(_, k)| k).collect()
 }
 
 fn host_total_bytes() -> Option<u64> {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{control, sorted_slots, VmError, Vms, KIND};
+use super::{control, VmError, Vms, KIND};
 use crate::store::{objects, StoreError};
 
 impl Vms {
@@ -12,14 +12,15 @@ impl Vms {
         self.vm_dir(id).join("snapshots").join(name)
     }
 
+    /// The volumes of the disks a guest can write, in slot order (what a snapshot covers).
     fn writable_disks(body: &Value) -> Vec<String> {
-        let Some(d) = body["disks"].as_object() else {
+        let Ok(spec) = crate::guest::spec::parse::<crate::guest::spec::VmSpec>("vm", body) else {
             return Vec::new();
         };
-        sorted_slots(d, "disk")
+        crate::guest::spec::slots_in_order(&spec.disks, "disk")
             .into_iter()
-            .filter(|s| !d[s]["read_only"].as_bool().unwrap_or(false))
-            .filter_map(|s| d[&s]["volume"].as_str().map(String::from))
+            .filter(|(_, d)| !d.read_only)
+            .map(|(_, d)| d.volume.clone())
             .collect()
     }
 
@@ -152,7 +153,8 @@ impl Vms {
         for f in ["serial.log", "serial.log.1"] {
             let _ = std::fs::remove_file(vm_dir.join(f));
         }
-        let taps = self.attach_taps(id, &o.body)?;
+        let row = self.stored(&o)?;
+        let taps = self.attach_taps(id, &row.create.spec)?;
         let args = vec![
             "--restore".to_string(),
             dir.display().to_string(),
@@ -160,10 +162,7 @@ impl Vms {
             "--serial-log".into(),
             vm_dir.join("serial.log").display().to_string(),
             "--serial-log-size".into(),
-            o.body["serial_log_size"]
-                .as_u64()
-                .unwrap_or(1 << 20)
-                .to_string(),
+            row.create.spec.serial_log_size.to_string(),
         ];
         let spawned = match self.spawn_vmm(id, &args) {
             Ok(p) => p,

@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::acpi;
 use super::boot::{self, BootMode};
-use super::config::{format_mac, MachineConfig};
+use super::config::MachineConfig;
 use super::cpu;
 use super::devices::legacy::{Ged, SleepControl};
 use super::devices::serial::{SerialDevice, SerialOut};
@@ -469,7 +469,7 @@ fn build_devices(
         virtio_devs.push((name, Box::new(dev)));
     }
     for (i, n) in config.nets.iter().enumerate() {
-        let name = format!("net{i} (tap {}, {})", n.tap, format_mac(&n.mac));
+        let name = format!("net{i} (tap {}, {})", n.tap, crate::types::Mac::new(n.mac));
         let tap = virtio::net::open_tap(&n.tap).map_err(dev_err(name.clone()))?;
         virtio_devs.push((name, Box::new(Net::new(tap, n.mac))));
     }

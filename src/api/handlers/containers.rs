@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::paging;
 use crate::api::{ApiError, App, Req, Resp};
 use crate::container::{ContainerError, Containers, KIND};
-use crate::store::{objects, Object};
+use crate::store::Object;
 
 fn render(c: &Containers, o: &Object) -> Value {
     let mut v = o.to_api();
@@ -55,7 +55,6 @@ pub async fn container_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     Ok(paging::parts_response(parts, next))
 }
 
-/// Every NIC's bridge must be a managed bridge, VLAN-aware when the NIC has VLANs.
 /// Host-path bind mounts hand a host directory to the container: root's power, so they also
 /// need Sys.Modify on `/`.
 fn check_mounts(app: &App, req: &Req, body: &Value) -> Result<(), ApiError> {
@@ -66,35 +65,6 @@ fn check_mounts(app: &App, req: &Req, body: &Value) -> Result<(), ApiError> {
         return Err(ApiError::forbidden(
             "bind-mounting a host path into a container also requires Sys.Modify on /",
         ));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_nics(app: &App, body: &Value) -> Result<(), ApiError> {
-    let Some(nets) = body["net"].as_object() else {
-        return Ok(());
-    };
-    for (slot, nic) in nets {
-        let b = nic["bridge"].as_str().unwrap_or_default();
-        let Some(o) = app.store.get_cached("bridge", b)? else {
-            let mut e = ApiError::field(
-                "body",
-                &format!("/net/{slot}/bridge"),
-                format!("bridge {b} does not exist (create it under /network/bridges)"),
-            );
-            e.status = 422;
-            return Err(e);
-        };
-        let vlans = nic.get("tag").is_some() || nic.get("trunks").is_some();
-        if vlans && o.body["vlan_aware"] != json!(true) {
-            let mut e = ApiError::field(
-                "body",
-                &format!("/net/{slot}/tag"),
-                format!("bridge {b} is not VLAN-aware; a tag or trunks need vlan_aware"),
-            );
-            e.status = 422;
-            return Err(e);
-        }
     }
     Ok(())
 }
@@ -115,7 +85,6 @@ pub(crate) fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiErro
 
 pub async fn container_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let body = req.body.clone();
-    check_nics(&app, &body)?;
     check_mounts(&app, &req, &body)?;
     let requested = body["id"].as_u64().map(|i| i as u32);
     let id = allocate(&app, requested)?;
@@ -140,21 +109,10 @@ pub async fn container_view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 
 pub async fn container_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("id").to_string();
-    let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
-    let mut body = cur.body.clone();
-    super::merge_update(&mut body, &req.body);
-    check_nics(&app, &body)?;
     check_mounts(&app, &req, &req.body)?;
-    let tags: Vec<String> = paging::tags_of(&body);
-    let refs = crate::container::refs_of(&body);
-    app.store
-        .write(|tx| -> Result<(), crate::store::StoreError> {
-            objects::update(tx, KIND, &id, req.if_match, &body, &tags)?;
-            objects::set_refs(tx, KIND, &id, &refs)
-        })?;
     let c = Arc::clone(&app.containers);
-    let i2 = id.clone();
-    blocking(move || c.apply_limits(&i2)).await?;
+    let (i2, patch, if_match) = (id.clone(), req.body.clone(), req.if_match);
+    blocking(move || c.update(&i2, &patch, if_match)).await?;
     respond(&app, 200, id).await
 }
 

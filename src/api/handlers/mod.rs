@@ -188,13 +188,5 @@ pub(crate) fn websocket(
 /// Applies an update body to a stored object: fields present replace the stored ones, and
 /// `null` removes an optional field (the API-wide convention for updates).
 pub(crate) fn merge_update(body: &mut serde_json::Value, patch: &serde_json::Value) {
-    if let (Some(m), Some(p)) = (body.as_object_mut(), patch.as_object()) {
-        for (k, v) in p {
-            if v.is_null() {
-                m.remove(k);
-            } else {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    crate::store::objects::merge_patch(body, patch)
 }

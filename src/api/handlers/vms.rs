@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::containers::{allocate, check_nics};
+use super::containers::allocate;
 use super::paging;
 use crate::api::{ApiError, App, Req, Resp};
-use crate::store::{objects, Object};
+use crate::store::Object;
 use crate::vm::{VmError, Vms, KIND};
 
 fn render(v: &Vms, o: &Object) -> Value {
@@ -58,7 +58,6 @@ pub async fn vm_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 
 pub async fn vm_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let body = req.body.clone();
-    check_nics(&app, &body)?;
     let id = allocate(&app, body["id"].as_u64().map(|i| i as u32))?;
     let v = Arc::clone(&app.vms);
     blocking(move || v.create(id, &body)).await?;
@@ -71,20 +70,9 @@ pub async fn vm_view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 
 pub async fn vm_update(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let id = req.param("id").to_string();
-    let cur = app.store.read(|c| objects::require(c, KIND, &id))?;
-    let mut body = cur.body.clone();
-    super::merge_update(&mut body, &req.body);
-    check_nics(&app, &body)?;
     let v = Arc::clone(&app.vms);
-    let checked = body.clone();
-    blocking(move || v.check(&checked)).await?;
-    let tags = paging::tags_of(&body);
-    let refs = crate::vm::refs_of(&body);
-    app.store
-        .write(|tx| -> Result<(), crate::store::StoreError> {
-            objects::update(tx, KIND, &id, req.if_match, &body, &tags)?;
-            objects::set_refs(tx, KIND, &id, &refs)
-        })?;
+    let (i2, patch, if_match) = (id.clone(), req.body.clone(), req.if_match);
+    blocking(move || v.update(&i2, &patch, if_match)).await?;
     respond(&app, 200, id).await
 }
 

@@ -1,4 +1,4 @@
-//! Things containers and VMs share: one id space, so `100` names exactly one guest on a node.
+//! One id space for containers and VMs, so `100` names exactly one guest on a node.
 //!
 //! Ids are decimal integers from 100 up (Proxmox users expect that range). A client may ask for a
 //! specific id; otherwise the next free one is allocated inside the caller's store transaction, so

@@ -1,0 +1,17 @@
+//! What containers and VMs share, so a third engine (QEMU) plugs in without copying:
+//!
+//! - [`ids`]: one id space and its allocation;
+//! - [`spec`]: the typed guest model (specs, NICs, disks, mounts), parsed once from the API
+//!   body or the store row and checked field by field against `schema/` by a test;
+//! - [`nics`]: NIC rules (bridges, VLAN-awareness, stable MACs, host-side names);
+//! - [`process`]: the runtime record of a guest's process and how a PID is told from a
+//!   recycled one;
+//! - [`claims`]: one operation at a time per guest.
+
+pub mod claims;
+mod ids;
+pub mod nics;
+pub mod process;
+pub mod spec;
+
+pub use ids::{allocate_id, owner_of, volume_ref, GuestIdError, GUEST_KINDS, MIN_ID};

@@ -1,0 +1,274 @@
+//! The typed guest model: one Rust type per `schema/` type a guest is made of, in the style of
+//! Firecracker's `vmm_config`. A handler or engine parses a body or a store row once into
+//! these and reads fields, never `value["field"]`; a field renamed in `schema/` then fails
+//! `tests/typed_specs.rs`, which compares every type here with its schema type (fields,
+//! types, defaults, enums, required-ness) rather than at run time.
+//!
+//! Parsing is lenient about fields it does not model (a stored row also carries snapshots,
+//! revisions and the like); the API boundary has already refused unknown fields.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::types::{Mac, VlanId};
+
+fn yes() -> bool {
+    true
+}
+
+/// `NicRate`: traffic limits seen from the guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NicRate {
+    pub rx_mbps: Option<f64>,
+    pub tx_mbps: Option<f64>,
+    pub burst_kib: Option<u32>,
+}
+
+/// `GuestNic`: a guest's attachment to a bridge, the part containers and VMs share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GuestNic {
+    pub bridge: String,
+    pub tag: Option<VlanId>,
+    #[serde(default)]
+    pub trunks: Vec<VlanId>,
+    pub mac: Option<Mac>,
+    pub mtu: Option<u32>,
+    pub rate: Option<NicRate>,
+}
+
+impl GuestNic {
+    /// Whether the NIC needs a VLAN-aware bridge.
+    pub fn uses_vlans(&self) -> bool {
+        self.tag.is_some() || !self.trunks.is_empty()
+    }
+}
+
+/// `ContainerNic`: a [`GuestNic`] plus the addresses set inside the container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerNic {
+    #[serde(flatten)]
+    pub nic: GuestNic,
+    pub ip: Option<String>,
+    pub gw: Option<Ipv4Addr>,
+    pub ip6: Option<String>,
+    pub gw6: Option<Ipv6Addr>,
+}
+
+/// `VmNic`: a [`GuestNic`] seen by the guest as virtio-net.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmNic {
+    #[serde(flatten)]
+    pub nic: GuestNic,
+}
+
+/// How a VM disk's writes reach the volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskCache {
+    #[default]
+    Writeback,
+    Writethrough,
+}
+
+/// `VmDisk`: a virtio-blk disk backed by a raw volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmDisk {
+    pub volume: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub cache: DiskCache,
+}
+
+/// `ContainerMount`: a bind mount of a volume or a host directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerMount {
+    pub volume: Option<String>,
+    pub path: Option<String>,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `ContainerDns`: what `/etc/resolv.conf` says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerDns {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    pub search: Option<String>,
+}
+
+/// `ContainerFeatures`: what the container may do beyond the default confinement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerFeatures {
+    #[serde(default)]
+    pub nesting: bool,
+    #[serde(default)]
+    pub fuse: bool,
+    #[serde(default)]
+    pub keyctl: bool,
+}
+
+/// `ContainerSpec`: what a create or an update may set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerSpec {
+    pub hostname: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub cores: Option<u32>,
+    pub cpu_limit: Option<f64>,
+    pub memory: Option<u64>,
+    pub swap: Option<u64>,
+    pub pids_limit: Option<u64>,
+    pub init: Option<Vec<String>>,
+    #[serde(default)]
+    pub onboot: bool,
+    pub startup_order: Option<u32>,
+    pub features: Option<ContainerFeatures>,
+    #[serde(default)]
+    pub net: BTreeMap<String, ContainerNic>,
+    #[serde(default)]
+    pub mounts: BTreeMap<String, ContainerMount>,
+    pub dns: Option<ContainerDns>,
+}
+
+/// `ContainerCreate`: a [`ContainerSpec`] plus what only a create sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerCreate {
+    #[serde(flatten)]
+    pub spec: ContainerSpec,
+    pub id: Option<u32>,
+    pub name: String,
+    pub template: String,
+    pub pool: Option<String>,
+    pub rootfs_size: Option<u64>,
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// A container's store row as the engine reads it: the create body plus what the engine
+/// recorded (its root filesystem volume, whether it is a template).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredContainer {
+    #[serde(flatten)]
+    pub create: ContainerCreate,
+    pub rootfs: Option<String>,
+    #[serde(default)]
+    pub is_template: bool,
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn default_memory() -> u64 {
+    128
+}
+
+fn default_serial_log() -> u64 {
+    1 << 20
+}
+
+/// `VmSpec`: what a VM create or update may set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmSpec {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "one")]
+    pub vcpus: u8,
+    #[serde(default = "default_memory")]
+    pub memory: u64,
+    #[serde(default)]
+    pub hugepages: bool,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub disks: BTreeMap<String, VmDisk>,
+    #[serde(default)]
+    pub net: BTreeMap<String, VmNic>,
+    #[serde(default = "yes")]
+    pub rng: bool,
+    #[serde(default = "default_serial_log")]
+    pub serial_log_size: u64,
+    #[serde(default)]
+    pub onboot: bool,
+    pub startup_order: Option<u32>,
+}
+
+/// `VmCreate`: a [`VmSpec`] plus its id and name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmCreate {
+    #[serde(flatten)]
+    pub spec: VmSpec,
+    pub id: Option<u32>,
+    pub name: String,
+}
+
+/// A VM's store row as the engine reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVm {
+    #[serde(flatten)]
+    pub create: VmCreate,
+    #[serde(default)]
+    pub is_template: bool,
+}
+
+/// Why a body or row does not fit its type (the API validated it, so for a store row this
+/// means the row predates a schema change or was edited by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} does not match its schema type: {source}")]
+pub struct SpecError {
+    pub what: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Parses `v` as `T`; `what` names it in the error ("container 100").
+pub fn parse<T: serde::de::DeserializeOwned>(what: &str, v: &Value) -> Result<T, SpecError> {
+    T::deserialize(v).map_err(|source| SpecError {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// Slots in numeric order (`net2` before `net10`): devices appear in the guest in this order.
+pub fn slots_in_order<'a, T>(m: &'a BTreeMap<String, T>, prefix: &str) -> Vec<(String, &'a T)> {
+    let mut v: Vec<(String, &T)> = m.iter().map(|(k, x)| (k.clone(), x)).collect();
+    v.sort_by_key(|(k, _)| {
+        k.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(u32::MAX)
+    });
+    v
+}
+
+/// The slot number of `net3` (`3`), as used in host-side link names.
+pub fn slot_number<'a>(slot: &'a str, prefix: &str) -> &'a str {
+    slot.strip_prefix(prefix).unwrap_or(slot)
+}
+
+/// The pairs `tests/typed_specs.rs` checks: schema type name and the Rust type's schema.
+pub fn schema_pairs() -> Vec<(&'static str, schemars::Schema)> {
+    use schemars::schema_for;
+    vec![
+        ("NicRate", schema_for!(NicRate)),
+        ("GuestNic", schema_for!(GuestNic)),
+        ("ContainerNic", schema_for!(ContainerNic)),
+        ("VmNic", schema_for!(VmNic)),
+        ("VmDisk", schema_for!(VmDisk)),
+        ("ContainerMount", schema_for!(ContainerMount)),
+        ("ContainerDns", schema_for!(ContainerDns)),
+        ("ContainerFeatures", schema_for!(ContainerFeatures)),
+        ("ContainerSpec", schema_for!(ContainerSpec)),
+        ("ContainerCreate", schema_for!(ContainerCreate)),
+        ("VmSpec", schema_for!(VmSpec)),
+        ("VmCreate", schema_for!(VmCreate)),
+    ]
+}
