@@ -208,6 +208,25 @@ fn slow_loris_connections_are_dropped_and_service_continues() {
     assert_eq!(d.client().get("/version").status, 200);
 }
 
+/// A body that stops arriving is answered 408 after `--body-timeout`, naming the limit.
+#[test]
+fn a_stalled_body_gets_408_after_the_body_timeout() {
+    let d = Daemon::start_with(&["--no-tls", "--body-timeout", "1"]);
+    let mut s = TcpStream::connect(addr(&d)).expect("connect");
+    s.write_all(
+        b"POST /api/v1/access/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"us",
+    )
+    .expect("partial body");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("within 1 seconds"), "{text}");
+    assert_eq!(d.client().get("/version").status, 200);
+}
+
 #[test]
 fn etag_if_match_and_pagination() {
     let d = Daemon::start();

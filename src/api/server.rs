@@ -94,9 +94,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
+        let body_timeout = limits.body_timeout;
         let svc = hyper::service::service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer).await) }
+            async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer, body_timeout).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -297,7 +298,12 @@ fn problem_response(e: &ApiError, instance: &str, request_id: &str) -> Response<
 }
 
 /// Entry point for one request.
-async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    body_timeout: Duration,
+) -> Response<Body> {
     let rid = request_id();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
@@ -305,7 +311,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let span = tracing::debug_span!("request", id = %rid, %method, %path, peer = %peer.ip());
     async move {
         let mut audit_ctx = AuditCtx::default();
-        let resp = match pipeline(&app, req, peer.ip(), &rid, &mut audit_ctx).await {
+        let resp = match pipeline(&app, req, peer.ip(), &rid, &mut audit_ctx, body_timeout).await {
             Ok(r) => finish(r, &rid),
             Err(e) => problem_response(&e, &path, &rid),
         };
@@ -364,6 +370,7 @@ async fn pipeline(
     peer: IpAddr,
     rid: &str,
     audit_ctx: &mut AuditCtx,
+    body_timeout: Duration,
 ) -> Result<Resp, ApiError> {
     let (mut parts, incoming) = req.into_parts();
     // Present on every HTTP/1.1 request; used only by WebSocket routes.
@@ -385,7 +392,7 @@ async fn pipeline(
     let (raw, stream) = if streams {
         (Bytes::new(), Some(incoming))
     } else {
-        (read_body(incoming).await?, None)
+        (read_body(incoming, body_timeout).await?, None)
     };
     let mut stream = stream;
     let expect_continue = expects_continue(&headers);
@@ -806,7 +813,7 @@ fn full_path_of(r: &Req) -> String {
     r.path()
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, ApiError> {
     use hyper::body::Body as _;
     if body.is_end_stream() {
         return Ok(Bytes::new());
@@ -821,12 +828,15 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
         ));
     }
     let limited = Limited::new(body, MAX_BODY);
-    match tokio::time::timeout(Duration::from_secs(30), limited.collect()).await {
+    match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(ApiError::new(
             408,
             "request-timeout",
             "Request timeout",
-            "the request body did not arrive within 30 seconds",
+            format!(
+                "the request body did not arrive within {} seconds",
+                timeout.as_secs()
+            ),
         )),
         Ok(Err(e)) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()

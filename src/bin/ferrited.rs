@@ -31,6 +31,10 @@ struct Args {
     /// Seconds a client may take to send request headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Seconds a client may take to send a request body (uploads stream and are not bound by
+    /// this).
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
     /// Manage network links in this namespace (e.g. /run/netns/NAME) instead of the daemon's
     /// own: for tests and for appliances that keep guest networking in a namespace.
     #[arg(long, env = "FERRITE_NETNS")]
@@ -98,6 +102,7 @@ fn main() -> std::process::ExitCode {
         tls,
         limits: ferrite::api::server::Limits {
             header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
             ..Default::default()
         },
         netns: args.netns,

@@ -156,7 +156,7 @@ impl Containers {
         let new_s = new_id.to_string();
         let rootfs_name = format!("ct-{new_id}-rootfs");
         // New identity: the MACs follow the new id unless the source pinned them.
-        if let Some(nets) = body["net"].as_object_mut() {
+        if let Some(nets) = body.get_mut("net").and_then(Value::as_object_mut) {
             for nic in nets.values_mut() {
                 if let Value::Object(m) = nic {
                     m.remove("mac");

@@ -20,6 +20,16 @@ fn yes() -> bool {
     true
 }
 
+/// `null` reads as the field's default: rows written before a field existed, or by code that
+/// indexed a `Value` mutably (which inserts `null`), still parse.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `NicRate`: traffic limits seen from the guest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NicRate {
@@ -33,7 +43,7 @@ pub struct NicRate {
 pub struct GuestNic {
     pub bridge: String,
     pub tag: Option<VlanId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub trunks: Vec<VlanId>,
     pub mac: Option<Mac>,
     pub mtu: Option<u32>,
@@ -78,9 +88,9 @@ pub enum DiskCache {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmDisk {
     pub volume: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub read_only: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cache: DiskCache,
 }
 
@@ -90,14 +100,14 @@ pub struct ContainerMount {
     pub volume: Option<String>,
     pub path: Option<String>,
     pub target: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub read_only: bool,
 }
 
 /// `ContainerDns`: what `/etc/resolv.conf` says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerDns {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub servers: Vec<String>,
     pub search: Option<String>,
 }
@@ -105,11 +115,11 @@ pub struct ContainerDns {
 /// `ContainerFeatures`: what the container may do beyond the default confinement.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerFeatures {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub nesting: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fuse: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub keyctl: bool,
 }
 
@@ -118,7 +128,7 @@ pub struct ContainerFeatures {
 pub struct ContainerSpec {
     pub hostname: Option<String>,
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     pub cores: Option<u32>,
     pub cpu_limit: Option<f64>,
@@ -126,13 +136,13 @@ pub struct ContainerSpec {
     pub swap: Option<u64>,
     pub pids_limit: Option<u64>,
     pub init: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub onboot: bool,
     pub startup_order: Option<u32>,
     pub features: Option<ContainerFeatures>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub net: BTreeMap<String, ContainerNic>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub mounts: BTreeMap<String, ContainerMount>,
     pub dns: Option<ContainerDns>,
 }
@@ -147,7 +157,7 @@ pub struct ContainerCreate {
     pub template: String,
     pub pool: Option<String>,
     pub rootfs_size: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub privileged: bool,
 }
 
@@ -158,7 +168,7 @@ pub struct StoredContainer {
     #[serde(flatten)]
     pub create: ContainerCreate,
     pub rootfs: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_template: bool,
 }
 
@@ -178,26 +188,26 @@ fn default_serial_log() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmSpec {
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     #[serde(default = "one")]
     pub vcpus: u8,
     #[serde(default = "default_memory")]
     pub memory: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hugepages: bool,
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub cmdline: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub disks: BTreeMap<String, VmDisk>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub net: BTreeMap<String, VmNic>,
     #[serde(default = "yes")]
     pub rng: bool,
     #[serde(default = "default_serial_log")]
     pub serial_log_size: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub onboot: bool,
     pub startup_order: Option<u32>,
 }
@@ -216,7 +226,7 @@ pub struct VmCreate {
 pub struct StoredVm {
     #[serde(flatten)]
     pub create: VmCreate,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub is_template: bool,
 }
 
@@ -271,4 +281,49 @@ pub fn schema_pairs() -> Vec<(&'static str, schemars::Schema)> {
         ("VmSpec", schema_for!(VmSpec)),
         ("VmCreate", schema_for!(VmCreate)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_collections_read_as_empty_and_defaults_apply() {
+        let row: StoredContainer = parse(
+            "container 101",
+            &json!({"id": 101, "name": "copy", "template": "local:t.tar.gz", "net": null,
+                    "mounts": null, "rootfs": "local:ct-101-rootfs", "snapshots": []}),
+        )
+        .expect("parses");
+        assert!(row.create.spec.net.is_empty() && row.create.spec.mounts.is_empty());
+        assert!(!row.is_template && !row.create.privileged);
+        let vm: VmCreate = parse("vm", &json!({"name": "v", "kernel": "local:k"})).expect("vm");
+        assert_eq!((vm.spec.vcpus, vm.spec.memory, vm.spec.rng), (1, 128, true));
+        assert_eq!(vm.spec.serial_log_size, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_the_row() {
+        let e = parse::<VmCreate>(
+            "vm 100",
+            &json!({"name": "v", "net": {"net0": {"bridge": "b", "mac": "nope"}}}),
+        )
+        .expect_err("bad mac");
+        assert!(e.to_string().starts_with("vm 100 does not match"), "{e}");
+        assert!(e.to_string().contains("not a MAC address"), "{e}");
+    }
+
+    #[test]
+    fn slots_come_in_numeric_order() {
+        let m: BTreeMap<String, u8> = [("net10", 0), ("net2", 0), ("net0", 0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let order: Vec<String> = slots_in_order(&m, "net")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(order, ["net0", "net2", "net10"]);
+    }
 }

@@ -117,7 +117,7 @@ impl Vms {
             }
         }
         // New identity: MACs follow the new id unless pinned again.
-        if let Some(nets) = body["net"].as_object_mut() {
+        if let Some(nets) = body.get_mut("net").and_then(Value::as_object_mut) {
             for nic in nets.values_mut() {
                 if let Value::Object(m) = nic {
                     m.remove("mac");
