@@ -365,6 +365,19 @@ fn bad_input_is_refused_and_leaves_nothing() {
     );
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.pointers(), vec!["/template"]);
+    // A pool that does not exist, and a NIC on a bridge that does not exist: 422 naming them.
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:busybox.tar.gz", "pool": "nopool"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/pool"]);
+    let r = c.post(
+        "/containers",
+        json!({"name": "x", "template": "local:busybox.tar.gz", "net": {"net0": {"bridge": "nobr0"}}}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/net/net0/bridge"]);
     // A corrupt template and one whose members try to escape: 422, nothing written outside.
     let junk = d.data().join("junk.tar.gz");
     std::fs::write(&junk, b"\x1f\x8b\x08\x00 definitely not gzip").expect("junk");

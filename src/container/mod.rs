@@ -4,6 +4,7 @@
 //! daemon re-adopts running containers instead of losing them.
 
 pub mod cgroup;
+mod engine;
 pub mod runtime;
 mod snapshots;
 pub mod template;
@@ -200,6 +201,16 @@ impl Containers {
             .clone()
             .unwrap_or_else(|| crate::storage::DEFAULT_POOL.to_string());
         let template = want.template.clone();
+        if self
+            .store
+            .get_cached(crate::storage::POOL_KIND, &pool)?
+            .is_none()
+        {
+            return Err(invalid(
+                "/pool",
+                format!("storage pool {pool} does not exist"),
+            ));
+        }
         let tpl_row = self.storage.row(&template).map_err(|_| {
             invalid(
                 "/template",

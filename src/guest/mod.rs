@@ -6,12 +6,15 @@
 //! - [`nics`]: NIC rules (bridges, VLAN-awareness, stable MACs, host-side names);
 //! - [`process`]: the runtime record of a guest's process and how a PID is told from a
 //!   recycled one;
-//! - [`claims`]: one operation at a time per guest.
+//! - [`claims`]: one operation at a time per guest;
+//! - [`Engine`]: what an engine implements so the API's guest handlers serve it.
 
 pub mod claims;
+mod engine;
 mod ids;
 pub mod nics;
 pub mod process;
 pub mod spec;
 
+pub use engine::Engine;
 pub use ids::{allocate_id, owner_of, volume_ref, GuestIdError, GUEST_KINDS, MIN_ID};

@@ -6,6 +6,7 @@
 
 mod clones;
 mod control;
+mod engine;
 mod restart;
 
 pub use clones::CloneSpec;

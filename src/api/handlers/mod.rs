@@ -6,6 +6,7 @@ mod acl;
 mod audit;
 mod containers;
 mod groups;
+mod guests;
 mod meta;
 mod network;
 mod nodes;
