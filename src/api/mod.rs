@@ -5,7 +5,10 @@
 //! Idempotency-Key replay → handler → audit log. Handlers receive a validated [`Req`] and never
 //! see raw HTTP.
 
+mod checks;
 pub mod handlers;
+mod idempotency;
+mod linger;
 mod problem;
 mod request;
 mod response;

@@ -12,16 +12,19 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::{ApiError, App, Body, Req, Resp};
 use crate::access::AuthKind;
 use crate::schema::{coerce_query, Auth, InvalidParam};
-use crate::store::{audit, idempotency, AuditRecord, IdempotencyRecord, StoredResponse};
+use crate::store::{audit, AuditRecord};
 
+use super::checks::{parse_if_match, validate_update, websocket_key};
+use super::linger::expects_continue;
 /// Largest request body accepted (413 beyond).
+pub use super::linger::{discard, Refused};
+
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Server limits.
@@ -169,78 +172,6 @@ fn request_id() -> String {
     )
 }
 
-/// Validates an update body, where `null` clears an optional field. Update types share their
-/// fields with create and read types (through `allOf`), which cannot say "or null" without
-/// restating every field, so nulls are checked here: each must name a field the type has,
-/// and the other fields are validated as usual.
-fn validate_update(app: &App, ty: &str, v: &serde_json::Value) -> Vec<crate::schema::InvalidParam> {
-    let Some(obj) = v.as_object() else {
-        return app.registry.validate(ty, v, "body");
-    };
-    let (nulls, rest): (Vec<_>, Vec<_>) = obj.iter().partition(|(_, x)| x.is_null());
-    if nulls.is_empty() {
-        return app.registry.validate(ty, v, "body");
-    }
-    let fields = app.registry.field_names(ty);
-    // Fields the object cannot exist without (required when creating) cannot be cleared.
-    let required = app
-        .registry
-        .required_names(&format!("{}Create", ty.trim_end_matches("Update")));
-    let mut errs: Vec<crate::schema::InvalidParam> = nulls
-        .iter()
-        .filter_map(|(k, _)| {
-            let message = if !fields.contains(k.as_str()) {
-                format!("unknown field '{k}'")
-            } else if required.contains(k.as_str()) {
-                format!("'{k}' is required and cannot be cleared")
-            } else {
-                return None;
-            };
-            Some(crate::schema::InvalidParam {
-                pointer: format!("/{k}"),
-                location: "body".into(),
-                message,
-            })
-        })
-        .collect();
-    if !rest.is_empty() {
-        let rest: serde_json::Map<String, serde_json::Value> = rest
-            .into_iter()
-            .map(|(k, x)| (k.clone(), x.clone()))
-            .collect();
-        errs.extend(
-            app.registry
-                .validate(ty, &serde_json::Value::Object(rest), "body"),
-        );
-    }
-    errs
-}
-
-/// The client's `Sec-WebSocket-Key` when the headers make a WebSocket handshake (RFC 6455
-/// section 4.2.1): `Upgrade: websocket`, `Connection: upgrade`, version 13.
-fn websocket_key(headers: &hyper::HeaderMap) -> Option<String> {
-    let has = |name: hyper::header::HeaderName, want: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
-        })
-    };
-    if !has(hyper::header::UPGRADE, "websocket") || !has(hyper::header::CONNECTION, "upgrade") {
-        return None;
-    }
-    if headers
-        .get(hyper::header::SEC_WEBSOCKET_VERSION)
-        .and_then(|v| v.to_str().ok())
-        != Some("13")
-    {
-        return None;
-    }
-    headers
-        .get(hyper::header::SEC_WEBSOCKET_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
-}
-
 fn finish(mut resp: Resp, request_id: &str) -> Response<Body> {
     let (ct, body) = resp.take_body();
     let mut r = Response::new(body);
@@ -348,22 +279,6 @@ struct AuditCtx {
     token: Option<String>,
 }
 
-fn parse_if_match(v: Option<&HeaderValue>) -> Result<Option<i64>, ApiError> {
-    let Some(v) = v else { return Ok(None) };
-    let s = v.to_str().unwrap_or_default().trim();
-    if s == "*" {
-        return Ok(None);
-    }
-    let inner = s.trim_start_matches("W/").trim_matches('"');
-    inner.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::field(
-            "header",
-            "/If-Match",
-            format!("'{s}' is not an ETag this API issued (expected \"<revision>\")"),
-        )
-    })
-}
-
 async fn pipeline(
     app: &Arc<App>,
     req: Request<Incoming>,
@@ -433,60 +348,6 @@ struct Parts<'a> {
     upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// Read once: both a refusal here and the upload handler need it.
     expect_continue: bool,
-}
-
-/// How long a refused upload may go without sending anything before it is cut off.
-const LINGER_IDLE: Duration = Duration::from_secs(30);
-/// How much of an upload refused before its handler ran (no credential, no privilege, a bad
-/// query) is read: such a caller may not even be a user, so it gets no more than this.
-const LINGER_UNVETTED: u64 = 64 << 20;
-
-/// Who an upload was refused to: how much of its body is worth reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Before the handler: up to [`LINGER_UNVETTED`] bytes.
-    Unvetted,
-    /// By the handler, after authentication and authorization: the whole body.
-    ByHandler,
-}
-
-/// Lets a refused upload end cleanly. Most HTTP libraries (Python's requests, Go's net/http by
-/// default, Rust's ureq, the Terraform provider and the CLI) send the whole body before they
-/// read the answer; closing the connection now would show them a broken pipe instead of the
-/// 409 or 507 that says why. So the answer goes out at once and the rest of the body is read
-/// and dropped in the background while the client keeps sending (it may pause up to
-/// [`LINGER_IDLE`]), as nginx's lingering close does. A client that sent
-/// `Expect: 100-continue` waits for permission and never sends the body: dropping it is
-/// enough.
-pub fn discard(body: Incoming, expect_continue: bool, refused: Refused) {
-    if expect_continue {
-        return;
-    }
-    let limit = match refused {
-        Refused::Unvetted => LINGER_UNVETTED,
-        Refused::ByHandler => u64::MAX,
-    };
-    tokio::spawn(async move {
-        let mut body = body;
-        let mut read = 0u64;
-        while read <= limit {
-            match tokio::time::timeout(LINGER_IDLE, body.frame()).await {
-                Ok(Some(Ok(f))) => {
-                    read += f.data_ref().map(|d| d.len() as u64).unwrap_or(0);
-                }
-                // Done, broken off, or idle too long.
-                _ => return,
-            }
-        }
-    });
-}
-
-/// Whether the client waits for `100 Continue` before it sends its body.
-fn expects_continue(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(hyper::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
 }
 
 /// Everything after the body is read: routing, auth, validation, idempotency, the handler.
@@ -706,24 +567,7 @@ async fn route_and_run(
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let idem_key = if route.idempotent {
-        headers
-            .get("idempotency-key")
-            .map(|v| v.to_str().map(String::from))
-            .transpose()
-            .map_err(|_| ApiError::field("header", "/Idempotency-Key", "must be visible ASCII"))?
-    } else {
-        None
-    };
-    if let Some(k) = &idem_key {
-        if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::field(
-                "header",
-                "/Idempotency-Key",
-                "must be 1 to 255 characters",
-            ));
-        }
-    }
+    let idem_key = super::idempotency::key_of(&route, &headers)?;
     let handler = app.handlers[index];
     let route_is_websocket = route.websocket;
     let r = Req {
@@ -750,67 +594,10 @@ async fn route_and_run(
         },
     };
 
-    match (idem_key, r.principal.clone()) {
-        (Some(key), Some(p)) => {
-            let owner = match &p.token_id {
-                Some(t) => format!("{}#{t}", p.user),
-                None => p.user.clone(),
-            };
-            let body_hash = hex::encode(Sha256::digest(&raw));
-            let path = full_path_of(&r);
-            let lock = app.idempotency_lock(&owner, &key);
-            let _guard = lock.lock().await;
-            if let Some(prev) = app.store.read(|c| idempotency::get(c, &owner, &key))? {
-                if prev.method != method || prev.path != path || prev.body_hash != body_hash {
-                    return Err(ApiError::unprocessable(format!(
-                        "Idempotency-Key '{key}' was already used for a different request ({} {}); use a new key",
-                        prev.method, prev.path
-                    )));
-                }
-                let mut resp = Resp {
-                    status: prev.response.status,
-                    headers: Vec::new(),
-                    json: Some(Bytes::from(prev.response.body)),
-                    stream: None,
-                };
-                // The confirm deadline too: a client that lost the first answer must still
-                // learn that the change waits for its confirmation.
-                for (k, v) in prev.response.headers {
-                    if let Some(name) = ["location", "etag", "x-ferrite-confirm-deadline"]
-                        .into_iter()
-                        .find(|n| *n == k)
-                    {
-                        resp.headers.push((name, v));
-                    }
-                }
-                resp.headers.push(("idempotency-replayed", "true".into()));
-                return Ok(resp);
-            }
-            let resp = handler(Arc::clone(app), r).await?;
-            let rec = IdempotencyRecord {
-                method,
-                path,
-                body_hash,
-                response: StoredResponse {
-                    status: resp.status,
-                    headers: resp
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.clone()))
-                        .collect(),
-                    body: resp.json.as_ref().map(|b| b.to_vec()).unwrap_or_default(),
-                },
-            };
-            app.store
-                .write(|tx| idempotency::put(tx, &owner, &key, &rec))?;
-            Ok(resp)
-        }
-        _ => handler(Arc::clone(app), r).await,
+    match idem_key {
+        Some(key) => super::idempotency::run_once(app, key, method, &raw, r, handler).await,
+        None => handler(Arc::clone(app), r).await,
     }
-}
-
-fn full_path_of(r: &Req) -> String {
-    r.path()
 }
 
 async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, ApiError> {
