@@ -206,6 +206,80 @@ impl From<crate::helpers::HelperMissing> for ApiError {
     }
 }
 
+impl From<crate::network::changes::ChangeError> for ApiError {
+    fn from(e: crate::network::changes::ChangeError) -> Self {
+        use crate::network::changes::{ChangeError as C, Refusal};
+        match e {
+            C::Field {
+                refusal,
+                pointer,
+                message,
+            } => {
+                let mut a = ApiError::field("body", &pointer, message);
+                a.status = match refusal {
+                    Refusal::Malformed => 400,
+                    Refusal::Unprocessable => 422,
+                    Refusal::Conflict => 409,
+                };
+                a
+            }
+            C::Conflict(m) => ApiError::conflict(m),
+            C::Unprocessable(m) => ApiError::unprocessable(m),
+            C::Kernel(f) => kernel_failure(f),
+            e @ C::KernelRemove { .. } => ApiError::new(
+                422,
+                "kernel-refused",
+                "Kernel refused the change",
+                e.to_string(),
+            ),
+            e @ C::KernelRead(_) => ApiError::internal(e.to_string()),
+            C::InBatch { prefix, inner } => {
+                // The item's place in the batch prefixes its field pointers and its detail.
+                let mut a = ApiError::from(*inner);
+                for p in &mut a.invalid {
+                    p.pointer = format!("{prefix}{}", p.pointer);
+                }
+                a.detail = format!("{prefix}: {}", a.detail);
+                a
+            }
+            C::Store(s) => s.into(),
+        }
+    }
+}
+
+/// A kernel refusal: 409 when the kernel says busy or exists, 422 otherwise, with whether the
+/// rollback was complete.
+fn kernel_failure(f: crate::network::Failed) -> ApiError {
+    if let crate::network::KernelError::Refused { field, message } = &f.error {
+        return ApiError::unprocessable_field(format!("/{field}"), message.clone());
+    }
+    let status = match f.error {
+        crate::network::KernelError::Netlink { errno: Some(e), .. }
+            if e == libc::EBUSY || e == libc::EEXIST =>
+        {
+            409
+        }
+        _ => 422,
+    };
+    let mut detail = format!(
+        "the kernel refused the change ({}); every step already made was rolled back",
+        f.error
+    );
+    if !f.undo_errors.is_empty() {
+        detail.push_str(&format!(
+            "; rollback was incomplete: {}",
+            f.undo_errors.join("; ")
+        ));
+        tracing::error!(errors = ?f.undo_errors, "network rollback incomplete");
+    }
+    ApiError::new(
+        status,
+        "kernel-refused",
+        "Kernel refused the change",
+        detail,
+    )
+}
+
 impl From<crate::guest::claims::Busy> for ApiError {
     fn from(e: crate::guest::claims::Busy) -> Self {
         ApiError::conflict(e.to_string())

@@ -7,6 +7,7 @@
 //! netlink link events and every 30 s, and records what it had to repair as drift.
 
 pub mod attach;
+pub mod changes;
 pub mod linkdump;
 pub mod model;
 pub mod netlink;
