@@ -333,4 +333,18 @@ fn fuzzer_findings_stay_fixed() {
     // A console of a stopped guest: a documented 409 (the harness checks every status).
     let r = c.get(&format!("/containers/{id}/console"));
     assert!(r.status == 409 || r.status == 426, "{}", r.text);
+    // Whole floats where the schema says integer (JSON Schema accepts `4.0`): read as integers
+    // by the typed guest model, not a 500.
+    let r = c.put(
+        &format!("/containers/{id}"),
+        json!({"pids_limit": 88.0, "cores": 2.0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = c.post(
+        "/containers",
+        json!({"name": "floats", "template": "local:busybox.tar.gz", "rootfs_size": 64.0,
+               "net": {"net0": {"bridge": "nobr", "trunks": [10.0]}}}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/net/net0/bridge"]);
 }

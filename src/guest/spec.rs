@@ -242,10 +242,31 @@ pub struct SpecError {
 
 /// Parses `v` as `T`; `what` names it in the error ("container 100").
 pub fn parse<T: serde::de::DeserializeOwned>(what: &str, v: &Value) -> Result<T, SpecError> {
-    T::deserialize(v).map_err(|source| SpecError {
+    let mut v = v.clone();
+    integral(&mut v);
+    T::deserialize(&v).map_err(|source| SpecError {
         what: what.to_string(),
         source,
     })
+}
+
+/// JSON Schema's `integer` accepts `4.0`, serde's integers do not: whole floats become
+/// integers (a float field still reads an integer).
+fn integral(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if f >= 0.0 && f <= u64::MAX as f64 {
+                    *v = Value::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral),
+        Value::Object(m) => m.values_mut().for_each(integral),
+        _ => {}
+    }
 }
 
 /// Slots in numeric order (`net2` before `net10`): devices appear in the guest in this order.
@@ -312,6 +333,19 @@ mod tests {
         .expect_err("bad mac");
         assert!(e.to_string().starts_with("vm 100 does not match"), "{e}");
         assert!(e.to_string().contains("not a MAC address"), "{e}");
+    }
+
+    /// Found by the API fuzzer: `4.0` is a JSON Schema integer.
+    #[test]
+    fn whole_floats_read_as_integers() {
+        let vm: VmCreate = parse(
+            "vm",
+            &json!({"name": "v", "vcpus": 4.0, "net": {"net0": {"bridge": "b", "trunks": [10.0, 20]}}}),
+        )
+        .expect("parses");
+        assert_eq!(vm.spec.vcpus, 4);
+        assert_eq!(vm.spec.net["net0"].nic.trunks.len(), 2);
+        assert!(parse::<VmCreate>("vm", &json!({"name": "v", "vcpus": 4.5})).is_err());
     }
 
     #[test]
