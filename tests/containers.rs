@@ -1011,7 +1011,11 @@ fn onboot_containers_start_with_the_daemon_in_order() {
     let log = d.log();
     let at = |id: i64| {
         log.lines()
-            .position(|l| l.contains("started on boot") && l.contains(&format!("container={id}")))
+            .position(|l| {
+                l.contains("started on boot")
+                    && l.contains("kind=\"container\"")
+                    && l.contains(&format!("id={id}"))
+            })
             .unwrap_or_else(|| panic!("no boot start logged for {id}:\n{log}"))
     };
     assert!(

@@ -305,49 +305,29 @@ impl From<crate::guest::spec::SpecError> for ApiError {
     }
 }
 
-impl From<crate::container::ContainerError> for ApiError {
-    fn from(e: crate::container::ContainerError) -> Self {
-        use crate::container::ContainerError as C;
+impl From<crate::guest::GuestError> for ApiError {
+    fn from(e: crate::guest::GuestError) -> Self {
+        use crate::guest::GuestError as G;
         match e {
-            C::NotFound(_) => ApiError::not_found(e.to_string()),
-            C::Conflict(_) => ApiError::conflict(e.to_string()),
-            C::Invalid { field, message } => ApiError::unprocessable_field(field, message),
-            C::HelperMissing(h) => h.into(),
-            C::Busy(b) => b.into(),
-            C::Nic(n) => n.into(),
-            C::Spec(x) => x.into(),
-            C::Storage(s) => s.into(),
-            C::Store(s) => s.into(),
-            C::Runtime(_) => {
-                let mut a = ApiError::new(
-                    500,
-                    "container-failed",
-                    "Container operation failed",
-                    e.to_string(),
-                );
-                a.log_detail = Some(e.to_string());
-                a
-            }
-        }
-    }
-}
-
-impl From<crate::vm::VmError> for ApiError {
-    fn from(e: crate::vm::VmError) -> Self {
-        use crate::vm::VmError as V;
-        match e {
-            V::NotFound(_) => ApiError::not_found(e.to_string()),
-            V::Conflict(_) => ApiError::conflict(e.to_string()),
-            V::Invalid { field, message } => ApiError::unprocessable_field(field, message),
-            V::HelperMissing(h) => h.into(),
-            V::Busy(b) => b.into(),
-            V::Nic(n) => n.into(),
-            V::Spec(x) => x.into(),
-            V::Storage(s) => s.into(),
-            V::Store(s) => s.into(),
-            V::Runtime(_) => {
-                let mut a = ApiError::new(500, "vm-failed", "VM operation failed", e.to_string());
-                a.log_detail = Some(e.to_string());
+            G::NotFound { .. } => ApiError::not_found(e.to_string()),
+            G::Conflict(_) => ApiError::conflict(e.to_string()),
+            G::Invalid { field, message } => ApiError::unprocessable_field(field, message),
+            G::HelperMissing(h) => h.into(),
+            G::Busy(b) => b.into(),
+            G::Nic(n) => n.into(),
+            G::Spec(x) => x.into(),
+            G::Storage(s) => s.into(),
+            G::Store(s) => s.into(),
+            G::Failed { kind, .. } => {
+                // The problem type names the engine, as it did before the engines shared
+                // one error type.
+                let (ty, title) = match kind {
+                    "vm" => ("vm-failed", "VM operation failed"),
+                    "container" => ("container-failed", "Container operation failed"),
+                    _ => ("guest-failed", "Guest operation failed"),
+                };
+                let mut a = ApiError::new(500, ty, title, e.to_string());
+                a.log_detail = Some(format!("{e:?}"));
                 a
             }
         }

@@ -30,37 +30,20 @@ pub const KIND: &str = "container";
 pub const ID_BASE: u32 = 100_000;
 pub const ID_COUNT: u32 = 65_536;
 
-/// Why a container operation failed; each variant is one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainerError {
-    #[error("container {0} does not exist")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{0}")]
-    Runtime(String),
-    #[error(transparent)]
-    Busy(#[from] crate::guest::claims::Busy),
-    #[error(transparent)]
-    Nic(#[from] crate::guest::nics::NicError),
-    /// A stored row that no longer fits the typed model (a 500: the daemon's own data).
-    #[error(transparent)]
-    Spec(#[from] crate::guest::spec::SpecError),
-    #[error(transparent)]
-    HelperMissing(#[from] crate::helpers::HelperMissing),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// Container operations fail with the shared guest error.
+pub type ContainerError = crate::guest::GuestError;
 
 fn invalid(field: &str, m: impl Into<String>) -> ContainerError {
-    ContainerError::Invalid {
-        field: field.into(),
-        message: m.into(),
-    }
+    ContainerError::invalid(field, m)
+}
+
+fn not_found(what: impl Into<String>) -> crate::guest::GuestError {
+    crate::guest::GuestError::not_found(KIND, what)
+}
+
+/// A host-side failure while acting on a container: what was being done, and why.
+fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> ContainerError {
+    ContainerError::failed(KIND, op, cause)
 }
 
 /// The container engine.
@@ -133,7 +116,7 @@ impl Containers {
     pub fn get(&self, id: &str) -> Result<Object, ContainerError> {
         self.store
             .read(|c| objects::get(c, KIND, id))?
-            .ok_or_else(|| ContainerError::NotFound(id.to_string()))
+            .ok_or_else(|| not_found(id.to_string()))
     }
 
     /// The console log of a running container (refused when it is not running).
@@ -382,21 +365,10 @@ impl Containers {
                     self.kill_cgroup(&cg);
                     let _ = cg.remove();
                 }
-                if o.body["onboot"].as_bool().unwrap_or(false) {
-                    boot.push((
-                        o.body["startup_order"].as_i64().unwrap_or(i64::MAX),
-                        o.id.clone(),
-                    ));
-                }
+                boot.extend(crate::guest::boot_slot(o));
             }
         }
-        boot.sort();
-        for (_, id) in boot {
-            match self.start(&id) {
-                Ok(_) => tracing::info!(container = %id, "started on boot"),
-                Err(e) => tracing::error!(container = %id, error = %e, "onboot start failed"),
-            }
-        }
+        crate::guest::boot_in_order(self, boot);
     }
 }
 

@@ -44,7 +44,7 @@ impl Containers {
         if self.running(id) {
             self.cg(id)
                 .apply(&Self::limits(&self.stored(&o)?.create.spec))
-                .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+                .map_err(|e| super::failed(format!("applying the limits of container {id}"), e))?;
         }
         Ok(())
     }
@@ -108,7 +108,7 @@ impl Containers {
         }
         self.cg(id)
             .freeze(frozen)
-            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+            .map_err(|e| super::failed(format!("freezing container {id}"), e))?;
         Ok(self.status(id))
     }
 
@@ -155,10 +155,11 @@ impl Containers {
                     timeout.as_secs()
                 ))
             })?
-            .map_err(|e| ContainerError::Runtime(format!("running the exec helper: {e}")))?;
+            .map_err(|e| super::failed("running the exec helper", e))?;
         let code = out.status.code().unwrap_or(128);
         if code == 125 {
-            return Err(ContainerError::Runtime(
+            return Err(super::failed(
+                format!("exec in container {id}"),
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }

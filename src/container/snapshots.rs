@@ -21,10 +21,12 @@ fn config_of(body: &Value) -> Value {
 
 impl Containers {
     fn rootfs_of(o: &Object) -> Result<String, ContainerError> {
-        o.body["rootfs"]
-            .as_str()
-            .map(String::from)
-            .ok_or_else(|| ContainerError::Runtime(format!("container {} has no rootfs", o.id)))
+        o.body["rootfs"].as_str().map(String::from).ok_or_else(|| {
+            super::failed(
+                format!("container {}", o.id),
+                "its row names no root filesystem",
+            )
+        })
     }
 
     /// Takes snapshot `name` of a container: frozen for the moment if running.
@@ -48,8 +50,9 @@ impl Containers {
         let cg = self.cg(id);
         let freeze = self.running(id) && !cg.frozen();
         if freeze {
-            cg.freeze(true)
-                .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+            cg.freeze(true).map_err(|e| {
+                super::failed(format!("freezing container {id} for the snapshot"), e)
+            })?;
         }
         let r = self.storage.snapshot(&rootfs, name, description);
         if freeze {
@@ -87,7 +90,7 @@ impl Containers {
         let snap = o.body["snapshots"]
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
-            .ok_or_else(|| ContainerError::NotFound(format!("{id}, snapshot {name}")))?;
+            .ok_or_else(|| super::not_found(format!("{id}, snapshot {name}")))?;
         self.storage.rollback(&Self::rootfs_of(&o)?, name)?;
         Ok(self.store.write(|tx| -> Result<Object, StoreError> {
             let cur = objects::require(tx, KIND, id)?;
@@ -107,7 +110,7 @@ impl Containers {
         let o = self.get(id)?;
         let list = o.body["snapshots"].as_array().cloned().unwrap_or_default();
         let Some(snap) = list.iter().find(|s| s["name"] == name).cloned() else {
-            return Err(ContainerError::NotFound(format!("{id}, snapshot {name}")));
+            return Err(super::not_found(format!("{id}, snapshot {name}")));
         };
         self.storage.delete_snapshot(&Self::rootfs_of(&o)?, name)?;
         self.store.write(|tx| -> Result<Object, StoreError> {
@@ -146,7 +149,7 @@ impl Containers {
                 .as_array()
                 .and_then(|a| a.iter().find(|x| x["name"] == s))
                 .map(|x| x["config"].clone())
-                .ok_or_else(|| ContainerError::NotFound(format!("{id}, snapshot {s}")))?,
+                .ok_or_else(|| super::not_found(format!("{id}, snapshot {s}")))?,
             None => config_of(&o.body),
         };
         let src = Self::rootfs_of(&o)?;

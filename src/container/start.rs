@@ -42,7 +42,7 @@ impl Containers {
             .path(row.rootfs.as_deref().unwrap_or_default())?;
         let dir = self.ct_dir(id);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| ContainerError::Runtime(format!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| super::failed(format!("creating {}", dir.display()), e))?;
         let cg = self.cg(id);
         let spec = runtime::StartSpec {
             id: id.to_string(),
@@ -64,7 +64,7 @@ impl Containers {
         self.write_resolv_conf(&spec.rootfs, b, row.create.privileged)?;
         // The cgroup last: every check that can refuse the start has passed.
         cg.create(&Self::limits(b))
-            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+            .map_err(|e| super::failed(format!("creating the cgroup of container {id}"), e))?;
         let started = (|| -> Result<i32, ContainerError> {
             use std::io::Write;
             let mut child = std::process::Command::new(self.helper.path())
@@ -74,20 +74,17 @@ impl Containers {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| {
-                    ContainerError::Runtime(format!(
-                        "running {}: {e}",
-                        self.helper.path().display()
-                    ))
+                    super::failed(format!("running {}", self.helper.path().display()), e)
                 })?;
             if let Some(mut i) = child.stdin.take() {
                 let spec_json = serde_json::to_vec(&spec)
-                    .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+                    .map_err(|e| super::failed("encoding the start spec", e))?;
                 i.write_all(&spec_json)
-                    .map_err(|e| ContainerError::Runtime(format!("sending the spec: {e}")))?;
+                    .map_err(|e| super::failed("sending the start spec to the helper", e))?;
             }
             let out = child
                 .wait_with_output()
-                .map_err(|e| ContainerError::Runtime(e.to_string()))?;
+                .map_err(|e| super::failed("waiting for the helper", e))?;
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 // What the container's own configuration or root filesystem causes is the
@@ -103,17 +100,17 @@ impl Containers {
                         ));
                     }
                 }
-                return Err(ContainerError::Runtime(format!(
-                    "starting container {id} failed: {}",
-                    err.trim()
-                )));
+                return Err(super::failed(
+                    format!("starting container {id}"),
+                    err.trim().to_string(),
+                ));
             }
             let v: Value = serde_json::from_slice(&out.stdout)
-                .map_err(|e| ContainerError::Runtime(format!("bad helper answer: {e}")))?;
+                .map_err(|e| super::failed("reading the helper's answer", e))?;
             v["pid"]
                 .as_i64()
                 .map(|p| p as i32)
-                .ok_or_else(|| ContainerError::Runtime("the helper did not report a PID".into()))
+                .ok_or_else(|| super::failed("reading the helper's answer", "it reported no PID"))
         })();
         let pid = match started {
             Ok(p) => p,
@@ -193,8 +190,7 @@ impl Containers {
         }
         let etc = rootfs.join("etc");
         let f = etc.join("resolv.conf");
-        let io =
-            |e: std::io::Error| ContainerError::Runtime(format!("writing {}: {e}", f.display()));
+        let io = |e: std::io::Error| super::failed(format!("writing {}", f.display()), e);
         if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink())
             || std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink())
         {
@@ -211,7 +207,7 @@ impl Containers {
                 Some(nix::unistd::Uid::from_raw(ID_BASE)),
                 Some(nix::unistd::Gid::from_raw(ID_BASE)),
             )
-            .map_err(|e| ContainerError::Runtime(format!("chown {}: {e}", f.display())))?;
+            .map_err(|e| super::failed(format!("chown {}", f.display()), e))?;
         }
         Ok(())
     }
@@ -251,22 +247,30 @@ impl Containers {
                 crate::network::netlink::KernelError::Unsupported { field, message } => {
                     invalid(&format!("/net/{slot}/{field}"), message)
                 }
-                e => ContainerError::Runtime(format!("{slot}: {e}")),
+                e => super::failed(format!("attaching {slot}"), e),
             })?;
             inside.push((guest, nic));
         }
-        let (gk, _events) = crate::network::netlink::Kernel::connect(Some(&netns))
-            .map_err(|e| ContainerError::Runtime(e.to_string()))?;
-        let rt = |e: crate::network::netlink::KernelError| ContainerError::Runtime(e.to_string());
+        let (gk, _events) =
+            crate::network::netlink::Kernel::connect(Some(&netns)).map_err(|e| {
+                super::failed(
+                    format!("entering the network namespace of container {id}"),
+                    e,
+                )
+            })?;
+        let rt = |e: crate::network::netlink::KernelError| {
+            super::failed(format!("configuring the NICs inside container {id}"), e)
+        };
         if let Some(lo) = gk.link("lo").await.map_err(rt)? {
             gk.set_up(lo.index, "lo", true).await.map_err(rt)?;
         }
         for (guest, nic) in inside {
-            let l = gk
-                .link(&guest)
-                .await
-                .map_err(rt)?
-                .ok_or_else(|| ContainerError::Runtime(format!("{guest} did not arrive")))?;
+            let l = gk.link(&guest).await.map_err(rt)?.ok_or_else(|| {
+                super::failed(
+                    format!("moving {guest} into container {id}"),
+                    "it did not arrive",
+                )
+            })?;
             gk.set_up(l.index, &guest, true).await.map_err(rt)?;
             for a in [&nic.ip, &nic.ip6].into_iter().flatten() {
                 gk.addr_add(l.index, &guest, a).await.map_err(rt)?;

@@ -61,3 +61,31 @@ pub trait Engine: Send + Sync + 'static {
     /// Types into the running guest's console.
     fn console_input(&self, id: &str, data: &[u8]) -> Result<(), Self::Error>;
 }
+
+/// Where an `onboot` guest goes in the boot order: by `startup_order` (absent last), then id.
+pub fn boot_slot(o: &Object) -> Option<(i64, String)> {
+    #[derive(serde::Deserialize)]
+    struct Boot {
+        #[serde(default)]
+        onboot: Option<bool>,
+        startup_order: Option<i64>,
+    }
+    let b: Boot = serde_json::from_value(o.body.clone()).ok()?;
+    b.onboot
+        .unwrap_or(false)
+        .then(|| (b.startup_order.unwrap_or(i64::MAX), o.id.clone()))
+}
+
+/// Starts the guests of `slots` (from [`boot_slot`]) in order, as a host does at boot; a
+/// guest that fails to start is logged and the next one starts anyway.
+pub fn boot_in_order<E: Engine>(e: &E, mut slots: Vec<(i64, String)>) {
+    slots.sort();
+    for (_, id) in slots {
+        match e.start(&id) {
+            Ok(()) => tracing::info!(kind = e.kind(), id = %id, "started on boot"),
+            Err(err) => {
+                tracing::error!(kind = e.kind(), id = %id, error = %err, "onboot start failed")
+            }
+        }
+    }
+}

@@ -11,10 +11,12 @@
 
 pub mod claims;
 mod engine;
+mod error;
 mod ids;
 pub mod nics;
 pub mod process;
 pub mod spec;
 
-pub use engine::Engine;
+pub use engine::{boot_in_order, boot_slot, Engine};
+pub use error::{Cause, GuestError};
 pub use ids::{allocate_id, owner_of, volume_ref, GuestIdError, GUEST_KINDS, MIN_ID};

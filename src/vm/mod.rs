@@ -25,7 +25,7 @@ use crate::guest::nics;
 use crate::guest::process::{self, RuntimeState};
 use crate::guest::spec::{self, DiskCache, StoredVm, VmCreate, VmSpec};
 use crate::network::attach::NicKind;
-use crate::storage::{Content, Format, Storage, StorageError};
+use crate::storage::{Content, Format, Storage};
 use crate::store::{objects, Object, Store, StoreError};
 use crate::vmm::config::{DiskConfig, MachineConfig, NetConfig};
 use crate::vmm::devices::virtio::blk::CacheMode;
@@ -33,41 +33,24 @@ use crate::vmm::devices::virtio::blk::CacheMode;
 /// Store kind of VMs.
 pub const KIND: &str = "vm";
 
-/// Why a VM operation failed; each variant is one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    #[error("vm {0} does not exist")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{0}")]
-    Runtime(String),
-    #[error(transparent)]
-    Busy(#[from] crate::guest::claims::Busy),
-    #[error(transparent)]
-    Nic(#[from] crate::guest::nics::NicError),
-    /// A stored row that no longer fits the typed model (a 500: the daemon's own data).
-    #[error(transparent)]
-    Spec(#[from] crate::guest::spec::SpecError),
-    #[error(transparent)]
-    HelperMissing(#[from] crate::helpers::HelperMissing),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// VM operations fail with the shared guest error.
+pub type VmError = crate::guest::GuestError;
 
 /// In a VM's directory while it has a restart plan after guest resets (a
 /// [`restart::Saved`] as JSON): past resets and a planned restart.
 const RESTART_MARK: &str = "restart-planned";
 
 fn invalid(field: &str, m: impl Into<String>) -> VmError {
-    VmError::Invalid {
-        field: field.into(),
-        message: m.into(),
-    }
+    VmError::invalid(field, m)
+}
+
+fn not_found(what: impl Into<String>) -> crate::guest::GuestError {
+    crate::guest::GuestError::not_found(KIND, what)
+}
+
+/// A host-side failure while acting on a VM: what was being done, and why.
+fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> VmError {
+    VmError::failed(KIND, op, cause)
 }
 
 /// The VM engine.
@@ -183,7 +166,7 @@ impl Vms {
     pub fn get(&self, id: &str) -> Result<Object, VmError> {
         self.store
             .read(|c| objects::get(c, KIND, id))?
-            .ok_or_else(|| VmError::NotFound(id.to_string()))
+            .ok_or_else(|| not_found(id.to_string()))
     }
 
     pub fn running(&self, id: &str) -> bool {
@@ -408,7 +391,7 @@ impl Vms {
     fn ctl(&self, id: &str, req: Value) -> Result<Value, VmError> {
         control::call(&self.sock(id), &req).map_err(|e| match e {
             control::CtlError::Refused(m) => VmError::Conflict(format!("vm {id}: {m}")),
-            other => VmError::Runtime(format!("vm {id}: {other}")),
+            other => failed(format!("vm {id}: control socket"), other),
         })
     }
 

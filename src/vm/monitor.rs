@@ -40,20 +40,9 @@ impl Vms {
                 tracing::info!(vm = %o.id, "a restart after a guest reset is still planned");
                 continue;
             }
-            if o.body["onboot"].as_bool().unwrap_or(false) {
-                boot.push((
-                    o.body["startup_order"].as_i64().unwrap_or(i64::MAX),
-                    o.id.clone(),
-                ));
-            }
+            boot.extend(crate::guest::boot_slot(o));
         }
-        boot.sort();
-        for (_, id) in boot {
-            match self.start(&id) {
-                Ok(_) => tracing::info!(vm = %id, "started on boot"),
-                Err(e) => tracing::error!(vm = %id, error = %e, "onboot start failed"),
-            }
-        }
+        crate::guest::boot_in_order(&**self, boot);
         let me = Arc::downgrade(self);
         let _ = std::thread::Builder::new()
             .name("vm-monitor".into())

@@ -119,12 +119,12 @@ impl Vms {
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == json!(name)))
         else {
-            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+            return Err(super::not_found(format!("{id} snapshot {name}")));
         };
         // Entries written before `vmstate` existed all held the machine state.
         let vmstate = entry["vmstate"].as_bool().unwrap_or(true);
         if vmstate && !dir.join("vmstate").exists() {
-            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+            return Err(super::not_found(format!("{id} snapshot {name}")));
         }
         if vmstate {
             // The state is loaded by a new `ferrite-vmm`: refuse before any disk rolls back.
@@ -148,35 +148,19 @@ impl Vms {
         if !vmstate {
             return Ok(self.status(id));
         }
-        let vm_dir = self.vm_dir(id);
-        // A restored VM is a new console session: its log starts at the restore.
-        for f in ["serial.log", "serial.log.1"] {
-            let _ = std::fs::remove_file(vm_dir.join(f));
-        }
         let row = self.stored(&o)?;
-        let taps = self.attach_taps(id, &row.create.spec)?;
-        let args = vec![
-            "--restore".to_string(),
-            dir.display().to_string(),
-            "--paused".into(),
-            "--serial-log".into(),
-            vm_dir.join("serial.log").display().to_string(),
-            "--serial-log-size".into(),
-            row.create.spec.serial_log_size.to_string(),
-        ];
-        let spawned = match self.spawn_vmm(id, &args) {
-            Ok(p) => p,
-            Err(e) => {
-                self.detach(&taps);
-                return Err(e);
-            }
-        };
-        self.record_runtime(id, spawned);
+        self.launch(
+            id,
+            &row.create.spec,
+            vec![
+                "--restore".to_string(),
+                dir.display().to_string(),
+                "--paused".into(),
+            ],
+        )?;
         if let Err(e) = control::call(&self.sock(id), &json!({"op": "resume"})) {
             self.stop_locked(id);
-            return Err(VmError::Runtime(format!(
-                "vm {id}: resuming after restore: {e}"
-            )));
+            return Err(super::failed(format!("vm {id}: resuming after restore"), e));
         }
         Ok(self.status(id))
     }
@@ -188,7 +172,7 @@ impl Vms {
             .as_array()
             .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
         if !known {
-            return Err(VmError::NotFound(format!("{id} snapshot {name}")));
+            return Err(super::not_found(format!("{id} snapshot {name}")));
         }
         self.drop_disk_snapshots(&o.body, name);
         let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));

@@ -98,7 +98,7 @@ impl Vms {
                     crate::network::netlink::KernelError::Unsupported { field, message } => {
                         invalid(&format!("/net/{slot}/{field}"), message)
                     }
-                    e => VmError::Runtime(format!("{slot}: {e}")),
+                    e => super::failed(format!("attaching {slot}"), e),
                 });
             }
             made.push(tap);
@@ -134,15 +134,15 @@ impl Vms {
         let sock = self.sock(id);
         if let Some(p) = sock.parent() {
             std::fs::create_dir_all(p)
-                .map_err(|e| VmError::Runtime(format!("creating {}: {e}", p.display())))?;
+                .map_err(|e| super::failed(format!("creating {}", p.display()), e))?;
         }
         let _ = std::fs::remove_file(&sock);
         let _ = std::fs::remove_file(dir.join("exit.json"));
         let log = std::fs::File::create(dir.join("vmm.log"))
-            .map_err(|e| VmError::Runtime(format!("vmm.log: {e}")))?;
+            .map_err(|e| super::failed("creating vmm.log", e))?;
         let log2 = log
             .try_clone()
-            .map_err(|e| VmError::Runtime(e.to_string()))?;
+            .map_err(|e| super::failed("sharing vmm.log", e))?;
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(self.vmm.path());
         if let Some(ns) = self.network.kernel().netns_path() {
@@ -162,7 +162,7 @@ impl Vms {
             // Its own process group: signals aimed at the daemon's group never reach guests.
             .process_group(0)
             .spawn()
-            .map_err(|e| VmError::Runtime(format!("running {}: {e}", self.vmm.path().display())))?;
+            .map_err(|e| super::failed(format!("running {}", self.vmm.path().display()), e))?;
         let pid = child.id() as i32;
         // Read now, while the child is ours and not reaped: once `try_wait` below reaps an
         // early exit, the pid may be reused, and the record must not name another process.
@@ -187,9 +187,10 @@ impl Vms {
                 if msg.contains(crate::vmm::error::NOT_A_KERNEL) {
                     return Err(invalid("/kernel", format!("vm {id} cannot start: {msg}")));
                 }
-                return Err(VmError::Runtime(format!(
-                    "vm {id} did not start ({status}): {msg}"
-                )));
+                return Err(super::failed(
+                    format!("vm {id} did not start ({status})"),
+                    msg.to_string(),
+                ));
             }
             if control::call(&sock, &json!({"op": "status"})).is_ok() {
                 return Ok((pid, starttime));
@@ -197,9 +198,10 @@ impl Vms {
             if t0.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(VmError::Runtime(format!(
-                    "vm {id}: ferrite-vmm did not answer within 30 s"
-                )));
+                return Err(super::failed(
+                    format!("starting vm {id}"),
+                    "ferrite-vmm did not answer within 30 s",
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -235,25 +237,42 @@ impl Vms {
         let cfg = self.machine_config(id, &row.create.spec)?;
         let dir = self.vm_dir(id);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| VmError::Runtime(format!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| super::failed(format!("creating {}", dir.display()), e))?;
         let cfg_path = dir.join("config.json");
         std::fs::write(
             &cfg_path,
             serde_json::to_vec_pretty(&cfg).unwrap_or_default(),
         )
-        .map_err(|e| VmError::Runtime(format!("{}: {e}", cfg_path.display())))?;
+        .map_err(|e| super::failed(format!("writing {}", cfg_path.display()), e))?;
+        self.launch(
+            id,
+            &row.create.spec,
+            vec!["--config".to_string(), cfg_path.display().to_string()],
+        )?;
+        Ok(self.status(id))
+    }
+
+    /// Starts `ferrite-vmm` for VM `id` with `args` (a config or a snapshot to restore) and a
+    /// fresh serial log, its taps attached first and removed again if the VMM does not come
+    /// up; records the running process.
+    pub(super) fn launch(
+        &self,
+        id: &str,
+        spec: &VmSpec,
+        mut args: Vec<String>,
+    ) -> Result<(), VmError> {
+        let dir = self.vm_dir(id);
+        // A new console session: the log starts with this boot (or restore).
         for f in ["serial.log", "serial.log.1"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        let taps = self.attach_taps(id, &row.create.spec)?;
-        let args = vec![
-            "--config".to_string(),
-            cfg_path.display().to_string(),
+        let taps = self.attach_taps(id, spec)?;
+        args.extend([
             "--serial-log".into(),
             dir.join("serial.log").display().to_string(),
             "--serial-log-size".into(),
-            row.create.spec.serial_log_size.to_string(),
-        ];
+            spec.serial_log_size.to_string(),
+        ]);
         let spawned = match self.spawn_vmm(id, &args) {
             Ok(p) => p,
             Err(e) => {
@@ -262,6 +281,6 @@ impl Vms {
             }
         };
         self.record_runtime(id, spawned);
-        Ok(self.status(id))
+        Ok(())
     }
 }
