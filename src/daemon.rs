@@ -58,6 +58,8 @@ pub enum StartError {
     Network(#[from] crate::network::KernelError),
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {0}: {1}")]

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::privileges::BUILTIN_ROLES;
+use super::AccessError;
 use super::{password, ROOT_USER};
-use crate::daemon::StartError;
 use crate::store::{objects, Store, StoreError};
 
 /// Creates or refreshes the built-in roles.
@@ -34,7 +34,7 @@ pub fn builtin_roles(store: &Store) -> Result<(), StoreError> {
 
 /// Creates `root@local` on first start. The password comes from `FERRITE_ROOT_PASSWORD`, or
 /// is generated, printed once on stdout and written to `DATA_DIR/initial-root-password` (0600).
-pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
+pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), AccessError> {
     if store
         .read(|c| objects::get(c, "user", ROOT_USER))?
         .is_some()
@@ -45,7 +45,7 @@ pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
         Ok(p) if !p.is_empty() => (p, false),
         _ => (password::generate(), true),
     };
-    let hash = password::hash(&pw).map_err(StartError::Bootstrap)?;
+    let hash = password::hash(&pw).map_err(AccessError::Bootstrap)?;
     let body = json!({
         "userid": ROOT_USER, "enabled": true, "groups": [], "tags": [], "email": null,
         "comment": "Built-in administrator", "expires_at": null, "superuser": true
@@ -62,8 +62,8 @@ pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), StartError> {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| StartError::Io(path.clone(), e))?;
-        writeln!(f, "{pw}").map_err(|e| StartError::Io(path.clone(), e))?;
+            .map_err(|e| AccessError::Io(path.clone(), e))?;
+        writeln!(f, "{pw}").map_err(|e| AccessError::Io(path.clone(), e))?;
         println!("created {ROOT_USER} with password: {pw}");
         println!(
             "(also written to {}; change it and delete that file)",

@@ -64,14 +64,27 @@ pub struct Access {
     verified_tokens: RwLock<std::collections::HashMap<String, (String, String)>>,
 }
 
+/// Why access control could not be set up at daemon start.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("key material in {0}: {1}")]
+    Keys(std::path::PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Io(std::path::PathBuf, std::io::Error),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Access {
     /// Loads (or creates) the keys in `DATA_DIR/keys` and the snapshot from the store.
-    pub fn open(data_dir: &Path, store: &Store) -> Result<Self, crate::daemon::StartError> {
+    pub fn open(data_dir: &Path, store: &Store) -> Result<Self, AccessError> {
         let keydir = data_dir.join("keys");
         let seed = keys::load_or_create(&keydir.join("ticket-ed25519.key"))
-            .map_err(|e| crate::daemon::StartError::Keys(keydir.clone(), e))?;
+            .map_err(|e| AccessError::Keys(keydir.clone(), e))?;
         let token_key = keys::load_or_create(&keydir.join("token-hmac.key"))
-            .map_err(|e| crate::daemon::StartError::Keys(keydir.clone(), e))?;
+            .map_err(|e| AccessError::Keys(keydir.clone(), e))?;
         let access = Access {
             tickets: ticket::TicketKeys::from_seed(&seed),
             token_key,

@@ -55,9 +55,3 @@ pub fn owner_of(tx: &rusqlite::Connection, id: u32) -> Result<Option<String>, St
     }
     Ok(None)
 }
-
-/// The `object_refs` name a guest records for a storage volume it uses (`pool:volume`), so a
-/// volume delete can refuse with 409 naming the guest.
-pub fn volume_ref(volid: &str) -> String {
-    format!("volume/{volid}")
-}

@@ -17,6 +17,7 @@ pub mod nics;
 pub mod process;
 pub mod spec;
 
+pub use crate::storage::volume_ref;
 pub use engine::{boot_in_order, boot_slot, Engine};
 pub use error::{Cause, GuestError};
-pub use ids::{allocate_id, owner_of, volume_ref, GuestIdError, GUEST_KINDS, MIN_ID};
+pub use ids::{allocate_id, owner_of, GuestIdError, GUEST_KINDS, MIN_ID};

@@ -47,11 +47,7 @@ impl Storage {
             } else {
                 row.vref.format
             };
-            (
-                f,
-                vec![crate::guest::volume_ref(src)],
-                Some(src.to_string()),
-            )
+            (f, vec![super::volume_ref(src)], Some(src.to_string()))
         } else {
             let f = if dpool.supports(row.vref.content, row.vref.format) {
                 row.vref.format

@@ -32,6 +32,12 @@ use serde_json::{json, Value};
 use crate::store::{objects, Object, Store, StoreError};
 pub use pool::{Capacity, Pool, Source, VolRef};
 
+/// The `object_refs` name a user of a volume (a guest, a linked clone) records for a storage volume it uses (`pool:volume`), so a
+/// volume delete can refuse with 409 naming the guest.
+pub fn volume_ref(volid: &str) -> String {
+    format!("volume/{volid}")
+}
+
 /// Store kind of pools.
 pub const POOL_KIND: &str = "storage_pool";
 /// Store kind of volumes.
@@ -308,7 +314,7 @@ impl Storage {
     pub fn used_by(&self, volid: &str) -> Result<Vec<String>, StorageError> {
         Ok(self
             .store
-            .read(|c| objects::referrers(c, &crate::guest::volume_ref(volid)))?
+            .read(|c| objects::referrers(c, &volume_ref(volid)))?
             .into_iter()
             .map(|(k, id)| format!("{k}/{id}"))
             .collect())
