@@ -2,22 +2,25 @@
 //! self-signed certificate: fingerprint pinning, login and the saved config, `api` output and
 //! errors, and following a task. Both binaries run as separate processes, as users run them.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use common::ROOT_PW;
 use serde_json::Value;
 
-const ROOT_PW: &str = "cli-test-root-password";
-
-/// A daemon on a free loopback port with its own data dir; killed on drop.
+/// The shared test daemon serving TLS (its self-signed certificate), with the fingerprint it
+/// reports and a private home for the CLI's config.
 struct Daemon {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+    /// Held for its lifetime: dropping it stops the daemon (and prints its log on a panic).
+    _daemon: common::Daemon,
     endpoint: String,
     fingerprint: String,
+    /// Scratch space for files the tests hand the CLI.
+    dir: tempfile::TempDir,
 }
 
 /// What one `ferrite` run produced.
@@ -30,52 +33,19 @@ struct Run {
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("ferrited.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrited"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("FERRITE_ROOT_PASSWORD", ROOT_PW)
-            .env("FERRITE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ferrited");
-        let mut d = Daemon {
-            dir,
-            child: Some(child),
-            endpoint: String::new(),
-            fingerprint: String::new(),
-        };
-        let info = data.join("api.json");
-        let t0 = Instant::now();
-        loop {
-            if let Some(v) = std::fs::read_to_string(&info)
-                .ok()
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            {
-                d.endpoint = v["endpoint"].as_str().expect("endpoint").to_string();
-                d.fingerprint = v["fingerprint"].as_str().expect("fingerprint").to_string();
-                break;
-            }
-            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
-                panic!("ferrited exited early with {st}: {}", d.log());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "ferrited did not start: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let d = common::Daemon::start_with(&[]);
+        let info = d.api_info();
+        let fingerprint = info["fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_string();
         assert!(d.endpoint.starts_with("https://"), "{}", d.endpoint);
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("ferrited.log")).unwrap_or_default()
+        Daemon {
+            endpoint: d.endpoint.clone(),
+            fingerprint,
+            _daemon: d,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -125,18 +95,6 @@ impl Daemon {
             Some(&format!("{ROOT_PW}\n")),
         );
         assert_eq!(r.code, 0, "{r:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- ferrited log ----\n{}", self.log());
-        }
     }
 }
 

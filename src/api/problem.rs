@@ -280,6 +280,20 @@ fn kernel_failure(f: crate::network::Failed) -> ApiError {
     )
 }
 
+impl From<crate::guest::GuestIdError> for ApiError {
+    /// An id that is taken or too small: 409 naming `/id`.
+    fn from(e: crate::guest::GuestIdError) -> Self {
+        match e {
+            crate::guest::GuestIdError::Store(s) => s.into(),
+            other => {
+                let mut a = ApiError::field("body", "/id", other.to_string());
+                a.status = 409;
+                a
+            }
+        }
+    }
+}
+
 impl From<crate::guest::claims::Busy> for ApiError {
     fn from(e: crate::guest::claims::Busy) -> Self {
         ApiError::conflict(e.to_string())

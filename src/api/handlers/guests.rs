@@ -62,16 +62,9 @@ where
 
 /// A guest id: the requested one if free (409 naming `/id` otherwise), else the next.
 pub(crate) fn allocate(app: &App, requested: Option<u32>) -> Result<u32, ApiError> {
-    app.store
-        .write(|tx| crate::guest::allocate_id(tx, requested))
-        .map_err(|e| match e {
-            crate::guest::GuestIdError::Store(s) => ApiError::from(s),
-            other => {
-                let mut a = ApiError::field("body", "/id", other.to_string());
-                a.status = 409;
-                a
-            }
-        })
+    Ok(app
+        .store
+        .write(|tx| crate::guest::allocate_id(tx, requested))?)
 }
 
 fn requested_id(req: &Req) -> Option<u32> {
