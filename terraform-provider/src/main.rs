@@ -6,6 +6,7 @@
 //! everything else goes to stderr, which Terraform relays to its log.
 
 mod api;
+mod catalog_file;
 mod docs;
 mod proto;
 mod provider;

@@ -14,7 +14,7 @@ DOCUMENTATION = r'''
 module: container
 short_description: Manage Ferrite containers
 description:
-  - "A system container, keyed by its unique name."
+  - "A system container; its name is unique on the node."
 author:
   - Ferrite contributors (@ferrite)
 extends_documentation_fragment:

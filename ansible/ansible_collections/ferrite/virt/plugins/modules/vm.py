@@ -14,7 +14,7 @@ DOCUMENTATION = r'''
 module: vm
 short_description: Manage Ferrite vms
 description:
-  - "A KVM virtual machine run by ferrite-vmm, keyed by its unique name."
+  - "A KVM virtual machine run by ferrite-vmm; its name is unique on the node."
 author:
   - Ferrite contributors (@ferrite)
 extends_documentation_fragment:

@@ -14,7 +14,7 @@ DOCUMENTATION = r'''
 module: volume
 short_description: Manage Ferrite volumes
 description:
-  - "A volume in a storage pool. Growing size resizes in place; volumes never shrink."
+  - "A volume in a storage pool. Growing `size` resizes in place; volumes never shrink."
 author:
   - Ferrite contributors (@ferrite)
 extends_documentation_fragment:
