@@ -9,6 +9,7 @@ pub mod agree;
 mod openapi;
 mod routes;
 mod validate;
+pub mod walk;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};

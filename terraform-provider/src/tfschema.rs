@@ -121,70 +121,24 @@ pub struct Defs<'a> {
     pub defs: &'a Map<String, Json>,
 }
 
-/// An object type flattened through `allOf`: its properties and required names.
-struct Flat {
-    props: Map<String, Json>,
-    required: BTreeSet<String>,
-}
+use ferrite::schema::walk::{Flat, Walk};
 
 impl<'a> Defs<'a> {
-    fn def(&self, name: &str) -> &'a Json {
-        static NULL: Json = Json::Null;
-        self.defs.get(name).unwrap_or(&NULL)
+    fn walk(&self) -> Walk<'a> {
+        Walk::new(self.defs)
     }
 
     fn ref_name(s: &Json) -> Option<&str> {
-        s.get("$ref")?.as_str()?.strip_prefix("#/$defs/")
+        Walk::ref_name(s)
     }
 
     /// Follows `$ref`s; local keywords (description) win over the target's.
-    fn resolve(&self, s: &'a Json) -> Json {
-        match Self::ref_name(s) {
-            Some(n) => {
-                let mut target = self.resolve(self.def(n));
-                if let (Some(t), Some(local)) = (target.as_object_mut(), s.as_object()) {
-                    for (k, v) in local {
-                        if k != "$ref" {
-                            t.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                target
-            }
-            None => s.clone(),
-        }
+    fn resolve(&self, s: &Json) -> Json {
+        self.walk().resolve(s)
     }
 
     fn flatten(&self, s: &Json) -> Flat {
-        let s = self.resolve(s);
-        let mut f = Flat {
-            props: Map::new(),
-            required: BTreeSet::new(),
-        };
-        for part in s
-            .get("allOf")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let sub = self.flatten(part);
-            f.props.extend(sub.props);
-            f.required.extend(sub.required);
-        }
-        if let Some(p) = s.get("properties").and_then(Json::as_object) {
-            f.props.extend(p.clone());
-        }
-        for r in s
-            .get("required")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = r.as_str() {
-                f.required.insert(r.to_string());
-            }
-        }
-        f
+        self.walk().flatten(s)
     }
 
     /// The property names of an object type (through `allOf`).
@@ -193,39 +147,12 @@ impl<'a> Defs<'a> {
     }
 
     fn flatten_def(&self, name: &str) -> Flat {
-        self.flatten(&serde_json::json!({ "$ref": format!("#/$defs/{name}") }))
+        self.walk().flatten_def(name)
     }
 
     /// Drops `null` alternatives: `anyOf [X, null]` and `type: [T, "null"]` are just X / T.
     fn non_null(&self, s: &Json) -> Json {
-        let s = self.resolve(s);
-        if let Some(alts) = s.get("anyOf").and_then(Json::as_array) {
-            let rest: Vec<&Json> = alts
-                .iter()
-                .filter(|a| a.get("type").and_then(Json::as_str) != Some("null"))
-                .collect();
-            if rest.len() == 1 {
-                let mut inner = self.non_null(rest[0]);
-                if let (Some(d), Some(o)) = (s.get("description"), inner.as_object_mut()) {
-                    o.insert("description".into(), d.clone());
-                }
-                return inner;
-            }
-        }
-        if let Some(types) = s.get("type").and_then(Json::as_array) {
-            let rest: Vec<&Json> = types
-                .iter()
-                .filter(|t| t.as_str() != Some("null"))
-                .collect();
-            if rest.len() == 1 {
-                let mut o = s.clone();
-                if let Some(m) = o.as_object_mut() {
-                    m.insert("type".into(), rest[0].clone());
-                }
-                return o;
-            }
-        }
-        s
+        self.walk().non_null(s).0
     }
 
     fn sensitive(&self, s: &Json) -> bool {

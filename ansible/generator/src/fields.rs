@@ -2,9 +2,8 @@
 //! resource's create, update and read types, with the facts the argument spec, the docs and
 //! the diff engine need.
 
-use std::collections::BTreeSet;
-
-use serde_json::{json, Map, Value};
+use ferrite::schema::walk::{Flat, Walk};
+use serde_json::{Map, Value};
 
 /// One option of a module (or one field of the object it returns).
 #[derive(Debug, Clone)]
@@ -34,101 +33,36 @@ pub struct Field {
     pub default: Option<Value>,
 }
 
-/// Reads types out of the merged `$defs`.
+/// Reads types out of the merged `$defs` (through [`ferrite::schema::walk`]).
 pub struct Defs<'a> {
     pub defs: &'a Map<String, Value>,
 }
 
-struct Flat {
-    props: Map<String, Value>,
-    required: BTreeSet<String>,
-}
-
 impl<'a> Defs<'a> {
+    fn walk(&self) -> Walk<'a> {
+        Walk::new(self.defs)
+    }
+
     fn ref_name(s: &Value) -> Option<&str> {
-        s.get("$ref")?.as_str()?.strip_prefix("#/$defs/")
+        Walk::ref_name(s)
     }
 
     /// Follows `$ref`s; local keywords win over the target's.
     pub fn resolve(&self, s: &Value) -> Value {
-        match Self::ref_name(s) {
-            Some(n) => {
-                let mut t = self.resolve(self.defs.get(n).unwrap_or(&Value::Null));
-                if let (Some(t), Some(local)) = (t.as_object_mut(), s.as_object()) {
-                    for (k, v) in local {
-                        if k != "$ref" {
-                            t.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                t
-            }
-            None => s.clone(),
-        }
+        self.walk().resolve(s)
     }
 
     fn flatten(&self, s: &Value) -> Flat {
-        let s = self.resolve(s);
-        let mut f = Flat {
-            props: Map::new(),
-            required: BTreeSet::new(),
-        };
-        for part in s
-            .get("allOf")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let sub = self.flatten(part);
-            f.props.extend(sub.props);
-            f.required.extend(sub.required);
-        }
-        if let Some(p) = s.get("properties").and_then(Value::as_object) {
-            f.props.extend(p.clone());
-        }
-        let req = s.get("required").and_then(Value::as_array);
-        for r in req.into_iter().flatten().filter_map(Value::as_str) {
-            f.required.insert(r.to_string());
-        }
-        f
+        self.walk().flatten(s)
     }
 
     fn flat_def(&self, name: &str) -> Flat {
-        self.flatten(&json!({ "$ref": format!("#/$defs/{name}") }))
+        self.walk().flatten_def(name)
     }
 
     /// The type without its `null` alternative, and whether there was one.
     fn non_null(&self, s: &Value) -> (Value, bool) {
-        let r = self.resolve(s);
-        if let Some(alts) = r.get("anyOf").and_then(Value::as_array) {
-            let rest: Vec<&Value> = alts
-                .iter()
-                .filter(|a| a.get("type").and_then(Value::as_str) != Some("null"))
-                .collect();
-            if rest.len() == 1 && rest.len() < alts.len() {
-                let (mut inner, _) = self.non_null(rest[0]);
-                for k in ["description", "x-live", "x-server-default", "x-sensitive"] {
-                    if let (Some(d), Some(o)) = (r.get(k), inner.as_object_mut()) {
-                        o.insert(k.into(), d.clone());
-                    }
-                }
-                return (inner, true);
-            }
-        }
-        if let Some(types) = r.get("type").and_then(Value::as_array) {
-            let rest: Vec<&Value> = types
-                .iter()
-                .filter(|t| t.as_str() != Some("null"))
-                .collect();
-            if rest.len() == 1 {
-                let mut o = r.clone();
-                if let Some(m) = o.as_object_mut() {
-                    m.insert("type".into(), rest[0].clone());
-                }
-                return (o, rest.len() < types.len());
-            }
-        }
-        (r, false)
+        self.walk().non_null(s)
     }
 
     fn json_type(s: &Value) -> &str {
