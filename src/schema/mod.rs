@@ -1,8 +1,9 @@
 //! The API contract, loaded from the JSON Schema documents in `schema/`.
 //!
 //! `schema/` is the single source of truth: request validation, the route table the daemon
-//! dispatches from, the OpenAPI document, and (later) the Terraform and Ansible schemas all read
-//! these files. The files are embedded at build time so the daemon never serves a contract that
+//! dispatches from, the OpenAPI document, the Terraform provider's and the Ansible
+//! collection's schemas (both through [`walk`]), and the typed guest model's agreement test
+//! (through [`agree`]) all read these files. The files are embedded at build time so the daemon never serves a contract that
 //! differs from the one it was built with.
 
 pub mod agree;
