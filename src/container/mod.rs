@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::guest::claims::{Claim, Claims};
+use crate::guest::claims::Claim;
 use crate::guest::nics;
 use crate::guest::process::{self, RuntimeState};
 use crate::guest::spec::{self, ContainerCreate, ContainerSpec, StoredContainer};
@@ -37,8 +37,8 @@ fn invalid(field: &str, m: impl Into<String>) -> ContainerError {
     ContainerError::invalid(field, m)
 }
 
-fn not_found(what: impl Into<String>) -> crate::guest::GuestError {
-    crate::guest::GuestError::not_found(KIND, what)
+fn not_found(what: impl Into<String>) -> ContainerError {
+    ContainerError::not_found(KIND, what)
 }
 
 /// A host-side failure while acting on a container: what was being done, and why.
@@ -48,16 +48,10 @@ fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> Conta
 
 /// The container engine.
 pub struct Containers {
-    store: Arc<Store>,
-    storage: Arc<Storage>,
-    network: Arc<crate::network::Network>,
-    rt: tokio::runtime::Handle,
-    dir: PathBuf,
+    /// Store, storage, network, runtime directory, claims and scope (its cgroups live under
+    /// `scope`, so several daemons on one host never share a container's cgroup).
+    base: crate::guest::Base,
     helper: crate::helpers::Helper,
-    claims: Claims,
-    /// This daemon's cgroup directory (`ferrite-<hash of the data dir>`), so several daemons on
-    /// one host (tests) never share a container's cgroup.
-    scope: String,
 }
 
 impl Containers {
@@ -68,16 +62,9 @@ impl Containers {
         network: Arc<crate::network::Network>,
         data_dir: &Path,
     ) -> Self {
-        let helper = crate::helpers::Helper::beside_daemon("ferrite-ctr");
         Containers {
-            store,
-            storage,
-            network,
-            rt: tokio::runtime::Handle::current(),
-            dir: data_dir.join("containers"),
-            helper,
-            claims: Claims::new("container"),
-            scope: scope_of(data_dir),
+            base: crate::guest::Base::new(KIND, "containers", store, storage, network, data_dir),
+            helper: crate::helpers::Helper::beside_daemon("ferrite-ctr"),
         }
     }
 
@@ -88,15 +75,15 @@ impl Containers {
 
     /// The cgroup of container `id`.
     pub fn cg(&self, id: &str) -> cgroup::Cgroup {
-        cgroup::Cgroup::new(&format!("{}/ct-{id}", self.scope))
+        cgroup::Cgroup::new(&format!("{}/ct-{id}", self.base.scope))
     }
 
     fn claim(&self, id: &str) -> Result<Claim<'_>, ContainerError> {
-        Ok(self.claims.claim(id)?)
+        Ok(self.base.claim(id)?)
     }
 
     fn ct_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+        self.base.dir_of(id)
     }
 
     fn recorded_pid(&self, id: &str) -> Option<i32> {
@@ -114,9 +101,7 @@ impl Containers {
 
     /// The container's row.
     pub fn get(&self, id: &str) -> Result<Object, ContainerError> {
-        self.store
-            .read(|c| objects::get(c, KIND, id))?
-            .ok_or_else(|| not_found(id.to_string()))
+        self.base.get(id)
     }
 
     /// The console log of a running container (refused when it is not running).
@@ -178,7 +163,10 @@ impl Containers {
     /// it. On any failure nothing of it remains.
     pub fn create(&self, id: u32, body: &Value) -> Result<Object, ContainerError> {
         let want: ContainerCreate = spec::parse("the request body", body)?;
-        nics::check(&self.store, want.spec.net.iter().map(|(k, n)| (k, &n.nic)))?;
+        nics::check(
+            &self.base.store,
+            want.spec.net.iter().map(|(k, n)| (k, &n.nic)),
+        )?;
         let id_s = id.to_string();
         let name = want.name.clone();
         let pool = want
@@ -187,6 +175,7 @@ impl Containers {
             .unwrap_or_else(|| crate::storage::DEFAULT_POOL.to_string());
         let template = want.template.clone();
         if self
+            .base
             .store
             .get_cached(crate::storage::POOL_KIND, &pool)?
             .is_none()
@@ -196,7 +185,7 @@ impl Containers {
                 format!("storage pool {pool} does not exist"),
             ));
         }
-        let tpl_row = self.storage.row(&template).map_err(|_| {
+        let tpl_row = self.base.storage.row(&template).map_err(|_| {
             invalid(
                 "/template",
                 format!("template volume {template} does not exist"),
@@ -211,7 +200,7 @@ impl Containers {
                 ),
             ));
         }
-        let tpl_path = self.storage.path(&template)?;
+        let tpl_path = self.base.storage.path(&template)?;
         let rootfs_name = format!("ct-{id}-rootfs");
         let rootfs = format!("{pool}:{rootfs_name}");
         let mut stored = body.clone();
@@ -221,7 +210,7 @@ impl Containers {
             stored["hostname"] = json!(name);
         }
         // The row first (it reserves id and name), then the volume, then the unpack.
-        self.store.write(|tx| -> Result<(), ContainerError> {
+        self.base.store.write(|tx| -> Result<(), ContainerError> {
             let taken = objects::all(tx, KIND)?
                 .into_iter()
                 .find(|o| o.body["name"] == json!(name));
@@ -243,13 +232,13 @@ impl Containers {
             Ok(())
         })?;
         let undo_row = || {
-            let _ = self.store.write(|tx| -> Result<(), StoreError> {
+            let _ = self.base.store.write(|tx| -> Result<(), StoreError> {
                 objects::set_refs(tx, KIND, &id_s, &[])?;
                 objects::delete(tx, KIND, &id_s, None).map(|_| ())
             });
         };
         let size = want.rootfs_size.unwrap_or(4096) * 1024 * 1024;
-        let vol = match self.storage.create_volume(
+        let vol = match self.base.storage.create_volume(
             &pool,
             &VolumeSpec {
                 name: rootfs_name,
@@ -267,6 +256,7 @@ impl Containers {
             }
         };
         let unpack = self
+            .base
             .storage
             .path(&vol.id)
             .map_err(ContainerError::from)
@@ -276,19 +266,19 @@ impl Containers {
                     .map_err(|e| invalid("/template", e.to_string()))
             });
         if let Err(e) = unpack {
-            let _ = self.storage.delete_volume(&vol.id);
+            let _ = self.base.storage.delete_volume(&vol.id);
             undo_row();
             return Err(e);
         }
         let refs = refs_of(&stored);
-        let o = self.store.write(|tx| -> Result<Object, StoreError> {
+        let o = self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::set_refs(tx, KIND, &id_s, &refs)?;
             objects::require(tx, KIND, &id_s)
         });
         match o {
             Ok(o) => Ok(o),
             Err(e) => {
-                let _ = self.storage.delete_volume(&vol.id);
+                let _ = self.base.storage.delete_volume(&vol.id);
                 undo_row();
                 Err(e.into())
             }
@@ -307,12 +297,12 @@ impl Containers {
         objects::merge_patch(&mut body, patch);
         let row: StoredContainer = spec::parse(&format!("container {id}"), &body)?;
         nics::check(
-            &self.store,
+            &self.base.store,
             row.create.spec.net.iter().map(|(k, n)| (k, &n.nic)),
         )?;
         let tags = objects::tags_of(&body);
         let refs = refs_of(&body);
-        let o = self.store.write(|tx| -> Result<Object, StoreError> {
+        let o = self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::update(tx, KIND, id, if_match, &body, &tags)?;
             objects::set_refs(tx, KIND, id, &refs)?;
             objects::require(tx, KIND, id)
@@ -334,15 +324,18 @@ impl Containers {
             self.stop_locked(id);
         }
         let _ = self.cg(id).remove();
-        self.store
+        self.base
+            .store
             .write(|tx| objects::set_refs(tx, KIND, id, &[]))?;
         if let Some(rootfs) = o.body["rootfs"].as_str() {
-            match self.storage.delete_volume(rootfs) {
+            match self.base.storage.delete_volume(rootfs) {
                 Ok(()) | Err(StorageError::UnknownVolume(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.write(|tx| objects::delete(tx, KIND, id, None))?;
+        self.base
+            .store
+            .write(|tx| objects::delete(tx, KIND, id, None))?;
         let _ = std::fs::remove_dir_all(self.ct_dir(id));
         Ok(())
     }
@@ -351,6 +344,7 @@ impl Containers {
     /// kept), drops stale state of dead ones, then starts `onboot` containers in order.
     pub fn adopt_and_boot(&self) {
         let all = self
+            .base
             .store
             .read(|c| objects::all(c, KIND))
             .unwrap_or_default();
@@ -398,12 +392,7 @@ pub fn refs_of(body: &Value) -> Vec<String> {
     r
 }
 
-/// `ferrite-` and the first 8 hex digits of SHA-256 of the data directory's path.
-pub fn scope_of(data_dir: &Path) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(data_dir.display().to_string().as_bytes());
-    format!("ferrite-{}", &hex::encode(h)[..8])
-}
+pub use crate::guest::scope_of;
 
 /// Makes this process the reaper of the container inits its helper double-forks (call once at
 /// start), so stopped containers do not linger as zombies of a host init that never reaps.

@@ -15,10 +15,13 @@ impl Containers {
     pub(super) fn detach_nics(&self, id: &str) {
         let Ok(o) = self.get(id) else { return };
         let Ok(row) = self.stored(&o) else { return };
-        let k = self.network.kernel();
+        let k = self.base.network.kernel();
         for slot in row.create.spec.net.keys() {
             let host = nics::host_if(id, slot);
-            let _ = self.rt.block_on(crate::network::attach::detach(k, &host));
+            let _ = self
+                .base
+                .rt
+                .block_on(crate::network::attach::detach(k, &host));
         }
     }
 

@@ -54,7 +54,7 @@ impl Containers {
                 super::failed(format!("freezing container {id} for the snapshot"), e)
             })?;
         }
-        let r = self.storage.snapshot(&rootfs, name, description);
+        let r = self.base.storage.snapshot(&rootfs, name, description);
         if freeze {
             let _ = cg.freeze(false);
         }
@@ -67,7 +67,7 @@ impl Containers {
             "running": self.running(id),
             "config": config_of(&o.body),
         });
-        Ok(self.store.write(|tx| -> Result<Object, StoreError> {
+        Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
             let cur = objects::require(tx, KIND, id)?;
             let mut b = cur.body.clone();
             let mut list = b["snapshots"].as_array().cloned().unwrap_or_default();
@@ -91,8 +91,8 @@ impl Containers {
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
             .ok_or_else(|| super::not_found(format!("{id}, snapshot {name}")))?;
-        self.storage.rollback(&Self::rootfs_of(&o)?, name)?;
-        Ok(self.store.write(|tx| -> Result<Object, StoreError> {
+        self.base.storage.rollback(&Self::rootfs_of(&o)?, name)?;
+        Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
             let cur = objects::require(tx, KIND, id)?;
             let mut b = snap["config"].clone();
             for k in ["snapshots", "id", "name", "rootfs"] {
@@ -112,8 +112,10 @@ impl Containers {
         let Some(snap) = list.iter().find(|s| s["name"] == name).cloned() else {
             return Err(super::not_found(format!("{id}, snapshot {name}")));
         };
-        self.storage.delete_snapshot(&Self::rootfs_of(&o)?, name)?;
-        self.store.write(|tx| -> Result<Object, StoreError> {
+        self.base
+            .storage
+            .delete_snapshot(&Self::rootfs_of(&o)?, name)?;
+        self.base.store.write(|tx| -> Result<Object, StoreError> {
             let cur = objects::require(tx, KIND, id)?;
             let mut b = cur.body.clone();
             let mut list = b["snapshots"].as_array().cloned().unwrap_or_default();
@@ -176,7 +178,7 @@ impl Containers {
         if let Value::Object(m) = &mut body {
             m.remove("is_template");
         }
-        self.store.write(|tx| -> Result<(), ContainerError> {
+        self.base.store.write(|tx| -> Result<(), ContainerError> {
             if objects::all(tx, KIND)?
                 .iter()
                 .any(|x| x.body["name"] == json!(name))
@@ -190,10 +192,11 @@ impl Containers {
         })?;
         let undo = || {
             let _ = self
+                .base
                 .store
                 .write(|tx| objects::delete(tx, KIND, &new_s, None));
         };
-        let plan = match self.storage.begin_clone(
+        let plan = match self.base.storage.begin_clone(
             &src,
             &CloneRequest {
                 name: rootfs_name,
@@ -209,11 +212,11 @@ impl Containers {
                 return Err(e.into());
             }
         };
-        if let Err(e) = self.storage.run_clone(&plan) {
+        if let Err(e) = self.base.storage.run_clone(&plan) {
             undo();
             return Err(e.into());
         }
-        Ok(self.store.write(|tx| -> Result<Object, StoreError> {
+        Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::set_refs(tx, KIND, &new_s, &super::refs_of(&body))?;
             objects::require(tx, KIND, &new_s)
         })?)
@@ -232,7 +235,7 @@ impl Containers {
         let rootfs = Self::rootfs_of(&o)?;
         // The container itself uses the volume; a template volume must not be attached to a
         // guest that could still change it, and this one can no longer start.
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             let mut b = o.body.clone();
             b["is_template"] = json!(true);
             objects::update(tx, KIND, id, None, &b, &o.tags)?;
@@ -242,8 +245,8 @@ impl Containers {
                 .collect();
             objects::set_refs(tx, KIND, id, &refs)
         })?;
-        let r = self.storage.make_template(&rootfs);
-        self.store.write(|tx| -> Result<Object, StoreError> {
+        let r = self.base.storage.make_template(&rootfs);
+        self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::set_refs(tx, KIND, id, &super::refs_of(&o.body))?;
             if r.is_err() {
                 objects::update(tx, KIND, id, None, &o.body, &o.tags)?;

@@ -36,8 +36,9 @@ impl Containers {
         }
         self.helper.check()?;
         let b = &row.create.spec;
-        nics::check(&self.store, b.net.iter().map(|(k, n)| (k, &n.nic)))?;
+        nics::check(&self.base.store, b.net.iter().map(|(k, n)| (k, &n.nic)))?;
         let rootfs = self
+            .base
             .storage
             .path(row.rootfs.as_deref().unwrap_or_default())?;
         let dir = self.ct_dir(id);
@@ -47,7 +48,7 @@ impl Containers {
         let spec = runtime::StartSpec {
             id: id.to_string(),
             cgroup: cg.name().to_string(),
-            scope: self.scope.clone(),
+            scope: self.base.scope.clone(),
             rootfs,
             hostname: b.hostname.clone().unwrap_or_else(|| id.to_string()),
             init: b.init.clone().unwrap_or_else(|| vec!["/sbin/init".into()]),
@@ -120,7 +121,7 @@ impl Containers {
                 return Err(e);
             }
         };
-        if let Err(e) = self.rt.block_on(self.attach_nics(id, pid, b)) {
+        if let Err(e) = self.base.rt.block_on(self.attach_nics(id, pid, b)) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -145,7 +146,7 @@ impl Containers {
         {
             for (slot, m) in &b.mounts {
                 let source = match (&m.volume, &m.path) {
-                    (Some(v), _) => self.storage.path(v)?,
+                    (Some(v), _) => self.base.storage.path(v)?,
                     (None, Some(p)) => PathBuf::from(p),
                     _ => {
                         return Err(invalid(
@@ -227,7 +228,7 @@ impl Containers {
             return Ok(());
         }
         let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        let k = self.network.kernel();
+        let k = self.base.network.kernel();
         let mut inside = Vec::new();
         for (slot, nic) in &b.net {
             let n = spec::slot_number(slot, "net");

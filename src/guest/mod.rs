@@ -9,6 +9,7 @@
 //! - [`claims`]: one operation at a time per guest;
 //! - [`Engine`]: what an engine implements so the API's guest handlers serve it.
 
+mod base;
 pub mod claims;
 mod engine;
 mod error;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod spec;
 
 pub use crate::storage::volume_ref;
+pub use base::{scope_of, Base};
 pub use engine::{boot_in_order, boot_slot, Engine};
 pub use error::{Cause, GuestError};
 pub use ids::{allocate_id, owner_of, GuestIdError, GUEST_KINDS, MIN_ID};

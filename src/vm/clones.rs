@@ -46,7 +46,7 @@ impl Vms {
         let disks = writable_disks(&o.body);
         // The VM's own references would make storage refuse; the VM can no longer start, so
         // they are set aside while the volumes change.
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             let mut b = o.body.clone();
             b["is_template"] = json!(true);
             objects::update(tx, KIND, id, None, &b, &o.tags)?;
@@ -58,12 +58,12 @@ impl Vms {
         })?;
         let mut result = Ok(());
         for (_, vol) in &disks {
-            if let Err(e) = self.storage.make_template(vol) {
+            if let Err(e) = self.base.storage.make_template(vol) {
                 result = Err(VmError::from(e));
                 break;
             }
         }
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             objects::set_refs(tx, KIND, id, &refs_of(&o.body))?;
             if result.is_err() {
                 objects::update(tx, KIND, id, None, &o.body, &o.tags)?;
@@ -90,7 +90,7 @@ impl Vms {
             // disks, which ferrite-vmm does not boot; thin pools link raw volumes.
             for (_, src) in writable_disks(&o.body) {
                 let pool = src.split(':').next().unwrap_or_default();
-                if self.storage.pool(pool)?.staging_dir().is_some() {
+                if self.base.storage.pool(pool)?.staging_dir().is_some() {
                     return Err(VmError::Invalid {
                         field: "/linked".into(),
                         message: format!(
@@ -128,7 +128,7 @@ impl Vms {
         body["name"] = json!(spec.name);
         body["cloned_from"] = json!(o.id);
         // The new row first (it claims the name and id), without references yet.
-        self.store.write(|tx| -> Result<(), VmError> {
+        self.base.store.write(|tx| -> Result<(), VmError> {
             if objects::all(tx, KIND)?
                 .iter()
                 .any(|x| x.body["name"] == json!(spec.name))
@@ -144,9 +144,10 @@ impl Vms {
         let mut made: Vec<String> = Vec::new();
         let undo = |made: &[String]| {
             for v in made {
-                let _ = self.storage.delete_volume(v);
+                let _ = self.base.storage.delete_volume(v);
             }
             let _ = self
+                .base
                 .store
                 .write(|tx| objects::delete(tx, KIND, &new_s, None));
         };
@@ -160,9 +161,10 @@ impl Vms {
                 owner: Some(format!("vm/{}", spec.new_id)),
             };
             let done = self
+                .base
                 .storage
                 .begin_clone(&src, &req)
-                .and_then(|plan| self.storage.run_clone(&plan));
+                .and_then(|plan| self.base.storage.run_clone(&plan));
             match done {
                 Ok(v) => {
                     let volid = v.body["volid"].as_str().unwrap_or_default().to_string();
@@ -175,7 +177,7 @@ impl Vms {
                 }
             }
         }
-        let stored = self.store.write(|tx| -> Result<Object, StoreError> {
+        let stored = self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::update(tx, KIND, &new_s, None, &body, &objects::tags_of(&body))?;
             objects::set_refs(tx, KIND, &new_s, &refs_of(&body))?;
             objects::require(tx, KIND, &new_s)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::guest::claims::{Claim, Claims};
+use crate::guest::claims::Claim;
 use crate::guest::nics;
 use crate::guest::process::{self, RuntimeState};
 use crate::guest::spec::{self, DiskCache, StoredVm, VmCreate, VmSpec};
@@ -44,8 +44,8 @@ fn invalid(field: &str, m: impl Into<String>) -> VmError {
     VmError::invalid(field, m)
 }
 
-fn not_found(what: impl Into<String>) -> crate::guest::GuestError {
-    crate::guest::GuestError::not_found(KIND, what)
+fn not_found(what: impl Into<String>) -> VmError {
+    VmError::not_found(KIND, what)
 }
 
 /// A host-side failure while acting on a VM: what was being done, and why.
@@ -55,14 +55,9 @@ fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> VmErr
 
 /// The VM engine.
 pub struct Vms {
-    store: Arc<Store>,
-    storage: Arc<Storage>,
-    network: Arc<crate::network::Network>,
-    rt: tokio::runtime::Handle,
-    dir: PathBuf,
+    /// Store, storage, network, runtime directory, claims and scope.
+    base: crate::guest::Base,
     vmm: crate::helpers::Helper,
-    claims: Claims,
-    scope: String,
     restart_plan: restart::Restarts,
 }
 
@@ -112,14 +107,8 @@ impl Vms {
     ) -> Self {
         let vmm = crate::helpers::Helper::beside_daemon("ferrite-vmm");
         Vms {
-            store,
-            storage,
-            network,
-            rt: tokio::runtime::Handle::current(),
-            dir: data_dir.join("vms"),
+            base: crate::guest::Base::new(KIND, "vms", store, storage, network, data_dir),
             vmm,
-            claims: Claims::new("vm"),
-            scope: crate::container::scope_of(data_dir),
             restart_plan: restart::Restarts::default(),
         }
     }
@@ -132,16 +121,16 @@ impl Vms {
     /// Marks the VM busy. Waits up to two seconds for a short operation (the monitor's
     /// cleanup after an exit) before answering 409.
     fn claim(&self, id: &str) -> Result<Claim<'_>, VmError> {
-        Ok(self.claims.claim_within(id, Duration::from_secs(2))?)
+        Ok(self.base.claims.claim_within(id, Duration::from_secs(2))?)
     }
 
     /// Claims without waiting (the monitor skips busy VMs and looks again later).
     fn try_claim(&self, id: &str) -> Option<Claim<'_>> {
-        self.claims.try_claim(id)
+        self.base.claims.try_claim(id)
     }
 
     fn vm_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+        self.base.dir_of(id)
     }
 
     /// The control socket: in the VM's directory, or under /run when that path is too long
@@ -151,7 +140,7 @@ impl Vms {
         if p.as_os_str().len() < 100 {
             return p;
         }
-        PathBuf::from(format!("/run/{}/vm-{id}.sock", self.scope))
+        PathBuf::from(format!("/run/{}/vm-{id}.sock", self.base.scope))
     }
 
     fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
@@ -164,9 +153,7 @@ impl Vms {
     }
 
     pub fn get(&self, id: &str) -> Result<Object, VmError> {
-        self.store
-            .read(|c| objects::get(c, KIND, id))?
-            .ok_or_else(|| not_found(id.to_string()))
+        self.base.get(id)
     }
 
     pub fn running(&self, id: &str) -> bool {
@@ -223,15 +210,17 @@ impl Vms {
 
     /// Checks what a VM refers to: kernel and initrd files, raw disk volumes, host memory.
     pub fn check(&self, body: &VmSpec) -> Result<(), VmError> {
-        nics::check(&self.store, body.net.iter().map(|(k, n)| (k, &n.nic)))?;
+        nics::check(&self.base.store, body.net.iter().map(|(k, n)| (k, &n.nic)))?;
         let kernel = body.kernel.as_deref().unwrap_or_default();
         let kpath = self
+            .base
             .storage
             .path(kernel)
             .map_err(|_| invalid("/kernel", format!("volume {kernel} does not exist")))?;
         kernel_kind(&kpath).map_err(|e| invalid("/kernel", format!("{kernel}: {e}")))?;
         if let Some(i) = body.initrd.as_deref() {
-            self.storage
+            self.base
+                .storage
                 .path(i)
                 .map_err(|_| invalid("/initrd", format!("volume {i} does not exist")))?;
         }
@@ -240,6 +229,7 @@ impl Vms {
                 let field = format!("/disks/{slot}/volume");
                 let v = d.volume.as_str();
                 let row = self
+                    .base
                     .storage
                     .row(v)
                     .map_err(|_| invalid(&field, format!("volume {v} does not exist")))?;
@@ -281,7 +271,7 @@ impl Vms {
         let mut stored = body.clone();
         stored["id"] = json!(id);
         let refs = refs_of(&stored);
-        self.store.write(|tx| -> Result<Object, VmError> {
+        self.base.store.write(|tx| -> Result<Object, VmError> {
             if let Some(o) = objects::all(tx, KIND)?
                 .into_iter()
                 .find(|o| o.body["name"] == json!(name))
@@ -319,7 +309,7 @@ impl Vms {
         self.check(&row.create.spec)?;
         let tags = objects::tags_of(&body);
         let refs = refs_of(&body);
-        Ok(self.store.write(|tx| -> Result<Object, StoreError> {
+        Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
             objects::update(tx, KIND, id, if_match, &body, &tags)?;
             objects::set_refs(tx, KIND, id, &refs)?;
             objects::require(tx, KIND, id)
@@ -443,7 +433,7 @@ impl Vms {
                 self.drop_disk_snapshots(&o.body, name);
             }
         }
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             objects::set_refs(tx, KIND, id, &[])?;
             objects::delete(tx, KIND, id, None).map(|_| ())
         })?;

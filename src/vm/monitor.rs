@@ -9,6 +9,7 @@ impl Vms {
     /// VMs in order, then watches for VMs that stop on their own.
     pub fn adopt_and_boot(self: &Arc<Self>) {
         let all = self
+            .base
             .store
             .read(|c| objects::all(c, KIND))
             .unwrap_or_default();
@@ -137,7 +138,7 @@ impl Vms {
 
     /// Finds VMs whose process ended on its own: cleans up, and restarts reset guests.
     pub(super) fn check_exits(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(entries) = std::fs::read_dir(&self.base.dir) else {
             return;
         };
         for e in entries.flatten() {

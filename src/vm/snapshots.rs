@@ -26,7 +26,7 @@ impl Vms {
 
     pub(super) fn drop_disk_snapshots(&self, body: &Value, name: &str) {
         for v in Self::writable_disks(body) {
-            let _ = self.storage.delete_snapshot(&v, name);
+            let _ = self.base.storage.delete_snapshot(&v, name);
         }
     }
 
@@ -58,11 +58,12 @@ impl Vms {
         let mut done: Vec<String> = Vec::new();
         for v in Self::writable_disks(&o.body) {
             if let Err(e) = self
+                .base
                 .storage
                 .snapshot(&v, name, Some(&format!("vm {id} snapshot")))
             {
                 for d in &done {
-                    let _ = self.storage.delete_snapshot(d, name);
+                    let _ = self.base.storage.delete_snapshot(d, name);
                 }
                 return Err(e.into());
             }
@@ -74,7 +75,7 @@ impl Vms {
             if let Err(e) = r {
                 let _ = std::fs::remove_dir_all(&dir);
                 for d in &done {
-                    let _ = self.storage.delete_snapshot(d, name);
+                    let _ = self.base.storage.delete_snapshot(d, name);
                 }
                 return Err(e);
             }
@@ -91,7 +92,7 @@ impl Vms {
         if let Some(d) = description {
             entry["description"] = json!(d);
         }
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             let cur = objects::require(tx, KIND, id)?;
             let mut body = cur.body.clone();
             match body["snapshots"].as_array_mut() {
@@ -143,7 +144,7 @@ impl Vms {
         // undo it.
         self.cancel_restart(id);
         for v in Self::writable_disks(&o.body) {
-            self.storage.rollback(&v, name)?;
+            self.base.storage.rollback(&v, name)?;
         }
         if !vmstate {
             return Ok(self.status(id));
@@ -176,7 +177,7 @@ impl Vms {
         }
         self.drop_disk_snapshots(&o.body, name);
         let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));
-        self.store.write(|tx| -> Result<(), StoreError> {
+        self.base.store.write(|tx| -> Result<(), StoreError> {
             let cur = objects::require(tx, KIND, id)?;
             let mut body = cur.body.clone();
             if let Some(a) = body["snapshots"].as_array_mut() {

@@ -9,7 +9,7 @@ impl Vms {
     /// running VM has open.
     pub(super) fn machine_config(&self, id: &str, b: &VmSpec) -> Result<MachineConfig, VmError> {
         self.check(b)?;
-        let path = |v: &str| self.storage.path(v).map_err(VmError::from);
+        let path = |v: &str| self.base.storage.path(v).map_err(VmError::from);
         let mut disks = Vec::new();
         let mut ours = Vec::new();
         for (slot, disk) in spec::slots_in_order(&b.disks, "disk") {
@@ -62,7 +62,7 @@ impl Vms {
         id: &str,
         disks: &[(String, String)],
     ) -> Result<(), VmError> {
-        let all = self.store.read(|c| objects::all(c, KIND))?;
+        let all = self.base.store.read(|c| objects::all(c, KIND))?;
         for other in all.iter().filter(|o| o.id != id && self.running(&o.id)) {
             let Some(theirs) = other.body["disks"].as_object() else {
                 continue;
@@ -82,12 +82,15 @@ impl Vms {
     /// Creates the VM's taps on their bridges; on failure removes those it made.
     pub(super) fn attach_taps(&self, id: &str, b: &VmSpec) -> Result<Vec<String>, VmError> {
         let mut made = Vec::new();
-        let k = self.network.kernel();
+        let k = self.base.network.kernel();
         for (slot, nic) in spec::slots_in_order(&b.net, "net") {
             let tap = nics::host_if(id, &slot);
             // A tap left by a crashed run is replaced, not reused with stale settings.
-            let _ = self.rt.block_on(crate::network::attach::detach(k, &tap));
-            let r = self.rt.block_on(crate::network::attach::attach(
+            let _ = self
+                .base
+                .rt
+                .block_on(crate::network::attach::detach(k, &tap));
+            let r = self.base.rt.block_on(crate::network::attach::attach(
                 k,
                 &NicKind::Tap { name: tap.clone() },
                 &nics::attachment(id, &slot, &nic.nic),
@@ -107,9 +110,9 @@ impl Vms {
     }
 
     pub(super) fn detach(&self, taps: &[String]) {
-        let k = self.network.kernel();
+        let k = self.base.network.kernel();
         for t in taps {
-            let _ = self.rt.block_on(crate::network::attach::detach(k, t));
+            let _ = self.base.rt.block_on(crate::network::attach::detach(k, t));
         }
     }
 
@@ -145,7 +148,7 @@ impl Vms {
             .map_err(|e| super::failed("sharing vmm.log", e))?;
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(self.vmm.path());
-        if let Some(ns) = self.network.kernel().netns_path() {
+        if let Some(ns) = self.base.network.kernel().netns_path() {
             // Taps live in the namespace the network engine manages.
             cmd.arg("--netns").arg(ns);
         }
