@@ -11,6 +11,7 @@ mod snapshots;
 mod start;
 pub mod template;
 
+use crate::guest::GuestError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,19 +33,6 @@ pub const ID_COUNT: u32 = 65_536;
 
 /// Container operations fail with the shared guest error.
 pub type ContainerError = crate::guest::GuestError;
-
-fn invalid(field: &str, m: impl Into<String>) -> ContainerError {
-    ContainerError::invalid(field, m)
-}
-
-fn not_found(what: impl Into<String>) -> ContainerError {
-    ContainerError::not_found(KIND, what)
-}
-
-/// A host-side failure while acting on a container: what was being done, and why.
-fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> ContainerError {
-    ContainerError::failed(KIND, op, cause)
-}
 
 /// The container engine.
 pub struct Containers {
@@ -180,19 +168,19 @@ impl Containers {
             .get_cached(crate::storage::POOL_KIND, &pool)?
             .is_none()
         {
-            return Err(invalid(
+            return Err(GuestError::invalid(
                 "/pool",
                 format!("storage pool {pool} does not exist"),
             ));
         }
         let tpl_row = self.base.storage.row(&template).map_err(|_| {
-            invalid(
+            GuestError::invalid(
                 "/template",
                 format!("template volume {template} does not exist"),
             )
         })?;
         if tpl_row.vref.content != Content::Template {
-            return Err(invalid(
+            return Err(GuestError::invalid(
                 "/template",
                 format!(
                     "{template} is a {} volume, not a template",
@@ -263,7 +251,7 @@ impl Containers {
             .and_then(|p| {
                 let shift = if want.privileged { 0 } else { ID_BASE };
                 template::unpack(&tpl_path, &p, shift)
-                    .map_err(|e| invalid("/template", e.to_string()))
+                    .map_err(|e| GuestError::invalid("/template", e.to_string()))
             });
         if let Err(e) = unpack {
             let _ = self.base.storage.delete_volume(&vol.id);

@@ -47,7 +47,10 @@ impl Containers {
         if self.running(id) {
             self.cg(id)
                 .apply(&Self::limits(&self.stored(&o)?.create.spec))
-                .map_err(|e| super::failed(format!("applying the limits of container {id}"), e))?;
+                .map_err(|e| {
+                    self.base
+                        .failed(format!("applying the limits of container {id}"), e)
+                })?;
         }
         Ok(())
     }
@@ -111,7 +114,7 @@ impl Containers {
         }
         self.cg(id)
             .freeze(frozen)
-            .map_err(|e| super::failed(format!("freezing container {id}"), e))?;
+            .map_err(|e| self.base.failed(format!("freezing container {id}"), e))?;
         Ok(self.status(id))
     }
 
@@ -158,10 +161,10 @@ impl Containers {
                     timeout.as_secs()
                 ))
             })?
-            .map_err(|e| super::failed("running the exec helper", e))?;
+            .map_err(|e| self.base.failed("running the exec helper", e))?;
         let code = out.status.code().unwrap_or(128);
         if code == 125 {
-            return Err(super::failed(
+            return Err(self.base.failed(
                 format!("exec in container {id}"),
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));

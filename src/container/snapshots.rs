@@ -22,7 +22,8 @@ fn config_of(body: &Value) -> Value {
 impl Containers {
     fn rootfs_of(o: &Object) -> Result<String, ContainerError> {
         o.body["rootfs"].as_str().map(String::from).ok_or_else(|| {
-            super::failed(
+            ContainerError::failed(
+                KIND,
                 format!("container {}", o.id),
                 "its row names no root filesystem",
             )
@@ -51,7 +52,8 @@ impl Containers {
         let freeze = self.running(id) && !cg.frozen();
         if freeze {
             cg.freeze(true).map_err(|e| {
-                super::failed(format!("freezing container {id} for the snapshot"), e)
+                self.base
+                    .failed(format!("freezing container {id} for the snapshot"), e)
             })?;
         }
         let r = self.base.storage.snapshot(&rootfs, name, description);
@@ -90,7 +92,7 @@ impl Containers {
         let snap = o.body["snapshots"]
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
-            .ok_or_else(|| super::not_found(format!("{id}, snapshot {name}")))?;
+            .ok_or_else(|| self.base.not_found(format!("{id}, snapshot {name}")))?;
         self.base.storage.rollback(&Self::rootfs_of(&o)?, name)?;
         Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
             let cur = objects::require(tx, KIND, id)?;
@@ -110,7 +112,7 @@ impl Containers {
         let o = self.get(id)?;
         let list = o.body["snapshots"].as_array().cloned().unwrap_or_default();
         let Some(snap) = list.iter().find(|s| s["name"] == name).cloned() else {
-            return Err(super::not_found(format!("{id}, snapshot {name}")));
+            return Err(self.base.not_found(format!("{id}, snapshot {name}")));
         };
         self.base
             .storage
@@ -151,7 +153,7 @@ impl Containers {
                 .as_array()
                 .and_then(|a| a.iter().find(|x| x["name"] == s))
                 .map(|x| x["config"].clone())
-                .ok_or_else(|| super::not_found(format!("{id}, snapshot {s}")))?,
+                .ok_or_else(|| self.base.not_found(format!("{id}, snapshot {s}")))?,
             None => config_of(&o.body),
         };
         let src = Self::rootfs_of(&o)?;

@@ -43,7 +43,7 @@ impl Containers {
             .path(row.rootfs.as_deref().unwrap_or_default())?;
         let dir = self.ct_dir(id);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| super::failed(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| self.base.failed(format!("creating {}", dir.display()), e))?;
         let cg = self.cg(id);
         let spec = runtime::StartSpec {
             id: id.to_string(),
@@ -64,8 +64,10 @@ impl Containers {
         };
         self.write_resolv_conf(&spec.rootfs, b, row.create.privileged)?;
         // The cgroup last: every check that can refuse the start has passed.
-        cg.create(&Self::limits(b))
-            .map_err(|e| super::failed(format!("creating the cgroup of container {id}"), e))?;
+        cg.create(&Self::limits(b)).map_err(|e| {
+            self.base
+                .failed(format!("creating the cgroup of container {id}"), e)
+        })?;
         let started = (|| -> Result<i32, ContainerError> {
             use std::io::Write;
             let mut child = std::process::Command::new(self.helper.path())
@@ -75,17 +77,18 @@ impl Containers {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| {
-                    super::failed(format!("running {}", self.helper.path().display()), e)
+                    self.base
+                        .failed(format!("running {}", self.helper.path().display()), e)
                 })?;
             if let Some(mut i) = child.stdin.take() {
                 let spec_json = serde_json::to_vec(&spec)
-                    .map_err(|e| super::failed("encoding the start spec", e))?;
+                    .map_err(|e| self.base.failed("encoding the start spec", e))?;
                 i.write_all(&spec_json)
-                    .map_err(|e| super::failed("sending the start spec to the helper", e))?;
+                    .map_err(|e| self.base.failed("sending the start spec to the helper", e))?;
             }
             let out = child
                 .wait_with_output()
-                .map_err(|e| super::failed("waiting for the helper", e))?;
+                .map_err(|e| self.base.failed("waiting for the helper", e))?;
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 // What the container's own configuration or root filesystem causes is the
@@ -95,23 +98,22 @@ impl Containers {
                     (runtime::MOUNT_THROUGH_SYMLINK, "/mounts"),
                 ] {
                     if err.contains(marker) {
-                        return Err(invalid(
+                        return Err(GuestError::invalid(
                             field,
                             format!("container {id} cannot start: {}", err.trim()),
                         ));
                     }
                 }
-                return Err(super::failed(
-                    format!("starting container {id}"),
-                    err.trim().to_string(),
-                ));
+                return Err(self
+                    .base
+                    .failed(format!("starting container {id}"), err.trim().to_string()));
             }
             let v: Value = serde_json::from_slice(&out.stdout)
-                .map_err(|e| super::failed("reading the helper's answer", e))?;
-            v["pid"]
-                .as_i64()
-                .map(|p| p as i32)
-                .ok_or_else(|| super::failed("reading the helper's answer", "it reported no PID"))
+                .map_err(|e| self.base.failed("reading the helper's answer", e))?;
+            v["pid"].as_i64().map(|p| p as i32).ok_or_else(|| {
+                self.base
+                    .failed("reading the helper's answer", "it reported no PID")
+            })
         })();
         let pid = match started {
             Ok(p) => p,
@@ -149,14 +151,14 @@ impl Containers {
                     (Some(v), _) => self.base.storage.path(v)?,
                     (None, Some(p)) => PathBuf::from(p),
                     _ => {
-                        return Err(invalid(
+                        return Err(GuestError::invalid(
                             &format!("/mounts/{slot}"),
                             "needs a volume or a path",
                         ))
                     }
                 };
                 if !source.is_dir() {
-                    return Err(invalid(
+                    return Err(GuestError::invalid(
                         &format!("/mounts/{slot}"),
                         format!("{} is not a directory", source.display()),
                     ));
@@ -191,11 +193,11 @@ impl Containers {
         }
         let etc = rootfs.join("etc");
         let f = etc.join("resolv.conf");
-        let io = |e: std::io::Error| super::failed(format!("writing {}", f.display()), e);
+        let io = |e: std::io::Error| self.base.failed(format!("writing {}", f.display()), e);
         if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink())
             || std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink())
         {
-            return Err(invalid(
+            return Err(GuestError::invalid(
                 "/dns",
                 "the container's /etc/resolv.conf is a symlink; not overwritten",
             ));
@@ -208,7 +210,7 @@ impl Containers {
                 Some(nix::unistd::Uid::from_raw(ID_BASE)),
                 Some(nix::unistd::Gid::from_raw(ID_BASE)),
             )
-            .map_err(|e| super::failed(format!("chown {}", f.display()), e))?;
+            .map_err(|e| self.base.failed(format!("chown {}", f.display()), e))?;
         }
         Ok(())
     }
@@ -246,28 +248,29 @@ impl Containers {
             .await
             .map_err(|e| match e {
                 crate::network::netlink::KernelError::Unsupported { field, message } => {
-                    invalid(&format!("/net/{slot}/{field}"), message)
+                    GuestError::invalid(&format!("/net/{slot}/{field}"), message)
                 }
-                e => super::failed(format!("attaching {slot}"), e),
+                e => self.base.failed(format!("attaching {slot}"), e),
             })?;
             inside.push((guest, nic));
         }
         let (gk, _events) =
             crate::network::netlink::Kernel::connect(Some(&netns)).map_err(|e| {
-                super::failed(
+                self.base.failed(
                     format!("entering the network namespace of container {id}"),
                     e,
                 )
             })?;
         let rt = |e: crate::network::netlink::KernelError| {
-            super::failed(format!("configuring the NICs inside container {id}"), e)
+            self.base
+                .failed(format!("configuring the NICs inside container {id}"), e)
         };
         if let Some(lo) = gk.link("lo").await.map_err(rt)? {
             gk.set_up(lo.index, "lo", true).await.map_err(rt)?;
         }
         for (guest, nic) in inside {
             let l = gk.link(&guest).await.map_err(rt)?.ok_or_else(|| {
-                super::failed(
+                self.base.failed(
                     format!("moving {guest} into container {id}"),
                     "it did not arrive",
                 )

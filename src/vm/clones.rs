@@ -106,7 +106,7 @@ impl Vms {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|x| x["name"] == s));
             if !known {
-                return Err(super::not_found(format!("{id}, snapshot {s}")));
+                return Err(self.base.not_found(format!("{id}, snapshot {s}")));
             }
         }
         let new_s = spec.new_id.to_string();

@@ -14,6 +14,7 @@ mod start;
 pub use clones::CloneSpec;
 mod snapshots;
 
+use crate::guest::GuestError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,19 +40,6 @@ pub type VmError = crate::guest::GuestError;
 /// In a VM's directory while it has a restart plan after guest resets (a
 /// [`restart::Saved`] as JSON): past resets and a planned restart.
 const RESTART_MARK: &str = "restart-planned";
-
-fn invalid(field: &str, m: impl Into<String>) -> VmError {
-    VmError::invalid(field, m)
-}
-
-fn not_found(what: impl Into<String>) -> VmError {
-    VmError::not_found(KIND, what)
-}
-
-/// A host-side failure while acting on a VM: what was being done, and why.
-fn failed(op: impl Into<String>, cause: impl Into<crate::guest::Cause>) -> VmError {
-    VmError::failed(KIND, op, cause)
-}
 
 /// The VM engine.
 pub struct Vms {
@@ -212,29 +200,25 @@ impl Vms {
     pub fn check(&self, body: &VmSpec) -> Result<(), VmError> {
         nics::check(&self.base.store, body.net.iter().map(|(k, n)| (k, &n.nic)))?;
         let kernel = body.kernel.as_deref().unwrap_or_default();
-        let kpath = self
-            .base
-            .storage
-            .path(kernel)
-            .map_err(|_| invalid("/kernel", format!("volume {kernel} does not exist")))?;
-        kernel_kind(&kpath).map_err(|e| invalid("/kernel", format!("{kernel}: {e}")))?;
+        let kpath = self.base.storage.path(kernel).map_err(|_| {
+            GuestError::invalid("/kernel", format!("volume {kernel} does not exist"))
+        })?;
+        kernel_kind(&kpath)
+            .map_err(|e| GuestError::invalid("/kernel", format!("{kernel}: {e}")))?;
         if let Some(i) = body.initrd.as_deref() {
-            self.base
-                .storage
-                .path(i)
-                .map_err(|_| invalid("/initrd", format!("volume {i} does not exist")))?;
+            self.base.storage.path(i).map_err(|_| {
+                GuestError::invalid("/initrd", format!("volume {i} does not exist"))
+            })?;
         }
         {
             for (slot, d) in &body.disks {
                 let field = format!("/disks/{slot}/volume");
                 let v = d.volume.as_str();
-                let row = self
-                    .base
-                    .storage
-                    .row(v)
-                    .map_err(|_| invalid(&field, format!("volume {v} does not exist")))?;
+                let row = self.base.storage.row(v).map_err(|_| {
+                    GuestError::invalid(&field, format!("volume {v} does not exist"))
+                })?;
                 if row.vref.format != Format::Raw {
-                    return Err(invalid(
+                    return Err(GuestError::invalid(
                         &field,
                         format!(
                             "{v} is {}; ferrite-vmm disks are raw volumes",
@@ -243,7 +227,7 @@ impl Vms {
                     ));
                 }
                 if row.vref.content != Content::Images {
-                    return Err(invalid(
+                    return Err(GuestError::invalid(
                         &field,
                         format!("{v} holds {}, not disk images", row.vref.content.as_str()),
                     ));
@@ -253,7 +237,7 @@ impl Vms {
         let mib = body.memory;
         if let Some(total) = host_total_bytes() {
             if mib << 20 > total {
-                return Err(invalid(
+                return Err(GuestError::invalid(
                     "/memory",
                     format!("{mib} MiB is more than this host has ({} MiB)", total >> 20),
                 ));
@@ -381,7 +365,7 @@ impl Vms {
     fn ctl(&self, id: &str, req: Value) -> Result<Value, VmError> {
         control::call(&self.sock(id), &req).map_err(|e| match e {
             control::CtlError::Refused(m) => VmError::Conflict(format!("vm {id}: {m}")),
-            other => failed(format!("vm {id}: control socket"), other),
+            other => self.base.failed(format!("vm {id}: control socket"), other),
         })
     }
 

@@ -120,12 +120,12 @@ impl Vms {
             .as_array()
             .and_then(|a| a.iter().find(|s| s["name"] == json!(name)))
         else {
-            return Err(super::not_found(format!("{id} snapshot {name}")));
+            return Err(self.base.not_found(format!("{id} snapshot {name}")));
         };
         // Entries written before `vmstate` existed all held the machine state.
         let vmstate = entry["vmstate"].as_bool().unwrap_or(true);
         if vmstate && !dir.join("vmstate").exists() {
-            return Err(super::not_found(format!("{id} snapshot {name}")));
+            return Err(self.base.not_found(format!("{id} snapshot {name}")));
         }
         if vmstate {
             // The state is loaded by a new `ferrite-vmm`: refuse before any disk rolls back.
@@ -161,7 +161,9 @@ impl Vms {
         )?;
         if let Err(e) = control::call(&self.sock(id), &json!({"op": "resume"})) {
             self.stop_locked(id);
-            return Err(super::failed(format!("vm {id}: resuming after restore"), e));
+            return Err(self
+                .base
+                .failed(format!("vm {id}: resuming after restore"), e));
         }
         Ok(self.status(id))
     }
@@ -173,7 +175,7 @@ impl Vms {
             .as_array()
             .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
         if !known {
-            return Err(super::not_found(format!("{id} snapshot {name}")));
+            return Err(self.base.not_found(format!("{id} snapshot {name}")));
         }
         self.drop_disk_snapshots(&o.body, name);
         let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));

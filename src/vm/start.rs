@@ -99,9 +99,9 @@ impl Vms {
                 self.detach(&made);
                 return Err(match e {
                     crate::network::netlink::KernelError::Unsupported { field, message } => {
-                        invalid(&format!("/net/{slot}/{field}"), message)
+                        GuestError::invalid(&format!("/net/{slot}/{field}"), message)
                     }
-                    e => super::failed(format!("attaching {slot}"), e),
+                    e => self.base.failed(format!("attaching {slot}"), e),
                 });
             }
             made.push(tap);
@@ -137,15 +137,15 @@ impl Vms {
         let sock = self.sock(id);
         if let Some(p) = sock.parent() {
             std::fs::create_dir_all(p)
-                .map_err(|e| super::failed(format!("creating {}", p.display()), e))?;
+                .map_err(|e| self.base.failed(format!("creating {}", p.display()), e))?;
         }
         let _ = std::fs::remove_file(&sock);
         let _ = std::fs::remove_file(dir.join("exit.json"));
         let log = std::fs::File::create(dir.join("vmm.log"))
-            .map_err(|e| super::failed("creating vmm.log", e))?;
+            .map_err(|e| self.base.failed("creating vmm.log", e))?;
         let log2 = log
             .try_clone()
-            .map_err(|e| super::failed("sharing vmm.log", e))?;
+            .map_err(|e| self.base.failed("sharing vmm.log", e))?;
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(self.vmm.path());
         if let Some(ns) = self.base.network.kernel().netns_path() {
@@ -165,7 +165,10 @@ impl Vms {
             // Its own process group: signals aimed at the daemon's group never reach guests.
             .process_group(0)
             .spawn()
-            .map_err(|e| super::failed(format!("running {}", self.vmm.path().display()), e))?;
+            .map_err(|e| {
+                self.base
+                    .failed(format!("running {}", self.vmm.path().display()), e)
+            })?;
         let pid = child.id() as i32;
         // Read now, while the child is ours and not reaped: once `try_wait` below reaps an
         // early exit, the pid may be reused, and the record must not name another process.
@@ -188,12 +191,14 @@ impl Vms {
                 // The kernel file itself is the problem (it changed since the VM was made, or
                 // passed the create-time look at its header): the VM's `kernel` is to fix.
                 if msg.contains(crate::vmm::error::NOT_A_KERNEL) {
-                    return Err(invalid("/kernel", format!("vm {id} cannot start: {msg}")));
+                    return Err(GuestError::invalid(
+                        "/kernel",
+                        format!("vm {id} cannot start: {msg}"),
+                    ));
                 }
-                return Err(super::failed(
-                    format!("vm {id} did not start ({status})"),
-                    msg.to_string(),
-                ));
+                return Err(self
+                    .base
+                    .failed(format!("vm {id} did not start ({status})"), msg.to_string()));
             }
             if control::call(&sock, &json!({"op": "status"})).is_ok() {
                 return Ok((pid, starttime));
@@ -201,7 +206,7 @@ impl Vms {
             if t0.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(super::failed(
+                return Err(self.base.failed(
                     format!("starting vm {id}"),
                     "ferrite-vmm did not answer within 30 s",
                 ));
@@ -240,13 +245,16 @@ impl Vms {
         let cfg = self.machine_config(id, &row.create.spec)?;
         let dir = self.vm_dir(id);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| super::failed(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| self.base.failed(format!("creating {}", dir.display()), e))?;
         let cfg_path = dir.join("config.json");
         std::fs::write(
             &cfg_path,
             serde_json::to_vec_pretty(&cfg).unwrap_or_default(),
         )
-        .map_err(|e| super::failed(format!("writing {}", cfg_path.display()), e))?;
+        .map_err(|e| {
+            self.base
+                .failed(format!("writing {}", cfg_path.display()), e)
+        })?;
         self.launch(
             id,
             &row.create.spec,
