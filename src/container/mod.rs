@@ -79,12 +79,11 @@ impl Containers {
     }
 
     fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
-        process::alive(&self.ct_dir(id))
+        self.base.alive(id)
     }
 
-    /// The container's row, typed.
     fn stored(&self, o: &Object) -> Result<StoredContainer, ContainerError> {
-        Ok(spec::parse(&format!("container {}", o.id), &o.body)?)
+        self.base.typed(o)
     }
 
     /// The container's row.
@@ -331,11 +330,7 @@ impl Containers {
     /// At daemon start: reports which containers are still running (their runtime state is
     /// kept), drops stale state of dead ones, then starts `onboot` containers in order.
     pub fn adopt_and_boot(&self) {
-        let all = self
-            .base
-            .store
-            .read(|c| objects::all(c, KIND))
-            .unwrap_or_default();
+        let all = self.base.all();
         let mut boot: Vec<(i64, String)> = Vec::new();
         for o in &all {
             if let Some(st) = self.runtime_state(&o.id) {

@@ -60,6 +60,27 @@ impl Base {
             .ok_or_else(|| self.not_found(id))
     }
 
+    /// Every guest row of this engine (empty when the store cannot be read: callers are
+    /// start-up and monitor passes that try again).
+    pub fn all(&self) -> Vec<Object> {
+        self.store
+            .read(|c| objects::all(c, self.kind))
+            .unwrap_or_default()
+    }
+
+    /// The recorded process of guest `id`, if it still runs.
+    pub fn alive(&self, id: &str) -> Option<super::process::RuntimeState> {
+        super::process::alive(&self.dir_of(id))
+    }
+
+    /// A guest's row as the engine's typed model (`StoredContainer`, `StoredVm`).
+    pub fn typed<T: serde::de::DeserializeOwned>(&self, o: &Object) -> Result<T, GuestError> {
+        Ok(super::spec::parse(
+            &format!("{} {}", self.kind, o.id),
+            &o.body,
+        )?)
+    }
+
     /// One operation at a time on guest `id`.
     pub fn claim(&self, id: &str) -> Result<Claim<'_>, Busy> {
         self.claims.claim(id)

@@ -132,12 +132,11 @@ impl Vms {
     }
 
     fn runtime_state(&self, id: &str) -> Option<RuntimeState> {
-        process::alive(&self.vm_dir(id))
+        self.base.alive(id)
     }
 
-    /// The VM's row, typed.
     fn stored(&self, o: &Object) -> Result<StoredVm, VmError> {
-        Ok(spec::parse(&format!("vm {}", o.id), &o.body)?)
+        self.base.typed(o)
     }
 
     pub fn get(&self, id: &str) -> Result<Object, VmError> {

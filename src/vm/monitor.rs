@@ -8,11 +8,7 @@ impl Vms {
     /// At daemon start: re-adopts running VMs, cleans up after dead ones, starts `onboot`
     /// VMs in order, then watches for VMs that stop on their own.
     pub fn adopt_and_boot(self: &Arc<Self>) {
-        let all = self
-            .base
-            .store
-            .read(|c| objects::all(c, KIND))
-            .unwrap_or_default();
+        let all = self.base.all();
         let mut boot: Vec<(i64, String)> = Vec::new();
         for o in &all {
             // The restart plan goes on where the last daemon left it, for running guests
