@@ -697,9 +697,17 @@ fn container_snapshots_rollback_clones_and_templates() {
     assert_eq!(exec(&c, id, "cat /root/state")["stdout"], "one\n");
     exec(&c, id, "echo three > /root/state");
     // Clones: a new id and name, the files as they are now or at a snapshot.
+    let r = c.put(&format!("/containers/{id}"), json!({"tags": ["blue"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = c.post(&format!("/containers/{id}/clone"), json!({"name": "copy"}));
     assert_eq!(r.status, 201, "{}", r.text);
     let copy = r.body["id"].as_i64().expect("id");
+    // The clone keeps the tags, and the tag filter finds it (its row's tags are indexed).
+    let tagged: Vec<i64> = c.get("/containers?tag=blue").body["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(tagged.contains(&copy) && tagged.contains(&id), "{tagged:?}");
     assert_ne!(copy, id);
     assert_eq!(r.body["rootfs"], format!("local:ct-{copy}-rootfs"));
     assert_eq!(r.body["cloned_from"], id.to_string());

@@ -197,32 +197,14 @@ impl Containers {
             stored["hostname"] = json!(name);
         }
         // The row first (it reserves id and name), then the volume, then the unpack.
-        self.base.store.write(|tx| -> Result<(), ContainerError> {
-            let taken = objects::all(tx, KIND)?
-                .into_iter()
-                .find(|o| o.body["name"] == json!(name));
-            if let Some(o) = taken {
-                return Err(ContainerError::Conflict(format!(
-                    "a container named {name} already exists (id {})",
-                    o.id
-                )));
-            }
-            objects::insert(
-                tx,
-                KIND,
-                &id_s,
-                &name,
-                None,
-                &stored,
-                &objects::tags_of(&stored),
-            )?;
-            Ok(())
-        })?;
+        self.base
+            .store
+            .write(|tx| crate::guest::insert_row(tx, KIND, &id_s, &name, &stored))?;
         let undo_row = || {
-            let _ = self.base.store.write(|tx| -> Result<(), StoreError> {
-                objects::set_refs(tx, KIND, &id_s, &[])?;
-                objects::delete(tx, KIND, &id_s, None).map(|_| ())
-            });
+            let _ = self
+                .base
+                .store
+                .write(|tx| crate::guest::delete_row(tx, KIND, &id_s));
         };
         let size = want.rootfs_size.unwrap_or(4096) * 1024 * 1024;
         let vol = match self.base.storage.create_volume(

@@ -180,18 +180,10 @@ impl Containers {
         if let Value::Object(m) = &mut body {
             m.remove("is_template");
         }
-        self.base.store.write(|tx| -> Result<(), ContainerError> {
-            if objects::all(tx, KIND)?
-                .iter()
-                .any(|x| x.body["name"] == json!(name))
-            {
-                return Err(ContainerError::Conflict(format!(
-                    "a container named {name} already exists"
-                )));
-            }
-            objects::insert(tx, KIND, &new_s, name, None, &body, &[])?;
-            Ok(())
-        })?;
+        // The new row first (it claims the name and id), without references yet.
+        self.base
+            .store
+            .write(|tx| crate::guest::insert_row(tx, KIND, &new_s, name, &body))?;
         let undo = || {
             let _ = self
                 .base

@@ -55,3 +55,31 @@ pub fn owner_of(tx: &rusqlite::Connection, id: u32) -> Result<Option<String>, St
     }
     Ok(None)
 }
+
+/// Inserts guest `id`'s row, refusing a name another guest of the kind has (409 naming it).
+/// Tags are indexed from the body, as for any object.
+pub fn insert_row(
+    tx: &Transaction<'_>,
+    kind: &'static str,
+    id: &str,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<(), super::GuestError> {
+    if let Some(o) = objects::all(tx, kind)?
+        .into_iter()
+        .find(|o| o.body["name"] == name)
+    {
+        return Err(super::GuestError::Conflict(format!(
+            "a {kind} named {name} already exists (id {})",
+            o.id
+        )));
+    }
+    objects::insert(tx, kind, id, name, None, body, &objects::tags_of(body))?;
+    Ok(())
+}
+
+/// Removes guest `id`'s row and the references it recorded.
+pub fn delete_row(tx: &Transaction<'_>, kind: &str, id: &str) -> Result<(), StoreError> {
+    objects::set_refs(tx, kind, id, &[])?;
+    objects::delete(tx, kind, id, None).map(|_| ())
+}

@@ -22,4 +22,4 @@ pub use crate::storage::volume_ref;
 pub use base::{scope_of, Base};
 pub use engine::{boot_in_order, boot_slot, Engine};
 pub use error::{Cause, GuestError};
-pub use ids::{allocate_id, owner_of, GuestIdError, GUEST_KINDS, MIN_ID};
+pub use ids::{allocate_id, delete_row, insert_row, owner_of, GuestIdError, GUEST_KINDS, MIN_ID};

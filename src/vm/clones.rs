@@ -128,19 +128,9 @@ impl Vms {
         body["name"] = json!(spec.name);
         body["cloned_from"] = json!(o.id);
         // The new row first (it claims the name and id), without references yet.
-        self.base.store.write(|tx| -> Result<(), VmError> {
-            if objects::all(tx, KIND)?
-                .iter()
-                .any(|x| x.body["name"] == json!(spec.name))
-            {
-                return Err(VmError::Conflict(format!(
-                    "a vm named {} already exists",
-                    spec.name
-                )));
-            }
-            objects::insert(tx, KIND, &new_s, spec.name, None, &body, &[])?;
-            Ok(())
-        })?;
+        self.base
+            .store
+            .write(|tx| crate::guest::insert_row(tx, KIND, &new_s, spec.name, &body))?;
         let mut made: Vec<String> = Vec::new();
         let undo = |made: &[String]| {
             for v in made {

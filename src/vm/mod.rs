@@ -255,24 +255,7 @@ impl Vms {
         stored["id"] = json!(id);
         let refs = refs_of(&stored);
         self.base.store.write(|tx| -> Result<Object, VmError> {
-            if let Some(o) = objects::all(tx, KIND)?
-                .into_iter()
-                .find(|o| o.body["name"] == json!(name))
-            {
-                return Err(VmError::Conflict(format!(
-                    "a vm named {name} already exists (id {})",
-                    o.id
-                )));
-            }
-            objects::insert(
-                tx,
-                KIND,
-                &id_s,
-                &name,
-                None,
-                &stored,
-                &objects::tags_of(&stored),
-            )?;
+            crate::guest::insert_row(tx, KIND, &id_s, &name, &stored)?;
             objects::set_refs(tx, KIND, &id_s, &refs)?;
             Ok(objects::require(tx, KIND, &id_s)?)
         })
