@@ -39,10 +39,7 @@ impl Containers {
     ) -> Result<Object, ContainerError> {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
-        if o.body["snapshots"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["name"] == name))
-        {
+        if crate::guest::snapshots::find(&o.body, name).is_some() {
             return Err(ContainerError::Conflict(format!(
                 "container {id} already has a snapshot '{name}'"
             )));
@@ -69,15 +66,13 @@ impl Containers {
             "running": self.running(id),
             "config": config_of(&o.body),
         });
-        Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
-            let cur = objects::require(tx, KIND, id)?;
-            let mut b = cur.body.clone();
-            let mut list = b["snapshots"].as_array().cloned().unwrap_or_default();
-            list.push(entry);
-            b["snapshots"] = Value::Array(list);
-            b["current_snapshot"] = json!(name);
-            objects::update(tx, KIND, id, None, &b, &cur.tags)
-        })?)
+        Ok(crate::guest::snapshots::record(
+            &self.base.store,
+            KIND,
+            id,
+            entry,
+            true,
+        )?)
     }
 
     /// Returns a stopped container to a snapshot: its volumes and its configuration.
@@ -89,9 +84,7 @@ impl Containers {
                 "container {id} is running; stop it before a rollback"
             )));
         }
-        let snap = o.body["snapshots"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+        let snap = crate::guest::snapshots::find(&o.body, name)
             .ok_or_else(|| self.base.not_found(format!("{id}, snapshot {name}")))?;
         self.base.storage.rollback(&Self::rootfs_of(&o)?, name)?;
         Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
@@ -110,29 +103,13 @@ impl Containers {
     pub fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), ContainerError> {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
-        let list = o.body["snapshots"].as_array().cloned().unwrap_or_default();
-        let Some(snap) = list.iter().find(|s| s["name"] == name).cloned() else {
+        if crate::guest::snapshots::find(&o.body, name).is_none() {
             return Err(self.base.not_found(format!("{id}, snapshot {name}")));
-        };
+        }
         self.base
             .storage
             .delete_snapshot(&Self::rootfs_of(&o)?, name)?;
-        self.base.store.write(|tx| -> Result<Object, StoreError> {
-            let cur = objects::require(tx, KIND, id)?;
-            let mut b = cur.body.clone();
-            let mut list = b["snapshots"].as_array().cloned().unwrap_or_default();
-            list.retain(|s| s["name"] != name);
-            for s in list.iter_mut() {
-                if s["parent"] == name {
-                    s["parent"] = snap["parent"].clone();
-                }
-            }
-            b["snapshots"] = Value::Array(list);
-            if b["current_snapshot"] == name {
-                b["current_snapshot"] = snap["parent"].clone();
-            }
-            objects::update(tx, KIND, id, None, &b, &cur.tags)
-        })?;
+        crate::guest::snapshots::forget(&self.base.store, KIND, id, name)?;
         Ok(())
     }
 
@@ -149,9 +126,7 @@ impl Containers {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
         let mut body = match snapshot {
-            Some(s) => o.body["snapshots"]
-                .as_array()
-                .and_then(|a| a.iter().find(|x| x["name"] == s))
+            Some(s) => crate::guest::snapshots::find(&o.body, s)
                 .map(|x| x["config"].clone())
                 .ok_or_else(|| self.base.not_found(format!("{id}, snapshot {s}")))?,
             None => config_of(&o.body),

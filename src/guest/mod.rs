@@ -16,6 +16,7 @@ mod error;
 mod ids;
 pub mod nics;
 pub mod process;
+pub mod snapshots;
 pub mod spec;
 
 pub use crate::storage::volume_ref;

@@ -102,10 +102,7 @@ impl Vms {
             }
         }
         if let Some(s) = spec.snapshot {
-            let known = o.body["snapshots"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x["name"] == s));
-            if !known {
+            if crate::guest::snapshots::find(&o.body, s).is_none() {
                 return Err(self.base.not_found(format!("{id}, snapshot {s}")));
             }
         }

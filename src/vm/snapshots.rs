@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 
 use super::{control, VmError, Vms, KIND};
-use crate::store::{objects, StoreError};
 
 impl Vms {
     fn snapshot_dir(&self, id: &str, name: &str) -> std::path::PathBuf {
@@ -47,10 +46,7 @@ impl Vms {
                 "vm {id} is running; pause it before taking a snapshot"
             )));
         }
-        if o.body["snapshots"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)))
-        {
+        if crate::guest::snapshots::find(&o.body, name).is_some() {
             return Err(VmError::Conflict(format!(
                 "vm {id} already has a snapshot named {name}"
             )));
@@ -92,15 +88,7 @@ impl Vms {
         if let Some(d) = description {
             entry["description"] = json!(d);
         }
-        self.base.store.write(|tx| -> Result<(), StoreError> {
-            let cur = objects::require(tx, KIND, id)?;
-            let mut body = cur.body.clone();
-            match body["snapshots"].as_array_mut() {
-                Some(a) => a.push(entry),
-                None => body["snapshots"] = json!([entry]),
-            }
-            objects::update(tx, KIND, id, None, &body, &objects::tags_of(&body)).map(|_| ())
-        })?;
+        crate::guest::snapshots::record(&self.base.store, KIND, id, entry, false)?;
         Ok(self.status(id))
     }
 
@@ -116,10 +104,7 @@ impl Vms {
             )));
         }
         let dir = self.snapshot_dir(id, name);
-        let Some(entry) = o.body["snapshots"]
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["name"] == json!(name)))
-        else {
+        let Some(entry) = crate::guest::snapshots::find(&o.body, name) else {
             return Err(self.base.not_found(format!("{id} snapshot {name}")));
         };
         // Entries written before `vmstate` existed all held the machine state.
@@ -171,22 +156,12 @@ impl Vms {
     pub fn delete_snapshot(&self, id: &str, name: &str) -> Result<(), VmError> {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
-        let known = o.body["snapshots"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["name"] == json!(name)));
-        if !known {
+        if crate::guest::snapshots::find(&o.body, name).is_none() {
             return Err(self.base.not_found(format!("{id} snapshot {name}")));
         }
         self.drop_disk_snapshots(&o.body, name);
         let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));
-        self.base.store.write(|tx| -> Result<(), StoreError> {
-            let cur = objects::require(tx, KIND, id)?;
-            let mut body = cur.body.clone();
-            if let Some(a) = body["snapshots"].as_array_mut() {
-                a.retain(|s| s["name"] != json!(name));
-            }
-            objects::update(tx, KIND, id, None, &body, &objects::tags_of(&body)).map(|_| ())
-        })?;
+        crate::guest::snapshots::forget(&self.base.store, KIND, id, name)?;
         Ok(())
     }
 }
