@@ -64,13 +64,14 @@ pub trait Engine: Send + Sync + 'static {
 
 /// Where an `onboot` guest goes in the boot order: by `startup_order` (absent last), then id.
 pub fn boot_slot(o: &Object) -> Option<(i64, String)> {
+    use serde::Deserialize as _;
     #[derive(serde::Deserialize)]
     struct Boot {
         #[serde(default)]
         onboot: Option<bool>,
         startup_order: Option<i64>,
     }
-    let b: Boot = serde_json::from_value(o.body.clone()).ok()?;
+    let b = Boot::deserialize(&o.body).ok()?;
     b.onboot
         .unwrap_or(false)
         .then(|| (b.startup_order.unwrap_or(i64::MAX), o.id.clone()))

@@ -212,6 +212,16 @@ pub struct VmSpec {
     pub startup_order: Option<u32>,
 }
 
+impl VmSpec {
+    /// The disks the guest can write (what snapshots and clones copy), in slot order.
+    pub fn writable_disks(&self) -> Vec<(String, &VmDisk)> {
+        slots_in_order(&self.disks, "disk")
+            .into_iter()
+            .filter(|(_, d)| !d.read_only)
+            .collect()
+    }
+}
+
 /// `VmCreate`: a [`VmSpec`] plus its id and name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmCreate {

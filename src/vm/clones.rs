@@ -12,17 +12,6 @@ use super::{refs_of, VmError, Vms, KIND};
 use crate::storage::CloneRequest;
 use crate::store::{objects, Object, StoreError};
 
-/// Slots and volumes of a VM's writable disks.
-fn writable_disks(body: &Value) -> Vec<(String, String)> {
-    body["disks"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, d)| !d["read_only"].as_bool().unwrap_or(false))
-        .filter_map(|(slot, d)| Some((slot.clone(), d["volume"].as_str()?.to_string())))
-        .collect()
-}
-
 /// What a clone request asks for.
 pub struct CloneSpec<'a> {
     pub new_id: u32,
@@ -33,6 +22,19 @@ pub struct CloneSpec<'a> {
 }
 
 impl Vms {
+    /// Slots and volumes of a VM's writable disks, in slot order (what a clone copies and
+    /// a template freezes).
+    fn writable_volumes(&self, o: &Object) -> Result<Vec<(String, String)>, VmError> {
+        Ok(self
+            .stored(o)?
+            .create
+            .spec
+            .writable_disks()
+            .into_iter()
+            .map(|(slot, d)| (slot, d.volume.clone()))
+            .collect())
+    }
+
     /// Turns a stopped VM into a template: it cannot start any more, and its writable disks
     /// become template volumes (the sources of linked clones).
     pub fn make_template(&self, id: &str) -> Result<Object, VmError> {
@@ -43,7 +45,7 @@ impl Vms {
                 "vm {id} is running; stop it before making it a template"
             )));
         }
-        let disks = writable_disks(&o.body);
+        let disks = self.writable_volumes(&o)?;
         // The VM's own references would make storage refuse; the VM can no longer start, so
         // they are set aside while the volumes change.
         self.base.store.write(|tx| -> Result<(), StoreError> {
@@ -88,7 +90,7 @@ impl Vms {
         if spec.linked {
             // Pools that link through qcow2 backing files (dir) would give the clone qcow2
             // disks, which ferrite-vmm does not boot; thin pools link raw volumes.
-            for (_, src) in writable_disks(&o.body) {
+            for (_, src) in self.writable_volumes(&o)? {
                 let pool = src.split(':').next().unwrap_or_default();
                 if self.base.storage.pool(pool)?.staging_dir().is_some() {
                     return Err(VmError::Invalid {
@@ -138,7 +140,7 @@ impl Vms {
                 .store
                 .write(|tx| objects::delete(tx, KIND, &new_s, None));
         };
-        for (slot, src) in writable_disks(&o.body) {
+        for (slot, src) in self.writable_volumes(&o)? {
             let src_pool = src.split(':').next().unwrap_or("local").to_string();
             let req = CloneRequest {
                 name: format!("vm-{}-{slot}", spec.new_id),

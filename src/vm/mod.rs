@@ -394,10 +394,16 @@ impl Vms {
         }
         self.cancel_restart(id);
         self.finish(id);
-        for s in o.body["snapshots"].as_array().into_iter().flatten() {
-            if let Some(name) = s["name"].as_str() {
-                self.drop_disk_snapshots(&o.body, name);
+        // Best effort: a row that no longer parses is still deleted, its disk snapshots left.
+        match self.stored(&o) {
+            Ok(row) => {
+                for s in o.body["snapshots"].as_array().into_iter().flatten() {
+                    if let Some(name) = s["name"].as_str() {
+                        self.drop_disk_snapshots(&row.create.spec, name);
+                    }
+                }
             }
+            Err(e) => tracing::warn!(vm = id, error = %e, "disk snapshots not removed"),
         }
         self.base.store.write(|tx| -> Result<(), StoreError> {
             objects::set_refs(tx, KIND, id, &[])?;

@@ -11,21 +11,11 @@ impl Vms {
         self.vm_dir(id).join("snapshots").join(name)
     }
 
-    /// The volumes of the disks a guest can write, in slot order (what a snapshot covers).
-    fn writable_disks(body: &Value) -> Vec<String> {
-        let Ok(spec) = crate::guest::spec::parse::<crate::guest::spec::VmSpec>("vm", body) else {
-            return Vec::new();
-        };
-        crate::guest::spec::slots_in_order(&spec.disks, "disk")
-            .into_iter()
-            .filter(|(_, d)| !d.read_only)
-            .map(|(_, d)| d.volume.clone())
-            .collect()
-    }
-
-    pub(super) fn drop_disk_snapshots(&self, body: &Value, name: &str) {
-        for v in Self::writable_disks(body) {
-            let _ = self.base.storage.delete_snapshot(&v, name);
+    /// Deletes snapshot `name` of every writable disk (best effort: a disk already without
+    /// it is fine).
+    pub(super) fn drop_disk_snapshots(&self, spec: &crate::guest::spec::VmSpec, name: &str) {
+        for (_, d) in spec.writable_disks() {
+            let _ = self.base.storage.delete_snapshot(&d.volume, name);
         }
     }
 
@@ -52,7 +42,9 @@ impl Vms {
             )));
         }
         let mut done: Vec<String> = Vec::new();
-        for v in Self::writable_disks(&o.body) {
+        let row = self.stored(&o)?;
+        for (_, d) in row.create.spec.writable_disks() {
+            let v = d.volume.clone();
             if let Err(e) = self
                 .base
                 .storage
@@ -125,16 +117,16 @@ impl Vms {
                 ))
             })?;
         }
+        let row = self.stored(&o)?;
         // From here the restore changes the VM: a restart planned after a guest reset would
         // undo it.
         self.cancel_restart(id);
-        for v in Self::writable_disks(&o.body) {
-            self.base.storage.rollback(&v, name)?;
+        for (_, d) in row.create.spec.writable_disks() {
+            self.base.storage.rollback(&d.volume, name)?;
         }
         if !vmstate {
             return Ok(self.status(id));
         }
-        let row = self.stored(&o)?;
         self.launch(
             id,
             &row.create.spec,
@@ -159,7 +151,7 @@ impl Vms {
         if crate::guest::snapshots::find(&o.body, name).is_none() {
             return Err(self.base.not_found(format!("{id} snapshot {name}")));
         }
-        self.drop_disk_snapshots(&o.body, name);
+        self.drop_disk_snapshots(&self.stored(&o)?.create.spec, name);
         let _ = std::fs::remove_dir_all(self.snapshot_dir(id, name));
         crate::guest::snapshots::forget(&self.base.store, KIND, id, name)?;
         Ok(())
