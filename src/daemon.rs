@@ -168,14 +168,19 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let endpoint = format!("{scheme}://{addr}");
     // Tests and tooling read the bound address (port 0 picks a free one) and fingerprint here.
     let info = serde_json::json!({"endpoint": endpoint, "fingerprint": fingerprint, "pid": std::process::id()});
-    let info_path = cfg.data_dir.join("api.json");
-    std::fs::write(&info_path, info.to_string()).map_err(|e| StartError::Io(info_path, e))?;
     match &fingerprint {
         Some(fp) => {
             tracing::info!(%endpoint, fingerprint = %fp, "listening (TLS); clients can pin this SHA-256 fingerprint")
         }
         None => tracing::info!(%endpoint, "listening (plain HTTP)"),
     }
+    // Written after the log line and renamed into place, so a reader that sees `api.json`
+    // sees it whole and finds the announcement already in the log.
+    let info_path = cfg.data_dir.join("api.json");
+    let tmp_path = cfg.data_dir.join(".api.json.tmp");
+    std::fs::write(&tmp_path, info.to_string())
+        .and_then(|()| std::fs::rename(&tmp_path, &info_path))
+        .map_err(|e| StartError::Io(info_path, e))?;
 
     // Forget idempotency keys after a day, hourly.
     let purge_store = Arc::clone(&store);
