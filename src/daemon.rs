@@ -62,6 +62,8 @@ pub enum StartError {
     Access(#[from] crate::access::AccessError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("first-start seed: {0}")]
+    Seed(#[from] crate::seed::SeedError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
 }
@@ -87,7 +89,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     privileges::init(registry.privileges());
     let store = Arc::new(Store::open(&cfg.data_dir)?);
     bootstrap::builtin_roles(&store)?;
-    bootstrap::root_user(&store, &cfg.data_dir)?;
+    let seed = crate::seed::load(&cfg.data_dir, &registry)?;
+    bootstrap::root_user(
+        &store,
+        &cfg.data_dir,
+        seed.as_ref().and_then(|s| s.admin_password_hash()),
+    )?;
     let access = Access::open(&cfg.data_dir, &store)?;
     let tasks = TaskManager::new(Arc::clone(&store))?;
     // The API's own address lives in the daemon's namespace; it only says which link carries
@@ -106,6 +113,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             .map_err(|e| StartError::Bootstrap(format!("storage start: {e}")))??
     };
     let storage = Arc::new(storage);
+    if let Some(seed) = &seed {
+        seed.apply(&store, &network, &storage).await?;
+        tracing::info!("applied the first-start seed");
+    }
     crate::container::become_subreaper();
     let containers = Arc::new(crate::container::Containers::new(
         Arc::clone(&store),

@@ -32,20 +32,26 @@ pub fn builtin_roles(store: &Store) -> Result<(), StoreError> {
     })
 }
 
-/// Creates `root@local` on first start. The password comes from `FERRITE_ROOT_PASSWORD`, or
-/// is generated, printed once on stdout and written to `DATA_DIR/initial-root-password` (0600).
-pub fn root_user(store: &Store, data_dir: &Path) -> Result<(), AccessError> {
+/// Creates `root@local` on first start. The password is the installer's `hash` (an argon2id
+/// PHC string, so the appliance never sees it in clear), or comes from
+/// `FERRITE_ROOT_PASSWORD`, or is generated, printed once on stdout and written to
+/// `DATA_DIR/initial-root-password` (0600).
+pub fn root_user(store: &Store, data_dir: &Path, hash: Option<&str>) -> Result<(), AccessError> {
     if store
         .read(|c| objects::get(c, "user", ROOT_USER))?
         .is_some()
     {
         return Ok(());
     }
-    let (pw, generated) = match std::env::var("FERRITE_ROOT_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
+    let (pw, generated) = match (hash, std::env::var("FERRITE_ROOT_PASSWORD")) {
+        (Some(_), _) => (String::new(), false),
+        (None, Ok(p)) if !p.is_empty() => (p, false),
         _ => (password::generate(), true),
     };
-    let hash = password::hash(&pw).map_err(AccessError::Bootstrap)?;
+    let hash = match hash {
+        Some(h) => h.to_string(),
+        None => password::hash(&pw).map_err(AccessError::Bootstrap)?,
+    };
     let body = json!({
         "userid": ROOT_USER, "enabled": true, "groups": [], "tags": [], "email": null,
         "comment": "Built-in administrator", "expires_at": null, "superuser": true

@@ -116,6 +116,10 @@ impl Context {
 
 /// Runs a parsed command; returns the exit code on success.
 pub(super) fn execute(g: &Globals, cmd: &Command) -> Result<u8, CliError> {
+    // The installer's tools talk to no daemon: no config or endpoint needed.
+    if let Command::Install(c) = cmd {
+        return super::install::execute(c);
+    }
     let ctx = Context::resolve(g)?;
     let result = match cmd {
         Command::Login(a) => login(&ctx, a),
@@ -130,6 +134,7 @@ pub(super) fn execute(g: &Globals, cmd: &Command) -> Result<u8, CliError> {
         Command::Storage(c) => super::infra::storage(&ctx, c),
         Command::Template(c) => super::template::run(&ctx, c),
         Command::Completions { shell } => completions(*shell),
+        Command::Install(c) => super::install::execute(c),
     };
     result.map_err(|e| ctx.hint(e))
 }

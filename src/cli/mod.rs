@@ -11,6 +11,7 @@
 //! * `ct|vm list|show|create|start|stop|...|exec|console`, `net ...`, `storage ...`: resource
 //!   verbs people type ([`verbs`], [`infra`]), each one route of the route table.
 //! * `template busybox`: a minimal container template built from busybox-static.
+//! * `install validate|devices|hash-password|prepare-iso|run`: the appliance installer.
 //! * `completions SHELL`: shell completion scripts generated from these definitions.
 //!
 //! Exit codes are part of the interface (scripts branch on them): see [`EXIT_OK`],
@@ -24,6 +25,7 @@ mod console;
 mod error;
 mod fields;
 pub mod infra;
+pub mod install;
 mod output;
 pub mod template;
 pub mod verbs;
@@ -122,6 +124,9 @@ pub enum Command {
     /// Container templates.
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// The appliance installer: validate answers, list devices, bake an answer into an ISO.
+    #[command(subcommand)]
+    Install(install::InstallCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

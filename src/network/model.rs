@@ -89,6 +89,8 @@ pub struct BridgeSpec {
     pub stp: bool,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The host's default route leaves through this bridge via this address.
+    pub gateway: Option<std::net::IpAddr>,
     #[serde(default = "yes")]
     pub autostart: bool,
 }
@@ -165,6 +167,14 @@ impl Desired {
             Desired::Bridge(b) => b.mtu,
             Desired::Vlan(v) => v.mtu,
             Desired::Bond(b) => b.mtu,
+        }
+    }
+
+    /// The default gateway the host reaches through this link (bridges only).
+    pub fn gateway(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Desired::Bridge(b) => b.gateway,
+            _ => None,
         }
     }
 

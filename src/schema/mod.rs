@@ -35,6 +35,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
         include_str!("../../schema/containers.json"),
     ),
     ("vms.json", include_str!("../../schema/vms.json")),
+    ("install.json", include_str!("../../schema/install.json")),
     ("routes.json", include_str!("../../schema/routes.json")),
 ];
 

@@ -12,6 +12,7 @@ mod ingest;
 mod lvmthin;
 mod model;
 pub mod pool;
+mod pools;
 mod qemu_img;
 pub mod sink;
 mod snapshots;

@@ -33,7 +33,22 @@ impl Daemon {
     }
 
     fn launch(args: &[&str], relative: bool) -> Daemon {
+        Self::launch_prepared(args, relative, |_| {})
+    }
+
+    /// Like `start_with`, after `prepare` has put files into the fresh data dir (a first-start
+    /// seed, a certificate).
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&std::path::Path)) -> Daemon {
+        Self::launch_prepared(args, false, prepare)
+    }
+
+    fn launch_prepared(
+        args: &[&str],
+        relative: bool,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
         let mut d = Daemon {
             dir,
             child: None,

@@ -70,85 +70,10 @@ pub async fn storage_pool_list(app: Arc<App>, req: Req) -> Result<Resp, ApiError
 }
 
 pub async fn storage_pool_create(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
-    let mut body = req.body.clone();
+    let body = req.body.clone();
     let name = body["name"].as_str().unwrap_or_default().to_string();
-    let ty = body["type"].as_str().unwrap_or_default().to_string();
-    let need: &[&str] = if ty == "dir" {
-        &["path"]
-    } else {
-        &["vg", "thinpool"]
-    };
-    let forbid: &[&str] = if ty == "dir" {
-        &["vg", "thinpool"]
-    } else {
-        &["path"]
-    };
-    for f in need {
-        if body.get(*f).is_none() {
-            return Err(ApiError::field(
-                "body",
-                &format!("/{f}"),
-                format!("a {ty} pool needs '{f}'"),
-            ));
-        }
-    }
-    for f in forbid {
-        if body.get(*f).is_some() {
-            return Err(ApiError::field(
-                "body",
-                &format!("/{f}"),
-                format!("a {ty} pool does not take '{f}'"),
-            ));
-        }
-    }
-    if let Some(p) = body["path"].as_str() {
-        if p.split('/').any(|c| c == ".." || c == ".") || p == "/" {
-            return Err(ApiError::field(
-                "body",
-                "/path",
-                "must be a normalized absolute directory other than /",
-            ));
-        }
-    }
-    let allowed: &[&str] = if ty == "dir" {
-        &["images", "rootdir", "iso", "template", "backup", "snippets"]
-    } else {
-        &["images"]
-    };
-    match body["content"].as_array() {
-        None => body["content"] = json!(allowed),
-        Some(a) => {
-            for (i, c) in a.iter().enumerate() {
-                if !allowed.contains(&c.as_str().unwrap_or_default()) {
-                    return Err(ApiError::field(
-                        "body",
-                        &format!("/content/{i}"),
-                        format!("a {ty} pool cannot hold {c}"),
-                    ));
-                }
-            }
-        }
-    }
-    if body.get("tags").is_none() {
-        body["tags"] = json!([]);
-    }
     let st = Arc::clone(&app.storage);
-    let (n, b) = (name.clone(), body.clone());
-    let o = blocking(move || {
-        st.add_pool(&n, &b).map_err(|e| match e {
-            StorageError::Invalid { .. } | StorageError::Store(_) => e,
-            StorageError::Tool(m) | StorageError::Conflict(m) => StorageError::Invalid {
-                field: if b["type"] == "dir" { "/path" } else { "/vg" }.into(),
-                message: m,
-            },
-            StorageError::Io { context, source } => StorageError::Invalid {
-                field: "/path".into(),
-                message: format!("{context}: {source}"),
-            },
-            other => other,
-        })
-    })
-    .await?;
+    let o = blocking(move || st.create_pool(body)).await?;
     Ok(pool_response(&app, 201, Arc::new(o))
         .await?
         .location(pool_location(&name)))

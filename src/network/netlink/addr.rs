@@ -33,6 +33,74 @@ impl Kernel {
             .map_err(|e| KernelError::from_rtnl(format!("adding a default route via {gw}"), e))
     }
 
+    /// Adds a default route through `gw` leaving by link `index` (a bridge's `gateway`).
+    pub async fn route_add_default_via(
+        &self,
+        index: u32,
+        gw: std::net::IpAddr,
+    ) -> Result<(), KernelError> {
+        self.wrote();
+        let op = format!("adding a default route via {gw}");
+        let req = self.handle.route();
+        let r = match gw {
+            std::net::IpAddr::V4(g) => {
+                req.add(
+                    rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                        .output_interface(index)
+                        .gateway(g)
+                        .build(),
+                )
+                .execute()
+                .await
+            }
+            std::net::IpAddr::V6(g) => {
+                req.add(
+                    rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                        .output_interface(index)
+                        .gateway(g)
+                        .build(),
+                )
+                .execute()
+                .await
+            }
+        };
+        r.map_err(|e| KernelError::from_rtnl(op, e))
+    }
+
+    /// Deletes the default route through `gw` leaving by link `index` (undo of the above).
+    pub async fn route_del_default_via(
+        &self,
+        index: u32,
+        gw: std::net::IpAddr,
+    ) -> Result<(), KernelError> {
+        self.wrote();
+        let op = format!("deleting the default route via {gw}");
+        let req = self.handle.route();
+        let r = match gw {
+            std::net::IpAddr::V4(g) => {
+                req.del(
+                    rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                        .output_interface(index)
+                        .gateway(g)
+                        .build(),
+                )
+                .execute()
+                .await
+            }
+            std::net::IpAddr::V6(g) => {
+                req.del(
+                    rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                        .output_interface(index)
+                        .gateway(g)
+                        .build(),
+                )
+                .execute()
+                .await
+            }
+        };
+        r.map_err(|e| KernelError::from_rtnl(op, e))
+    }
+
     pub async fn addr_add(&self, index: u32, name: &str, cidr: &str) -> Result<(), KernelError> {
         let (ip, len) = parse_cidr(cidr).ok_or_else(|| KernelError::Netlink {
             op: format!("adding {cidr} to {name}"),

@@ -181,14 +181,14 @@ impl Kernel {
         Ok(())
     }
 
-    /// The indexes of links that carry a default route (IPv4 or IPv6, main table), every hop
-    /// of a multipath route included: where management traffic leaves this namespace.
-    pub async fn default_route_links(
-        &self,
-    ) -> Result<std::collections::BTreeSet<u32>, KernelError> {
-        use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
+    /// The default routes of the main table, IPv4 and IPv6: each with the links it leaves by
+    /// (every hop of a multipath route) and its gateway.
+    async fn default_routes(&self) -> Result<Vec<(Vec<u32>, Option<IpAddr>)>, KernelError> {
+        use rtnetlink::packet_route::route::{
+            RouteAddress, RouteAttribute, RouteHeader, RouteMessage,
+        };
         let _turn = self.dumps.lock().await;
-        let mut out = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
         let v4 = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build();
         let v6 = rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build();
         for q in [v4, v6] {
@@ -214,20 +214,51 @@ impl Kernel {
                 {
                     continue;
                 }
+                let mut links = Vec::new();
+                let mut gateway = None;
                 for a in &r.attributes {
                     match a {
-                        RouteAttribute::Oif(i) => {
-                            out.insert(*i);
-                        }
+                        RouteAttribute::Oif(i) => links.push(*i),
                         RouteAttribute::MultiPath(hops) => {
-                            out.extend(hops.iter().map(|h| h.interface_index));
+                            links.extend(hops.iter().map(|h| h.interface_index));
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
+                            gateway = Some(IpAddr::V4(*g));
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet6(g)) => {
+                            gateway = Some(IpAddr::V6(*g));
                         }
                         _ => {}
                     }
                 }
+                out.push((links, gateway));
             }
         }
         Ok(out)
+    }
+
+    /// The indexes of links that carry a default route (IPv4 or IPv6, main table), every hop
+    /// of a multipath route included: where management traffic leaves this namespace.
+    pub async fn default_route_links(
+        &self,
+    ) -> Result<std::collections::BTreeSet<u32>, KernelError> {
+        Ok(self
+            .default_routes()
+            .await?
+            .into_iter()
+            .flat_map(|(links, _)| links)
+            .collect())
+    }
+
+    /// The gateways of default routes that leave by link `index`.
+    pub async fn default_gateways(&self, index: u32) -> Result<Vec<IpAddr>, KernelError> {
+        Ok(self
+            .default_routes()
+            .await?
+            .into_iter()
+            .filter(|(links, _)| links.contains(&index))
+            .filter_map(|(_, gw)| gw)
+            .collect())
     }
 
     /// The names of the links with these indexes, plus of those holding `holding` (an

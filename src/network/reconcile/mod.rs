@@ -41,6 +41,10 @@ enum Undo {
         dev: String,
         cidr: String,
     },
+    RouteDel {
+        dev: String,
+        gw: std::net::IpAddr,
+    },
     AddrAdd {
         dev: String,
         cidr: String,
@@ -168,6 +172,7 @@ impl Run<'_> {
             },
             Undo::AddrDel { dev, cidr } => self.k.addr_del(need(dev)?, dev, cidr).await,
             Undo::AddrAdd { dev, cidr } => self.k.addr_add(need(dev)?, dev, cidr).await,
+            Undo::RouteDel { dev, gw } => self.k.route_del_default_via(need(dev)?, *gw).await,
         }
     }
 
@@ -472,6 +477,24 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// Phase 6: the default route through a bridge's `gateway` (after its addresses, which
+    /// make the gateway reachable). A default route someone else added is left alone.
+    async fn gateway(&mut self, d: &Desired, l: &LinkState) -> Result<(), KernelError> {
+        let Some(gw) = d.gateway() else {
+            return Ok(());
+        };
+        if self.k.default_gateways(l.index).await?.contains(&gw) {
+            return Ok(());
+        }
+        let name = d.name().to_string();
+        self.drift(format!("{name}: default route via {gw} missing"));
+        self.k.route_add_default_via(l.index, gw).await?;
+        self.journal.push(Undo::RouteDel { dev: name, gw });
+        Ok(())
+    }
+}
+
 fn order(d: &Desired) -> u8 {
     match d {
         Desired::Bond(_) => 0,
@@ -585,6 +608,7 @@ pub async fn converge(
             run.ports_up(d, &s).await?;
             run.vlans(d, &s).await?;
             run.addresses(d, &l).await?;
+            run.gateway(d, &l).await?;
         }
         Ok(())
     }

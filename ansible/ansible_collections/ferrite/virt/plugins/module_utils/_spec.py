@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "c8e82b192d38c09bb59e1d0df134888f8519d3119f266809f8844807c7b6f1e0"
+SCHEMA_DIGEST = "5a63d122e52d5391c383d853c7fa7e85bb7e511da520f170f2cb649f69f5ab01"
 
 RESOURCES = {
     "acl": {
