@@ -172,6 +172,7 @@ impl From<crate::storage::StorageError> for ApiError {
             }
             S::Conflict(_) => ApiError::conflict(e.to_string()),
             S::Invalid { field, message } => ApiError::unprocessable_field(field, message),
+            S::Malformed { field, message } => ApiError::field("body", &field, message),
             S::Full { .. } => ApiError::new(
                 507,
                 "insufficient-storage",

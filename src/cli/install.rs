@@ -81,11 +81,23 @@ pub fn execute(cmd: &InstallCommand) -> Result<u8, CliError> {
             input,
             output,
         } => prepare_iso(answer, input, output),
-        InstallCommand::Run { iso, wait } => Ok(run::main(&run::Options {
-            iso: iso.clone(),
-            lower: PathBuf::from("/"),
-            wait: Duration::from_secs(*wait),
-        })),
+        InstallCommand::Run { iso, wait } => {
+            // The one command here that erases disks runs only on the installer's own boot.
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            if !cmdline.split_whitespace().any(|w| w == "ferrite.mode=live") {
+                return Err(CliError::Usage(
+                    "`ferrite install run` erases disks and only runs from the Ferrite ISO \
+                     (kernel command line ferrite.mode=live); to check an answer here use \
+                     `ferrite install validate`"
+                        .into(),
+                ));
+            }
+            Ok(run::main(&run::Options {
+                iso: iso.clone(),
+                lower: PathBuf::from("/"),
+                wait: Duration::from_secs(*wait),
+            }))
+        }
     }
 }
 

@@ -91,6 +91,11 @@ pub enum StorageError {
     Conflict(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The request's shape is wrong for what it names (a field its type needs or refuses):
+    /// a 400 like any schema error, where `Invalid` (422) is a well-formed request the
+    /// system cannot carry out.
+    #[error("{field}: {message}")]
+    Malformed { field: String, message: String },
     #[error("pool '{pool}' has {free} bytes free of {total}; this needs {need} bytes")]
     Full {
         pool: String,

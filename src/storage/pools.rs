@@ -25,7 +25,7 @@ impl Storage {
         };
         for f in need {
             if body.get(*f).is_none() {
-                return Err(StorageError::Invalid {
+                return Err(StorageError::Malformed {
                     field: format!("/{f}"),
                     message: format!("a {ty} pool needs '{f}'"),
                 });
@@ -33,7 +33,7 @@ impl Storage {
         }
         for f in forbid {
             if body.get(*f).is_some() {
-                return Err(StorageError::Invalid {
+                return Err(StorageError::Malformed {
                     field: format!("/{f}"),
                     message: format!("a {ty} pool does not take '{f}'"),
                 });
@@ -41,7 +41,7 @@ impl Storage {
         }
         if let Some(p) = body["path"].as_str() {
             if p.split('/').any(|c| c == ".." || c == ".") || p == "/" {
-                return Err(StorageError::Invalid {
+                return Err(StorageError::Malformed {
                     field: "/path".into(),
                     message: "must be a normalized absolute directory other than /".into(),
                 });
@@ -57,7 +57,7 @@ impl Storage {
             Some(a) => {
                 for (i, c) in a.iter().enumerate() {
                     if !allowed.contains(&c.as_str().unwrap_or_default()) {
-                        return Err(StorageError::Invalid {
+                        return Err(StorageError::Malformed {
                             field: format!("/content/{i}"),
                             message: format!("a {ty} pool cannot hold {c}"),
                         });
