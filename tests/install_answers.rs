@@ -309,3 +309,61 @@ fn the_installed_host_gets_its_settings_and_a_valid_seed() {
         .expect_err("unknown zone");
     assert!(e.to_string().contains("Mars/Olympus"), "{e}");
 }
+
+#[test]
+fn prepare_iso_bakes_a_validated_answer_into_a_copy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("live")).expect("tree");
+    std::fs::write(tree.join("live/marker"), b"from the original ISO").expect("marker");
+    let input = tmp.path().join("in.iso");
+    let st = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "FERRITE", "-o"])
+        .arg(&input)
+        .arg(&tree)
+        .status()
+        .expect("xorriso (apt install xorriso)");
+    assert!(st.success());
+    let output = tmp.path().join("out.iso");
+    // A bad answer is refused and no ISO is written.
+    let bad = ferrite()
+        .args(["install", "prepare-iso", "--answer"])
+        .arg(dir().join("fail/unknown-key.toml"))
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/system/colour"));
+    assert!(!output.exists());
+    let ok = ferrite()
+        .args(["install", "prepare-iso", "--answer"])
+        .arg(dir().join("ok/minimal.toml"))
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let x = tmp.path().join("x");
+    let st = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&output)
+        .args(["-extract", "/"])
+        .arg(&x)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("extract");
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read(x.join("ferrite/answer.toml")).expect("baked answer"),
+        std::fs::read(dir().join("ok/minimal.toml")).expect("fixture")
+    );
+    assert_eq!(
+        std::fs::read(x.join("live/marker")).expect("original content"),
+        b"from the original ISO"
+    );
+}

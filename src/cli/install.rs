@@ -32,9 +32,11 @@ pub enum InstallCommand {
         #[arg(long)]
         answer: PathBuf,
         /// The Ferrite ISO to start from.
-        input: PathBuf,
-        /// Where to write the new ISO.
-        output: PathBuf,
+        #[arg(value_name = "IN")]
+        source_iso: PathBuf,
+        /// Where to write the new ISO (`output` would clash with the global `--output`).
+        #[arg(value_name = "OUT")]
+        target_iso: PathBuf,
     },
     /// Install unattended (run by the ISO's initramfs inside the system image).
     Run {
@@ -78,9 +80,9 @@ pub fn execute(cmd: &InstallCommand) -> Result<u8, CliError> {
         }
         InstallCommand::PrepareIso {
             answer,
-            input,
-            output,
-        } => prepare_iso(answer, input, output),
+            source_iso,
+            target_iso,
+        } => prepare_iso(answer, source_iso, target_iso),
         InstallCommand::Run { iso, wait } => {
             // The one command here that erases disks runs only on the installer's own boot.
             let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
