@@ -152,7 +152,9 @@ pub struct InstallNetwork {
     #[serde(default = "vmbr0")]
     #[schemars(default = "vmbr0")]
     pub bridge: String,
-    pub address: String,
+    pub address: Option<String>,
+    #[serde(default)]
+    pub dhcp: bool,
     pub gateway: Option<String>,
     #[serde(default)]
     pub dns: Vec<String>,
@@ -280,11 +282,17 @@ fn field(pointer: &str, message: impl ToString) -> InvalidParam {
 /// both branches" names neither field (the autopve mistake of setting both is common).
 fn exclusive(v: &Value) -> Vec<InvalidParam> {
     let mut out = Vec::new();
-    for (at, a, b) in [("/disk", "path", "match"), ("/network/nic", "mac", "name")] {
+    for (at, a, b) in [
+        ("/disk", "path", "match"),
+        ("/network/nic", "mac", "name"),
+        ("/network", "address", "dhcp"),
+    ] {
         let Some(obj) = v.pointer(at).and_then(Value::as_object) else {
             continue;
         };
-        match (obj.contains_key(a), obj.contains_key(b)) {
+        // `dhcp = false` is the same as leaving it out.
+        let has = |k: &str| obj.get(k).is_some_and(|x| x != &Value::Bool(false));
+        match (has(a), has(b)) {
             (true, true) => out.push(field(at, format!("set either '{a}' or '{b}', not both"))),
             (false, false) => out.push(field(at, format!("set '{a}' or '{b}'"))),
             _ => {}
@@ -312,26 +320,8 @@ fn semantic(a: &InstallAnswer) -> Vec<InvalidParam> {
             format!("'{}' is not an address:port", a.ferrite.listen),
         ));
     }
-    match crate::network::netlink::parse_cidr(&a.network.address) {
-        None => out.push(field(
-            "/network/address",
-            format!("'{}' is not an address/prefix", a.network.address),
-        )),
-        Some((ip, len)) => {
-            if let Some(gw) = &a.network.gateway {
-                match gw.parse::<std::net::IpAddr>() {
-                    Err(_) => out.push(field(
-                        "/network/gateway",
-                        format!("'{gw}' is not an address"),
-                    )),
-                    Ok(g) if !same_subnet(ip, len, g) => out.push(field(
-                        "/network/gateway",
-                        format!("{gw} is not in {}", a.network.address),
-                    )),
-                    Ok(_) => {}
-                }
-            }
-        }
+    if let Some(address) = &a.network.address {
+        out.extend(address_problems(address, a.network.gateway.as_deref()));
     }
     if let (Some(c), Some(k)) = (&a.ferrite.tls_cert_pem, &a.ferrite.tls_key_pem) {
         if !c.contains("-----BEGIN CERTIFICATE-----") {
@@ -340,6 +330,30 @@ fn semantic(a: &InstallAnswer) -> Vec<InvalidParam> {
         if !k.contains("PRIVATE KEY-----") {
             out.push(field("/ferrite/tls_key_pem", "not a PEM private key"));
         }
+    }
+    out
+}
+
+/// An address/prefix that parses and, when given, a gateway inside its subnet. Also used for
+/// a DHCP lease before it becomes the host's static address.
+pub fn address_problems(address: &str, gateway: Option<&str>) -> Vec<InvalidParam> {
+    let mut out = Vec::new();
+    match crate::network::netlink::parse_cidr(address) {
+        None => out.push(field(
+            "/network/address",
+            format!("'{address}' is not an address/prefix"),
+        )),
+        Some((ip, len)) => match gateway.map(|g| (g, g.parse::<std::net::IpAddr>())) {
+            Some((gw, Err(_))) => out.push(field(
+                "/network/gateway",
+                format!("'{gw}' is not an address"),
+            )),
+            Some((gw, Ok(g))) if !same_subnet(ip, len, g) => out.push(field(
+                "/network/gateway",
+                format!("{gw} is not in {address}"),
+            )),
+            _ => {}
+        },
     }
     out
 }

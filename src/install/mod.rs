@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod boot;
 pub mod devices;
+pub mod dhcp;
 pub mod find;
 pub mod layout;
 pub mod run;

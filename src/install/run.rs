@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::answer::{self, GuestStorage, InstallAnswer, OnError, OnSuccess};
-use super::{boot, devices, find, layout, target};
+use super::{boot, devices, dhcp, find, layout, target};
 use crate::schema::Registry;
 
 /// Where the initramfs reads the final action from.
@@ -187,6 +187,35 @@ fn install(a: &InstallAnswer, opts: &Options) -> Result<(), InstallError> {
         return Err(InstallError::Refused(format!("{} is read-only", disk.name)));
     }
     let plan = layout::plan(&a.disk, disk.size_bytes).map_err(InstallError::Refused)?;
+    let resolved;
+    let a = if a.network.dhcp {
+        say(&format!("asking for a DHCP lease on {}", nic.name));
+        let lease = dhcp::lease(&nic.name, Path::new("/run/ferrite-install/dhcp"))
+            .map_err(|e| InstallError::Step(format!("/network/dhcp: {e}")))?;
+        let mut r = a.clone();
+        r.network.dhcp = false;
+        r.network.address = Some(lease.address.clone());
+        if r.network.gateway.is_none() {
+            r.network.gateway = lease.gateway.clone();
+        }
+        if r.network.dns.is_empty() {
+            r.network.dns = lease.dns.clone();
+        }
+        let problems = answer::address_problems(&lease.address, r.network.gateway.as_deref());
+        if !problems.is_empty() {
+            return Err(answer::AnswerError::Invalid(problems).into());
+        }
+        say(&format!(
+            "lease {} gateway {} DNS {} kept as the host's static settings",
+            lease.address,
+            r.network.gateway.as_deref().unwrap_or("-"),
+            r.network.dns.join(" ")
+        ));
+        resolved = r;
+        &resolved
+    } else {
+        a
+    };
     let image = opts.iso.join("live/root.squashfs");
     let kernel = opts.iso.join("live/vmlinuz");
     let initrd = opts.iso.join("live/initrd.img");
@@ -354,7 +383,13 @@ fn install(a: &InstallAnswer, opts: &Options) -> Result<(), InstallError> {
     let _ = sh(&["sync"]);
     say(&format!(
         "API: https://{}:{} (TLS SHA-256 fingerprint {})",
-        a.network.address.split('/').next().unwrap_or_default(),
+        a.network
+            .address
+            .as_deref()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default(),
         a.ferrite.listen.rsplit(':').next().unwrap_or("8006"),
         configured.fingerprint
     ));

@@ -74,7 +74,8 @@ pub fn configure(
         format!("{short}\n").as_bytes(),
         0o644,
     )?;
-    let ip = a.network.address.split('/').next().unwrap_or_default();
+    let address = static_address(a)?;
+    let ip = address.split('/').next().unwrap_or_default();
     let fq = if short == host {
         String::new()
     } else {
@@ -147,6 +148,16 @@ pub fn configure(
     Ok(Configured { fingerprint })
 }
 
+/// The host's address: the answer's, or the DHCP lease the installer has put in its place.
+fn static_address(a: &InstallAnswer) -> Result<&str, TargetError> {
+    a.network.address.as_deref().ok_or_else(|| {
+        err(
+            Path::new("/network/address"),
+            "no address: the DHCP lease was not resolved before writing the target",
+        )
+    })
+}
+
 fn timezone(a: &InstallAnswer, lower: &Path, upper: &Path) -> Result<(), TargetError> {
     let tz = &a.system.timezone;
     let zone = lower.join("usr/share/zoneinfo").join(tz);
@@ -207,9 +218,7 @@ fn tls(a: &InstallAnswer, data: &Path) -> Result<String, TargetError> {
         _ => {
             let host = a.system.hostname.clone();
             let short = host.split('.').next().unwrap_or(&host).to_string();
-            let ip = a
-                .network
-                .address
+            let ip = static_address(a)?
                 .split('/')
                 .next()
                 .unwrap_or_default()
@@ -236,7 +245,7 @@ pub fn seed(a: &InstallAnswer) -> Value {
     let mut bridge = json!({
         "name": a.network.bridge,
         "ports": {MGMT_NIC: {}},
-        "addresses": [a.network.address],
+        "addresses": [a.network.address.as_deref().unwrap_or_default()],
         "comment": "management (from the installer)"
     });
     if let Some(gw) = &a.network.gateway {
