@@ -50,16 +50,32 @@ pub fn normalize_fingerprint(s: &str) -> String {
         .join(":")
 }
 
+/// Writes `data` to a temporary file, syncs it and renames it into place: a power cut during
+/// the first start must not leave an empty certificate that every later start refuses.
 fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
+    let err = |e| TlsError::Write(path.to_path_buf(), e);
+    let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(mode)
-        .open(path)
-        .map_err(|e| TlsError::Write(path.to_path_buf(), e))?;
-    f.write_all(data)
-        .map_err(|e| TlsError::Write(path.to_path_buf(), e))
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(data).and_then(|()| f.sync_all()).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A file that exists and holds something: an empty one (left by a crash before this code
+/// wrote atomically) is regenerated rather than refused forever.
+fn present(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.len() > 0)
 }
 
 /// Generates `DIR/tls/ferrited.{crt,key}` unless they exist.
@@ -67,7 +83,7 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsErro
     let dir = data_dir.join("tls");
     let crt = dir.join("ferrited.crt");
     let key = dir.join("ferrited.key");
-    if crt.exists() && key.exists() {
+    if present(&crt) && present(&key) {
         return Ok((crt, key));
     }
     fs::create_dir_all(&dir).map_err(|e| TlsError::Write(dir.clone(), e))?;

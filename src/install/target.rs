@@ -119,6 +119,17 @@ pub fn configure(
         format!("# Written by the Ferrite installer: the management NIC keeps one name.\n[Match]\nMACAddress={}\n\n[Link]\nName={MGMT_NIC}\n", nic_mac.to_lowercase()).as_bytes(),
         0o644,
     )?;
+    // udev renames the NIC to nic0 during coldplug; the daemon's seed makes it a bridge port,
+    // so the daemon waits for the renamed device rather than failing on a race.
+    write(
+        upper,
+        "etc/systemd/system/ferrited.service.d/10-management-nic.conf",
+        format!(
+            "# Written by the Ferrite installer.\n[Unit]\nWants=sys-subsystem-net-devices-{MGMT_NIC}.device\nAfter=sys-subsystem-net-devices-{MGMT_NIC}.device\n"
+        )
+        .as_bytes(),
+        0o644,
+    )?;
     write(
         upper,
         "etc/default/ferrited",
