@@ -68,6 +68,34 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// Whether this data dir's daemon (for this network namespace) starts for the first time
+/// since the machine booted: a marker under `/run` (a tmpfs, empty after every boot) says it
+/// has run before. Where `/run` cannot be written, every start counts as a restart, so drift
+/// is reported rather than hidden.
+fn first_start_since_boot(data_dir: &std::path::Path, netns: Option<&std::path::Path>) -> bool {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(data_dir.as_os_str().as_encoded_bytes());
+    if let Some(ns) = netns {
+        h.update(b"\0");
+        h.update(ns.as_os_str().as_encoded_bytes());
+    }
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = std::path::Path::new("/run/ferrite");
+    let marker = dir.join(format!("started-{key}"));
+    if marker.exists() {
+        return false;
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&marker, b""))
+        .is_ok()
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| StartError::Io(cfg.data_dir.clone(), e))?;
@@ -104,6 +132,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         cfg.netns.as_deref(),
         crate::network::Management::parse(cfg.management_interface.as_deref(), listen),
         Arc::clone(&store),
+        first_start_since_boot(&cfg.data_dir, cfg.netns.as_deref()),
     )
     .await?;
     let storage = {

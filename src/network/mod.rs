@@ -155,11 +155,14 @@ pub fn desired_all(store: &Store) -> Result<Vec<Desired>, crate::store::StoreErr
 }
 
 impl Network {
-    /// Connects to the kernel (in `netns` if given) and starts the reconciler.
+    /// Connects to the kernel (in `netns` if given) and starts the reconciler. `after_boot`
+    /// says this is the daemon's first start since the machine booted: links do not survive a
+    /// reboot, so the first pass recreates them as a boot does, and reports no drift for it.
     pub async fn start(
         netns: Option<&Path>,
         management: Management,
         store: Arc<Store>,
+        after_boot: bool,
     ) -> Result<Arc<Network>, KernelError> {
         if let Err(e) = backfill_refs(&store) {
             tracing::error!(error = %e, "could not index network object references");
@@ -176,11 +179,12 @@ impl Network {
         tokio::spawn(async move {
             let before = n.kernel.write_count();
             let t0 = std::time::Instant::now();
-            n.reconcile_all(&store).await;
+            n.converge_all(&store, !after_boot).await;
             tracing::info!(
                 objects = desired_all(&store).map(|d| d.len()).unwrap_or(0),
                 writes = n.kernel.write_count() - before,
                 duration_ms = t0.elapsed().as_secs_f64() * 1000.0,
+                after_boot,
                 "initial reconcile finished"
             );
             let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -225,6 +229,11 @@ impl Network {
 
     /// Converges every managed link and records drift; never fails (errors go to status).
     pub async fn reconcile_all(&self, store: &Store) {
+        self.converge_all(store, true).await
+    }
+
+    /// [`Network::reconcile_all`], recording what it repaired as drift only when asked.
+    async fn converge_all(&self, store: &Store, record_drift: bool) {
         let _g = self.lock.lock().await;
         let t0 = std::time::Instant::now();
         let desired = match desired_all(store) {
@@ -253,7 +262,7 @@ impl Network {
                 for d in &desired {
                     let s = st.entry(d.name().to_string()).or_default();
                     s.error = None;
-                    if let Some(drift) = report.drift.get(d.name()) {
+                    if let Some(drift) = report.drift.get(d.name()).filter(|_| record_drift) {
                         tracing::warn!(object = d.name(), drift = ?drift, "repaired drift");
                         s.drift = drift.clone();
                         s.drift_detected_at = Some(now);

@@ -5,6 +5,8 @@
 //! the answer's password, keep state across a reboot with the ISO still attached (no
 //! reinstall), and refuse bad targets before a byte is written.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -231,15 +233,44 @@ fn install_and_boot(fw: Firmware, tag: &str) {
     assert!(br["ports"].get("nic0").is_some(), "{br}");
     let (st, node) = get(port, &fp, &ticket, "/nodes");
     assert_eq!(st, 200, "{node}");
-    booted.kill();
+    if fw == Firmware::Uefi {
+        booted.kill();
+    }
 
     if fw == Firmware::Bios {
+        // Terraform against the appliance: a second bridge and a user, pinned to the
+        // installer's fingerprint; the next plan is empty.
+        let tf = common::tf::Tf::remote(
+            &format!("https://127.0.0.1:{port}"),
+            "root@local",
+            ADMIN_PW,
+            &fp,
+        );
+        tf.config(
+            r#"
+resource "ferrite_bridge" "lab" {
+  name      = "vmbr1"
+  addresses = ["10.10.0.1/24"]
+}
+resource "ferrite_user" "ops" {
+  userid  = "ops@local"
+  comment = "made by terraform"
+}
+"#,
+        );
+        tf.apply();
+        booted.kill();
         // The ISO still attached and first in the boot order: the installed system comes up,
-        // with the same certificate and password, and nothing is reinstalled.
+        // with the same certificate and password, and nothing is reinstalled; what Terraform
+        // made is still there and its plan is still empty.
         m.cdrom = Some(iso);
         let mut again = m.start(&format!("{tag}-iso-attached"));
         let ticket = login(port, &fp, Duration::from_secs(600), &mut again);
         assert_eq!(get(port, &fp, &ticket, "/network/bridges/vmbr0").0, 200);
+        let (st, lab) = get(port, &fp, &ticket, "/network/bridges/vmbr1");
+        assert_eq!(st, 200, "{lab}");
+        assert_eq!(lab["status"]["drift"], json!([]), "{lab}");
+        tf.assert_no_changes();
         let log = again.log();
         assert!(log.contains("booting it"), "{log}");
         assert!(!log.contains("ferrite install run"), "reinstalled:\n{log}");

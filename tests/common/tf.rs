@@ -60,6 +60,12 @@ pub struct Tf {
 
 impl Tf {
     pub fn new(d: &Daemon) -> Tf {
+        let mut tf = Tf::in_dir();
+        tf.endpoint = d.endpoint.clone();
+        tf
+    }
+
+    fn in_dir() -> Tf {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = format!(
             "provider_installation {{\n  dev_overrides {{\n    \"ferrite/ferrite\" = \"{}\"\n  }}\n  direct {{}}\n}}\ndisable_checkpoint = true\n",
@@ -68,13 +74,26 @@ impl Tf {
         std::fs::write(dir.path().join("cli.tfrc"), cfg).expect("cli config");
         Tf {
             dir,
-            endpoint: d.endpoint.clone(),
+            endpoint: String::new(),
             bin: terraform(),
             env: vec![
                 ("FERRITE_USERNAME".into(), "root@local".into()),
                 ("FERRITE_PASSWORD".into(), ROOT_PW.into()),
             ],
         }
+    }
+
+    /// Bound to a daemon elsewhere (an installed appliance): its endpoint, an account and the
+    /// certificate fingerprint to pin.
+    pub fn remote(endpoint: &str, user: &str, password: &str, fingerprint: &str) -> Tf {
+        let mut tf = Tf::in_dir();
+        tf.endpoint = endpoint.to_string();
+        tf.env = vec![
+            ("FERRITE_USERNAME".into(), user.into()),
+            ("FERRITE_PASSWORD".into(), password.into()),
+            ("FERRITE_TLS_FINGERPRINT".into(), fingerprint.into()),
+        ];
+        tf
     }
 
     pub fn config(&self, body: &str) {
