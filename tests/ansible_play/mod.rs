@@ -140,6 +140,16 @@ impl Play {
             .env_remove("FERRITE_USERNAME")
             .env_remove("FERRITE_PASSWORD")
             .env_remove("FERRITE_TLS_FINGERPRINT")
+            // Under TCG in the kernel VM on a loaded 2-core host one argon2 login has taken
+            // over 30 s (the modules' default per-request timeout): give requests room there.
+            .env(
+                "FERRITE_REQUEST_TIMEOUT",
+                if std::env::var_os("FERRITE_IN_KERNEL_VM").is_some() {
+                    "180"
+                } else {
+                    "30"
+                },
+            )
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }

@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "5a63d122e52d5391c383d853c7fa7e85bb7e511da520f170f2cb649f69f5ab01"
+SCHEMA_DIGEST = "ed42b6783de97dd009e36ca78a7bc206b1812370760170d0c796ea17aff04583"
 
 RESOURCES = {
     "acl": {
