@@ -62,6 +62,12 @@ impl Tf {
     pub fn new(d: &Daemon) -> Tf {
         let mut tf = Tf::in_dir();
         tf.endpoint = d.endpoint.clone();
+        // Under TCG in the kernel VM one argon2 password check takes 20 to 30 s, and every
+        // terraform command would log in again: log in once and hand the provider the ticket.
+        if std::env::var_os("FERRITE_IN_KERNEL_VM").is_some() {
+            let ticket = d.client().login("root@local", ROOT_PW);
+            tf.env = vec![("FERRITE_TOKEN".into(), ticket)];
+        }
         tf
     }
 
