@@ -58,7 +58,7 @@ pub fn execute(cmd: &InstallCommand) -> Result<u8, CliError> {
     match cmd {
         InstallCommand::Validate { file, show } => validate(file, *show),
         InstallCommand::Devices => {
-            let d = devices::disks(Path::new("/sys"), &label_of);
+            let d = devices::disks(Path::new("/sys"), &devices::label_of);
             let n = devices::nics(Path::new("/sys"));
             let doc = serde_json::json!({"disks": d, "nics": n});
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -101,16 +101,6 @@ pub fn execute(cmd: &InstallCommand) -> Result<u8, CliError> {
             }))
         }
     }
-}
-
-fn label_of(dev: &Path) -> Option<String> {
-    let o = std::process::Command::new("blkid")
-        .args(["-c", "/dev/null", "-o", "value", "-s", "LABEL"])
-        .arg(dev)
-        .output()
-        .ok()?;
-    let l = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    (!l.is_empty()).then_some(l)
 }
 
 fn read_answer(

@@ -70,6 +70,17 @@ fn read_trim(p: &Path) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// A device's filesystem label as blkid reads it from the device itself (no udev needed).
+pub fn label_of(dev: &Path) -> Option<String> {
+    let o = std::process::Command::new("blkid")
+        .args(["-c", "/dev/null", "-o", "value", "-s", "LABEL"])
+        .arg(dev)
+        .output()
+        .ok()?;
+    let l = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (!l.is_empty()).then_some(l)
+}
+
 /// The disks under `sys` (normally `/sys`): not loop, RAM, device-mapper, md or optical
 /// devices, not empty. `label_of` reads a device's filesystem label (blkid in production).
 pub fn disks(sys: &Path, label_of: &dyn Fn(&Path) -> Option<String>) -> Vec<Disk> {

@@ -10,7 +10,6 @@
 use super::answer::{GuestStorage, InstallDisk};
 
 const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 
 /// GPT partition type GUIDs.
 pub mod types {
@@ -106,7 +105,6 @@ pub fn plan(disk: &InstallDisk, disk_bytes: u64) -> Result<Vec<Part>, String> {
             size_mib: None,
         });
     }
-    let _ = GIB;
     Ok(parts)
 }
 
@@ -129,6 +127,8 @@ pub fn sfdisk_script(parts: &[Part]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GIB: u64 = 1 << 30;
 
     fn disk(storage: GuestStorage, var: Option<u32>) -> InstallDisk {
         InstallDisk {

@@ -139,16 +139,6 @@ fn sh(args: &[&str]) -> Result<String, InstallError> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-fn label_of(dev: &Path) -> Option<String> {
-    let o = Command::new("blkid")
-        .args(["-c", "/dev/null", "-o", "value", "-s", "LABEL"])
-        .arg(dev)
-        .output()
-        .ok()?;
-    let l = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    (!l.is_empty()).then_some(l)
-}
-
 /// The device node of partition `n` of `disk` (vda3, nvme0n1p3), once the kernel shows it.
 fn partition(disk: &devices::Disk, n: usize) -> Result<PathBuf, InstallError> {
     for _ in 0..100 {
@@ -172,7 +162,7 @@ fn partition(disk: &devices::Disk, n: usize) -> Result<PathBuf, InstallError> {
 }
 
 fn install(a: &InstallAnswer, opts: &Options) -> Result<(), InstallError> {
-    let disks = devices::disks(Path::new("/sys"), &label_of);
+    let disks = devices::disks(Path::new("/sys"), &devices::label_of);
     let disk = devices::select_disk(&a.disk, &disks, &|p| std::fs::canonicalize(p).ok())?;
     let nics = devices::nics(Path::new("/sys"));
     let nic = devices::select_nic(&a.network.nic, &nics)?;

@@ -40,31 +40,12 @@ impl Kernel {
         gw: std::net::IpAddr,
     ) -> Result<(), KernelError> {
         self.wrote();
-        let op = format!("adding a default route via {gw}");
-        let req = self.handle.route();
-        let r = match gw {
-            std::net::IpAddr::V4(g) => {
-                req.add(
-                    rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                        .output_interface(index)
-                        .gateway(g)
-                        .build(),
-                )
-                .execute()
-                .await
-            }
-            std::net::IpAddr::V6(g) => {
-                req.add(
-                    rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                        .output_interface(index)
-                        .gateway(g)
-                        .build(),
-                )
-                .execute()
-                .await
-            }
-        };
-        r.map_err(|e| KernelError::from_rtnl(op, e))
+        self.handle
+            .route()
+            .add(default_via(index, gw))
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("adding a default route via {gw}"), e))
     }
 
     /// Deletes the default route through `gw` leaving by link `index` (undo of the above).
@@ -74,31 +55,12 @@ impl Kernel {
         gw: std::net::IpAddr,
     ) -> Result<(), KernelError> {
         self.wrote();
-        let op = format!("deleting the default route via {gw}");
-        let req = self.handle.route();
-        let r = match gw {
-            std::net::IpAddr::V4(g) => {
-                req.del(
-                    rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                        .output_interface(index)
-                        .gateway(g)
-                        .build(),
-                )
-                .execute()
-                .await
-            }
-            std::net::IpAddr::V6(g) => {
-                req.del(
-                    rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                        .output_interface(index)
-                        .gateway(g)
-                        .build(),
-                )
-                .execute()
-                .await
-            }
-        };
-        r.map_err(|e| KernelError::from_rtnl(op, e))
+        self.handle
+            .route()
+            .del(default_via(index, gw))
+            .execute()
+            .await
+            .map_err(|e| KernelError::from_rtnl(format!("deleting the default route via {gw}"), e))
     }
 
     pub async fn addr_add(&self, index: u32, name: &str, cidr: &str) -> Result<(), KernelError> {
@@ -147,5 +109,19 @@ impl Kernel {
                 .map_err(|e| KernelError::from_rtnl(format!("removing {cidr} from {name}"), e));
         }
         Ok(())
+    }
+}
+
+/// The default route through `gw` leaving by link `index`, for either address family.
+fn default_via(index: u32, gw: std::net::IpAddr) -> rtnetlink::packet_route::route::RouteMessage {
+    match gw {
+        std::net::IpAddr::V4(g) => rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .output_interface(index)
+            .gateway(g)
+            .build(),
+        std::net::IpAddr::V6(g) => rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+            .output_interface(index)
+            .gateway(g)
+            .build(),
     }
 }
