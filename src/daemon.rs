@@ -37,6 +37,10 @@ pub struct Config {
     /// unless confirmed. `None` or `auto`: found from the default route and the listen
     /// address; `none`: no confirm windows.
     pub management_interface: Option<String>,
+    /// QEMU (a name looked up on PATH, or a path) and the OVMF directory, for VMs with
+    /// engine qemu.
+    pub qemu: PathBuf,
+    pub ovmf_dir: PathBuf,
 }
 
 /// Why the daemon could not start.
@@ -164,8 +168,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Arc::clone(&storage),
         Arc::clone(&network),
         &cfg.data_dir,
+        crate::vm::qemu::Host::new(&cfg.qemu, cfg.ovmf_dir.clone()),
     ));
-    crate::helpers::log_missing(&[containers.helper(), vms.vmm_helper()]);
+    crate::helpers::log_missing(&[containers.helper(), vms.vmm_helper(), vms.qemu_helper()]);
     {
         let v = Arc::clone(&vms);
         tokio::task::spawn_blocking(move || v.adopt_and_boot())

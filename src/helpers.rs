@@ -19,16 +19,22 @@ pub const BUILD_HINT: &str =
 pub struct Helper {
     name: &'static str,
     path: PathBuf,
+    /// How to fix a missing one.
+    hint: &'static str,
 }
 
 /// A helper that cannot be run.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the helper {name} cannot be run: {reason} ({}); {BUILD_HINT}", path.display())]
+#[error("the helper {name} cannot be run: {reason} ({}); {hint}", path.display())]
 pub struct HelperMissing {
     pub name: &'static str,
     pub path: PathBuf,
     pub reason: String,
+    pub hint: &'static str,
 }
+
+/// How to get QEMU.
+pub const QEMU_HINT: &str = "install Debian's qemu-system-x86 package (apt install qemu-system-x86), or point ferrited --qemu at the binary";
 
 impl Helper {
     /// The helper `name` in the directory of the running executable (where cargo and the
@@ -37,12 +43,39 @@ impl Helper {
         let path = std::env::current_exe()
             .map(|p| p.with_file_name(name))
             .unwrap_or_else(|_| PathBuf::from(name));
-        Helper { name, path }
+        Helper {
+            name,
+            path,
+            hint: BUILD_HINT,
+        }
     }
 
     /// A helper at an explicit path.
     pub fn at(name: &'static str, path: PathBuf) -> Helper {
-        Helper { name, path }
+        Helper {
+            name,
+            path,
+            hint: BUILD_HINT,
+        }
+    }
+
+    /// A program installed from the distribution, found on `PATH` (or at `path` when that
+    /// is absolute); `hint` says how to install it.
+    pub fn system(name: &'static str, path: &Path, hint: &'static str) -> Helper {
+        let found = if path.is_absolute() {
+            Some(path.to_path_buf())
+        } else {
+            std::env::var_os("PATH").and_then(|dirs| {
+                std::env::split_paths(&dirs)
+                    .map(|d| d.join(path))
+                    .find(|p| p.is_file())
+            })
+        };
+        Helper {
+            name,
+            path: found.unwrap_or_else(|| PathBuf::from("/usr/bin").join(path)),
+            hint,
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -59,6 +92,7 @@ impl Helper {
             name: self.name,
             path: self.path.clone(),
             reason,
+            hint: self.hint,
         };
         let meta = std::fs::metadata(&self.path).map_err(|e| {
             missing(match e.kind() {

@@ -45,6 +45,12 @@ struct Args {
     /// confirm window off.
     #[arg(long, env = "FERRITE_MANAGEMENT_INTERFACE")]
     management_interface: Option<String>,
+    /// QEMU for VMs with engine qemu: a name looked up on PATH, or a path.
+    #[arg(long, env = "FERRITE_QEMU", default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+    /// Where UEFI VMs find OVMF (Debian's ovmf package).
+    #[arg(long, env = "FERRITE_OVMF_DIR", default_value = "/usr/share/OVMF")]
+    ovmf_dir: PathBuf,
     /// Print the OpenAPI document generated from schema/ and exit.
     #[arg(long)]
     print_openapi: bool,
@@ -107,6 +113,8 @@ fn main() -> std::process::ExitCode {
         },
         netns: args.netns,
         management_interface: args.management_interface,
+        qemu: args.qemu,
+        ovmf_dir: args.ovmf_dir,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,13 +33,42 @@ pub fn reap(pid: i32) {
     let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
 
+/// How a guest's process ended, when the daemon reaped it (its own child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+const EXIT_FILE: &str = "exit-status";
+
+/// Reaps `pid` if it is our exited child and records how it ended in `dir`.
+fn reap_into(dir: &Path, pid: i32) {
+    use nix::sys::wait::WaitStatus;
+    let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, c)) => ExitStatus::Code(c),
+        Ok(WaitStatus::Signaled(_, s, _)) => ExitStatus::Signal(s as i32),
+        _ => return,
+    };
+    if let Ok(body) = serde_json::to_vec(&status) {
+        let _ = std::fs::write(dir.join(EXIT_FILE), body);
+    }
+}
+
+/// How the guest's last process ended, if the daemon reaped it.
+pub fn exit_status(dir: &Path) -> Option<ExitStatus> {
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT_FILE)).ok()?).ok()
+}
+
 /// The recorded process of the guest whose directory is `dir`, if that process still runs.
+/// A zombie child is reaped here, its exit status kept for [`exit_status`].
 pub fn alive(dir: &Path) -> Option<RuntimeState> {
     let st = recorded(dir)?;
     match starttime(st.pid) {
         Some((t, state)) if t == st.starttime && state != 'Z' && state != 'X' => Some(st),
         Some((_, 'Z')) => {
-            reap(st.pid);
+            reap_into(dir, st.pid);
             None
         }
         _ => None,

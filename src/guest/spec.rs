@@ -68,11 +68,74 @@ pub struct ContainerNic {
     pub gw6: Option<Ipv6Addr>,
 }
 
-/// `VmNic`: a [`GuestNic`] seen by the guest as virtio-net.
+/// `VmNic`: a [`GuestNic`] seen by the guest as the chosen model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmNic {
     #[serde(flatten)]
     pub nic: GuestNic,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub model: NicModel,
+}
+
+/// The NIC device a VM's guest sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NicModel {
+    #[default]
+    Virtio,
+    E1000,
+}
+
+/// Which engine runs a VM: `ferrite-vmm` or QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VmEngine {
+    Microvm,
+    Qemu,
+}
+
+impl VmEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmEngine::Microvm => "microvm",
+            VmEngine::Qemu => "qemu",
+        }
+    }
+}
+
+/// The accelerator asked of QEMU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// The firmware a QEMU VM boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    #[default]
+    Bios,
+    Uefi,
+}
+
+/// The bus a VM disk sits on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBus {
+    #[default]
+    Virtio,
+    Scsi,
+    Sata,
+}
+
+/// `VmCdrom`: a CD-ROM drive, empty without a volume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmCdrom {
+    pub volume: Option<String>,
 }
 
 /// How a VM disk's writes reach the volume.
@@ -84,7 +147,7 @@ pub enum DiskCache {
     Writethrough,
 }
 
-/// `VmDisk`: a virtio-blk disk backed by a raw volume.
+/// `VmDisk`: a disk backed by a volume (raw, or qcow2 under QEMU).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmDisk {
     pub volume: String,
@@ -92,6 +155,12 @@ pub struct VmDisk {
     pub read_only: bool,
     #[serde(default, deserialize_with = "null_as_default")]
     pub cache: DiskCache,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub bus: DiskBus,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub discard: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub iothread: bool,
 }
 
 /// `ContainerMount`: a bind mount of a volume or a host directory.
@@ -190,6 +259,12 @@ pub struct VmSpec {
     pub description: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
+    /// Absent in rows written before QEMU: read through [`VmSpec::engine`].
+    pub engine: Option<VmEngine>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub accel: Accel,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub firmware: Firmware,
     #[serde(default = "one")]
     pub vcpus: u8,
     #[serde(default = "default_memory")]
@@ -203,6 +278,9 @@ pub struct VmSpec {
     pub disks: BTreeMap<String, VmDisk>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub net: BTreeMap<String, VmNic>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cdrom: BTreeMap<String, VmCdrom>,
+    pub boot: Option<Vec<String>>,
     #[serde(default = "yes")]
     pub rng: bool,
     #[serde(default = "default_serial_log")]
@@ -213,6 +291,16 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// The engine that runs the VM: as set, else microvm for a VM with a kernel and qemu
+    /// for one without.
+    pub fn engine(&self) -> VmEngine {
+        self.engine.unwrap_or(if self.kernel.is_some() {
+            VmEngine::Microvm
+        } else {
+            VmEngine::Qemu
+        })
+    }
+
     /// The disks the guest can write (what snapshots and clones copy), in slot order.
     pub fn writable_disks(&self) -> Vec<(String, &VmDisk)> {
         slots_in_order(&self.disks, "disk")
@@ -304,6 +392,7 @@ pub fn schema_pairs() -> Vec<(&'static str, schemars::Schema)> {
         ("ContainerNic", schema_for!(ContainerNic)),
         ("VmNic", schema_for!(VmNic)),
         ("VmDisk", schema_for!(VmDisk)),
+        ("VmCdrom", schema_for!(VmCdrom)),
         ("ContainerMount", schema_for!(ContainerMount)),
         ("ContainerDns", schema_for!(ContainerDns)),
         ("ContainerFeatures", schema_for!(ContainerFeatures)),

@@ -4,10 +4,12 @@
 //! VMs. A monitor thread notices VMs that stopped on their own, cleans up their taps, and
 //! starts again the ones whose guest asked for a reset.
 
+mod checks;
 mod clones;
 mod control;
 mod engine;
 mod monitor;
+pub mod qemu;
 mod restart;
 mod start;
 
@@ -24,7 +26,7 @@ use serde_json::{json, Value};
 use crate::guest::claims::Claim;
 use crate::guest::nics;
 use crate::guest::process::{self, RuntimeState};
-use crate::guest::spec::{self, DiskCache, StoredVm, VmCreate, VmSpec};
+use crate::guest::spec::{self, DiskCache, StoredVm, VmCreate, VmEngine, VmSpec};
 use crate::network::attach::NicKind;
 use crate::storage::{Content, Format, Storage};
 use crate::store::{objects, Object, Store, StoreError};
@@ -46,6 +48,10 @@ pub struct Vms {
     /// Store, storage, network, runtime directory, claims and scope.
     base: crate::guest::Base,
     vmm: crate::helpers::Helper,
+    /// QEMU and its firmware, for VMs with engine qemu.
+    qemu: qemu::Host,
+    /// Kept connections to qemu VMs' serial sockets (see [`qemu::serial`]).
+    serial_links: qemu::serial::SerialLinks,
     restart_plan: restart::Restarts,
 }
 
@@ -92,11 +98,14 @@ impl Vms {
         storage: Arc<Storage>,
         network: Arc<crate::network::Network>,
         data_dir: &Path,
+        qemu: qemu::Host,
     ) -> Self {
         let vmm = crate::helpers::Helper::beside_daemon("ferrite-vmm");
         Vms {
             base: crate::guest::Base::new(KIND, "vms", store, storage, network, data_dir),
             vmm,
+            qemu,
+            serial_links: Default::default(),
             restart_plan: restart::Restarts::default(),
         }
     }
@@ -104,6 +113,11 @@ impl Vms {
     /// The `ferrite-vmm` helper this engine spawns.
     pub fn vmm_helper(&self) -> &crate::helpers::Helper {
         &self.vmm
+    }
+
+    /// The QEMU binary the qemu engine runs.
+    pub fn qemu_helper(&self) -> &crate::helpers::Helper {
+        &self.qemu.binary
     }
 
     /// Marks the VM busy. Waits up to two seconds for a short operation (the monitor's
@@ -169,12 +183,22 @@ impl Vms {
     /// with the count of automatic restarts (a guest stuck in a reset loop shows here).
     pub fn status(&self, id: &str) -> Value {
         let mut v = match self.runtime_state(id) {
+            Some(st) if self.runs_qemu(id) => {
+                let (state, accel) = self.qemu_status(id);
+                let mut v = json!({"state": state, "pid": st.pid, "started_at": st.started_at,
+                                   "engine": "qemu"});
+                if let Some(a) = accel {
+                    v["accel"] = json!(a);
+                }
+                v
+            }
             Some(st) => {
                 let state = control::call(&self.sock(id), &json!({"op": "status"}))
                     .ok()
                     .and_then(|v| v["state"].as_str().map(String::from))
                     .unwrap_or_else(|| "running".into());
-                json!({"state": state, "pid": st.pid, "started_at": st.started_at})
+                json!({"state": state, "pid": st.pid, "started_at": st.started_at,
+                       "engine": "microvm", "accel": "kvm"})
             }
             None => {
                 let mut v = json!({"state": "stopped"});
@@ -195,10 +219,37 @@ impl Vms {
         v
     }
 
-    /// Checks what a VM refers to: kernel and initrd files, raw disk volumes, host memory.
+    /// Checks what a VM refers to (volumes, bridges, firmware, host memory) for its engine.
     pub fn check(&self, body: &VmSpec) -> Result<(), VmError> {
         nics::check(&self.base.store, body.net.iter().map(|(k, n)| (k, &n.nic)))?;
-        let kernel = body.kernel.as_deref().unwrap_or_default();
+        checks::same_volume_twice(body)?;
+        match body.engine() {
+            VmEngine::Qemu => self.check_qemu(body)?,
+            VmEngine::Microvm => {
+                checks::microvm_fields(body)?;
+                self.check_microvm(body)?;
+            }
+        }
+        let mib = body.memory;
+        if let Some(total) = host_total_bytes() {
+            if mib << 20 > total {
+                return Err(GuestError::invalid(
+                    "/memory",
+                    format!("{mib} MiB is more than this host has ({} MiB)", total >> 20),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What ferrite-vmm needs: a kernel it can load, raw image disks.
+    fn check_microvm(&self, body: &VmSpec) -> Result<(), VmError> {
+        let Some(kernel) = body.kernel.as_deref() else {
+            return Err(GuestError::invalid(
+                "/kernel",
+                "the microvm engine boots a kernel: set kernel, or engine qemu to boot disks and ISOs",
+            ));
+        };
         let kpath = self.base.storage.path(kernel).map_err(|_| {
             GuestError::invalid("/kernel", format!("volume {kernel} does not exist"))
         })?;
@@ -233,15 +284,6 @@ impl Vms {
                 }
             }
         }
-        let mib = body.memory;
-        if let Some(total) = host_total_bytes() {
-            if mib << 20 > total {
-                return Err(GuestError::invalid(
-                    "/memory",
-                    format!("{mib} MiB is more than this host has ({} MiB)", total >> 20),
-                ));
-            }
-        }
         Ok(())
     }
 
@@ -253,6 +295,8 @@ impl Vms {
         let name = want.name;
         let mut stored = body.clone();
         stored["id"] = json!(id);
+        // The engine a VM runs under is fixed at create unless changed by an update.
+        stored["engine"] = json!(want.spec.engine().as_str());
         let refs = refs_of(&stored);
         self.base.store.write(|tx| -> Result<Object, VmError> {
             crate::guest::insert_row(tx, KIND, &id_s, &name, &stored)?;
@@ -293,6 +337,10 @@ impl Vms {
     }
 
     fn stop_locked(&self, id: &str) {
+        if self.runs_qemu(id) && self.running(id) {
+            // QEMU flushes its disk caches on quit; SIGKILL below if it does not go.
+            let _ = qemu::qmp::call(&self.qemu_files(id).qmp, "quit", None);
+        }
         if let Some(st) = self.runtime_state(id) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(st.pid),
@@ -311,6 +359,7 @@ impl Vms {
     fn finish(&self, id: &str) {
         self.detach(&self.taps_of(id));
         let _ = std::fs::remove_file(self.sock(id));
+        self.remove_qemu_sockets(id);
         process::clear(&self.vm_dir(id));
     }
 
@@ -319,9 +368,14 @@ impl Vms {
         let _b = self.claim(id)?;
         self.get(id)?;
         self.cancel_restart(id);
-        if self.running(id) {
+        if self.running(id) && self.runs_qemu(id) {
+            let _ = self.qmp(id, "cont", None);
+            let _ = self.qmp(id, "system_powerdown", None);
+        } else if self.running(id) {
             let _ = control::call(&self.sock(id), &json!({"op": "resume"}));
             let _ = control::call(&self.sock(id), &json!({"op": "power_button"}));
+        }
+        if self.running(id) {
             let t0 = Instant::now();
             while self.running(id) && t0.elapsed() < timeout {
                 std::thread::sleep(Duration::from_millis(20));
@@ -354,6 +408,10 @@ impl Vms {
     pub fn pause(&self, id: &str, paused: bool) -> Result<Value, VmError> {
         let _b = self.claim(id)?;
         self.require_running(id)?;
+        if self.runs_qemu(id) {
+            self.qmp(id, if paused { "stop" } else { "cont" }, None)?;
+            return Ok(self.status(id));
+        }
         self.ctl(id, json!({"op": if paused { "pause" } else { "resume" }}))?;
         Ok(self.status(id))
     }
@@ -375,6 +433,9 @@ impl Vms {
 
     pub fn serial_input(&self, id: &str, data: &str) -> Result<(), VmError> {
         self.require_running(id)?;
+        if self.runs_qemu(id) {
+            return self.qemu_serial_input(id, data.as_bytes());
+        }
         self.ctl(id, json!({"op": "serial_input", "data": data}))
             .map(|_| ())
     }
@@ -435,6 +496,15 @@ pub fn refs_of(body: &Value) -> Vec<String> {
         .flat_map(|m| m.values())
     {
         if let Some(v) = d["volume"].as_str() {
+            r.push(crate::guest::volume_ref(v));
+        }
+    }
+    for c in body["cdrom"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        if let Some(v) = c["volume"].as_str() {
             r.push(crate::guest::volume_ref(v));
         }
     }

@@ -139,7 +139,13 @@ impl Vms {
         };
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().to_string();
-            if !e.path().join("runtime.json").exists() || self.running(&id) {
+            if !e.path().join("runtime.json").exists() {
+                continue;
+            }
+            if self.running(&id) {
+                if self.runs_qemu(&id) {
+                    self.rotate_serial(&id);
+                }
                 continue;
             }
             let Some(_b) = self.try_claim(&id) else {
@@ -147,6 +153,10 @@ impl Vms {
             };
             if self.running(&id) || !e.path().join("runtime.json").exists() {
                 continue;
+            }
+            if self.runs_qemu(&id) {
+                // ferrite-vmm records why it exited; QEMU's exit status says it.
+                self.qemu_exit(&id);
             }
             self.finish(&id);
             let reason = self.last_exit(&id);
@@ -157,6 +167,17 @@ impl Vms {
             }
         }
         self.restart_due();
+    }
+
+    /// QEMU writes the serial log itself and never rotates it: the monitor does, at the VM's
+    /// `serial_log_size`.
+    fn rotate_serial(&self, id: &str) {
+        let limit = self
+            .get(id)
+            .and_then(|o| self.stored(&o))
+            .map(|r| r.create.spec.serial_log_size)
+            .unwrap_or(1 << 20);
+        self.rotate_qemu_serial(id, limit);
     }
 
     /// Makes the planned restarts that are due. A VM busy with an API call is tried again on

@@ -31,6 +31,11 @@ impl Vms {
         let _b = self.claim(id)?;
         let o = self.get(id)?;
         let vmstate = self.running(id);
+        if vmstate && self.runs_qemu(id) {
+            return Err(VmError::Conflict(format!(
+                "vm {id} runs under QEMU, whose machine state is not snapshotted yet; stop it and snapshot its disks"
+            )));
+        }
         if vmstate && self.status(id)["state"] != "paused" {
             return Err(VmError::Conflict(format!(
                 "vm {id} is running; pause it before taking a snapshot"

@@ -241,6 +241,10 @@ impl Vms {
                 "vm {id} is a template; clone it and start the clone"
             )));
         }
+        if row.create.spec.engine() == crate::guest::spec::VmEngine::Qemu {
+            self.start_qemu(id, &row)?;
+            return Ok(self.status(id));
+        }
         self.vmm.check()?;
         let cfg = self.machine_config(id, &row.create.spec)?;
         let dir = self.vm_dir(id);

@@ -35,7 +35,8 @@ pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     facts["node"] = json!(app.node);
     facts["problems"] = json!(crate::helpers::problems(&[
         app.containers.helper(),
-        app.vms.vmm_helper()
+        app.vms.vmm_helper(),
+        app.vms.qemu_helper()
     ]));
     Ok(Resp::json(200, &facts))
 }

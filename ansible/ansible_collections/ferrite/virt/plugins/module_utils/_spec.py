@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "ed42b6783de97dd009e36ca78a7bc206b1812370760170d0c796ea17aff04583"
+SCHEMA_DIGEST = "db3aab092a577ca930d7c35e1c836cee376c90f4db7214af82eeead8b096914b"
 
 RESOURCES = {
     "acl": {
@@ -334,16 +334,21 @@ RESOURCES = {
         "collection": "/vms",
         "create": "VmCreate",
         "fields": {
+            "accel": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
+            "boot": {"create": True, "read": True, "shape": "set", "type": "list", "update": True},
+            "cdrom": {"create": True, "read": True, "shape": "map", "type": "dict", "update": True},
             "cloned_from": {"read": True, "shape": "scalar", "type": "str"},
             "cmdline": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
             "description": {"create": True, "live": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "disks": {"create": True, "read": True, "shape": "map", "type": "dict", "update": True},
+            "engine": {"create": True, "read": True, "server_default": True, "shape": "scalar", "type": "str", "update": True},
+            "firmware": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "hugepages": {"create": True, "read": True, "shape": "scalar", "type": "bool", "update": True},
             "id": {"create": True, "read": True, "server_default": True, "shape": "scalar", "type": "int"},
             "initrd": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "is_template": {"read": True, "shape": "scalar", "type": "bool"},
-            "kernel": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str", "update": True},
+            "kernel": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "memory": {"create": True, "read": True, "shape": "scalar", "type": "int", "update": True},
             "name": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "net": {"create": True, "read": True, "shape": "map", "type": "dict", "update": True},

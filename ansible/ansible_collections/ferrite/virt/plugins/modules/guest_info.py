@@ -189,12 +189,28 @@ vms:
   type: list
   elements: dict
   contains:
+    accel:
+      description: "qemu engine: kvm, tcg (software emulation), or auto: KVM when the host's /dev/kvm runs stock kernels
+        at speed (a hardware-assisted kvm_intel or kvm_amd), TCG otherwise. status.accel says which
+        runs."
+      returned: when set
+      type: str
+    boot:
+      description: "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
+        then CD-ROMs. Slots not listed are not booted from."
+      returned: when set
+      type: list
+      elements: str
+    cdrom:
+      description: "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine."
+      returned: when set
+      type: dict
     cloned_from:
       description: "The VM this one was cloned from."
       returned: when set
       type: str
     cmdline:
-      description: "Kernel command line (virtio-mmio devices are also declared in ACPI)."
+      description: "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
       returned: when set
       type: str
     created_at:
@@ -209,8 +225,18 @@ vms:
       description: "Disks keyed by slot (disk0, disk1, ...): no ordering drift."
       returned: when set
       type: dict
+    engine:
+      description: "microvm: ferrite-vmm boots kernel directly, small and fast. qemu: QEMU (q35) boots firmware, disks
+        and ISOs: full operating systems. Default microvm when kernel is set, else qemu."
+      returned: when set
+      type: str
+    firmware:
+      description: "qemu engine: SeaBIOS, or OVMF with a per-VM copy of the UEFI variable store (boot entries survive
+        restarts)."
+      returned: when set
+      type: str
     hugepages:
-      description: "Back guest memory with transparent hugepages."
+      description: "Back guest memory with transparent hugepages (microvm engine)."
       returned: when set
       type: bool
     id:
@@ -226,7 +252,9 @@ vms:
       returned: when set
       type: bool
     kernel:
-      description: "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage."
+      description: "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage. Required by the
+        microvm engine; the qemu engine boots it directly instead of the firmware's boot order when
+        set."
       returned: when set
       type: str
     memory:

@@ -20,6 +20,30 @@ author:
 extends_documentation_fragment:
   - ferrite.virt.connection
 options:
+  accel:
+    description:
+      - "qemu engine: kvm, tcg (software emulation), or auto: KVM when the host's /dev/kvm runs stock kernels
+        at speed (a hardware-assisted kvm_intel or kvm_amd), TCG otherwise. status.accel says which
+        runs."
+      - "Server default when never set: C(\"auto\")."
+    type: str
+    choices:
+      - "auto"
+      - "kvm"
+      - "tcg"
+  boot:
+    description:
+      - "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
+        then CD-ROMs. Slots not listed are not booted from."
+      - "Compared as a set: order does not matter."
+    type: list
+    elements: str
+  cdrom:
+    description:
+      - "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine."
+      - "Keyed by slot: entries are compared key by key; entries not listed are removed, fields not given
+        inside an entry are kept."
+    type: dict
   clone_from:
     description:
       - "Create the guest as a clone of this guest (its name). Ignored when the guest exists."
@@ -30,7 +54,7 @@ options:
     type: str
   cmdline:
     description:
-      - "Kernel command line (virtio-mmio devices are also declared in ACPI)."
+      - "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
     type: str
   description:
     description:
@@ -43,9 +67,27 @@ options:
       - "Keyed by slot: entries are compared key by key; entries not listed are removed, fields not given
         inside an entry are kept."
     type: dict
+  engine:
+    description:
+      - "microvm: ferrite-vmm boots kernel directly, small and fast. qemu: QEMU (q35) boots firmware, disks
+        and ISOs: full operating systems. Default microvm when kernel is set, else qemu."
+      - "Chosen by the server when not given."
+    type: str
+    choices:
+      - "microvm"
+      - "qemu"
+  firmware:
+    description:
+      - "qemu engine: SeaBIOS, or OVMF with a per-VM copy of the UEFI variable store (boot entries survive
+        restarts)."
+      - "Server default when never set: C(\"bios\")."
+    type: str
+    choices:
+      - "bios"
+      - "uefi"
   hugepages:
     description:
-      - "Back guest memory with transparent hugepages."
+      - "Back guest memory with transparent hugepages (microvm engine)."
       - "Server default when never set: C(false)."
     type: bool
   id:
@@ -65,8 +107,9 @@ options:
     type: bool
   kernel:
     description:
-      - "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage."
-      - "Required to create the object."
+      - "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage. Required by the
+        microvm engine; the qemu engine boots it directly instead of the firmware's boot order when
+        set."
     type: str
   memory:
     description:
@@ -163,12 +206,28 @@ object:
   returned: when the object exists after the run
   type: dict
   contains:
+    accel:
+      description: "qemu engine: kvm, tcg (software emulation), or auto: KVM when the host's /dev/kvm runs stock kernels
+        at speed (a hardware-assisted kvm_intel or kvm_amd), TCG otherwise. status.accel says which
+        runs."
+      returned: when set
+      type: str
+    boot:
+      description: "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
+        then CD-ROMs. Slots not listed are not booted from."
+      returned: when set
+      type: list
+      elements: str
+    cdrom:
+      description: "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine."
+      returned: when set
+      type: dict
     cloned_from:
       description: "The VM this one was cloned from."
       returned: when set
       type: str
     cmdline:
-      description: "Kernel command line (virtio-mmio devices are also declared in ACPI)."
+      description: "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
       returned: when set
       type: str
     created_at:
@@ -183,8 +242,18 @@ object:
       description: "Disks keyed by slot (disk0, disk1, ...): no ordering drift."
       returned: when set
       type: dict
+    engine:
+      description: "microvm: ferrite-vmm boots kernel directly, small and fast. qemu: QEMU (q35) boots firmware, disks
+        and ISOs: full operating systems. Default microvm when kernel is set, else qemu."
+      returned: when set
+      type: str
+    firmware:
+      description: "qemu engine: SeaBIOS, or OVMF with a per-VM copy of the UEFI variable store (boot entries survive
+        restarts)."
+      returned: when set
+      type: str
     hugepages:
-      description: "Back guest memory with transparent hugepages."
+      description: "Back guest memory with transparent hugepages (microvm engine)."
       returned: when set
       type: bool
     id:
@@ -200,7 +269,9 @@ object:
       returned: when set
       type: bool
     kernel:
-      description: "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage."
+      description: "Kernel volume: an ELF vmlinux (PVH entry used when present) or a 64-bit bzImage. Required by the
+        microvm engine; the qemu engine boots it directly instead of the firmware's boot order when
+        set."
       returned: when set
       type: str
     memory:
@@ -262,11 +333,16 @@ object:
 from ansible_collections.ferrite.virt.plugins.module_utils.runner import run_resource
 
 ARGUMENT_SPEC = {
+    "accel": {"choices": ["auto", "kvm", "tcg"], "type": "str"},
+    "boot": {"elements": "str", "type": "list"},
+    "cdrom": {"type": "dict"},
     "clone_from": {"type": "str"},
     "clone_snapshot": {"type": "str"},
     "cmdline": {"type": "str"},
     "description": {"type": "str"},
     "disks": {"type": "dict"},
+    "engine": {"choices": ["microvm", "qemu"], "type": "str"},
+    "firmware": {"choices": ["bios", "uefi"], "type": "str"},
     "hugepages": {"type": "bool"},
     "id": {"type": "int"},
     "initrd": {"type": "str"},
