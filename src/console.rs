@@ -114,3 +114,62 @@ async fn type_in(input: &Input, what: &str, data: Vec<u8>) {
         tracing::debug!(guest = %what, error = %e, "console input refused");
     }
 }
+
+/// Bridges a WebSocket client to a guest's Unix stream socket, byte for byte: binary frames
+/// from the client are written to the socket, what the socket sends goes back as binary
+/// frames. The QEMU engine's VNC display speaks RFB this way (`GET /vms/{id}/vnc`), which is
+/// what noVNC and `websockify`-style clients expect. Ends when either side closes.
+pub async fn proxy(what: String, sock: PathBuf, upgrade: hyper::upgrade::OnUpgrade) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = match upgrade.await {
+        Ok(u) => TokioIo::new(u),
+        Err(e) => {
+            tracing::debug!(guest = %what, error = %e, "display upgrade failed");
+            return;
+        }
+    };
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let (mut tx, mut rx) = ws.split();
+    let stream = match tokio::net::UnixStream::connect(&sock).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(guest = %what, error = %e, "display socket");
+            let _ = tx
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1011.into(),
+                    reason: "the guest's display is not reachable".into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Message::Close(Some(CloseFrame {
+                        code: 1000.into(),
+                        reason: "the guest's display closed".into(),
+                    }))).await;
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -202,6 +202,10 @@ impl Vms {
             }
             None => {
                 let mut v = json!({"state": "stopped"});
+                if self.runs_qemu(id) && self.last_exit(id).is_none() {
+                    // QEMU ended and the monitor has not been round yet: say why now.
+                    self.qemu_exit(id);
+                }
                 if let Some(e) = self.last_exit(id) {
                     v["last_exit"] = e;
                 }
@@ -313,14 +317,33 @@ impl Vms {
         patch: &Value,
         if_match: Option<i64>,
     ) -> Result<Object, VmError> {
-        let mut body = self.get(id)?.body;
+        let before = self.get(id)?.body;
+        let mut body = before.clone();
         objects::merge_patch(&mut body, patch);
         let row: StoredVm = spec::parse(&format!("vm {id}"), &body)?;
         self.check(&row.create.spec)?;
-        let tags = objects::tags_of(&body);
-        let refs = refs_of(&body);
+        let old: StoredVm = spec::parse(&format!("vm {id}"), &before)?;
+        // A running QEMU takes new media in its CD-ROM drives at once.
+        let live = old.create.spec.cdrom != row.create.spec.cdrom
+            && self.runs_qemu(id)
+            && self.running(id);
+        let _claim = if live { Some(self.claim(id)?) } else { None };
+        let written = self.write_row(id, if_match, &body)?;
+        if live {
+            if let Err(e) = self.change_media(id, &old.create.spec, &row.create.spec) {
+                // Nothing half-made: the row goes back to what the running VM has.
+                self.write_row(id, None, &before)?;
+                return Err(e);
+            }
+        }
+        Ok(written)
+    }
+
+    fn write_row(&self, id: &str, if_match: Option<i64>, body: &Value) -> Result<Object, VmError> {
+        let tags = objects::tags_of(body);
+        let refs = refs_of(body);
         Ok(self.base.store.write(|tx| -> Result<Object, StoreError> {
-            objects::update(tx, KIND, id, if_match, &body, &tags)?;
+            objects::update(tx, KIND, id, if_match, body, &tags)?;
             objects::set_refs(tx, KIND, id, &refs)?;
             objects::require(tx, KIND, id)
         })?)

@@ -158,6 +158,7 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("vm_serial", vms::vm_serial),
         h!("vm_serial_input", vms::vm_serial_input),
         h!("vm_console", vms::vm_console),
+        h!("vm_vnc", vms::vm_vnc),
         h!("vm_clone", vms::vm_clone),
         h!("vm_template", vms::vm_template),
         h!("container_console", containers::container_console),

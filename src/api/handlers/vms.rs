@@ -132,3 +132,14 @@ pub async fn vm_snapshot_restore(app: Arc<App>, req: Req) -> Result<Resp, ApiErr
 pub async fn vm_snapshot_delete(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     guests::snapshot_delete(Arc::clone(&app.vms), req).await
 }
+
+/// The graphical display of a qemu VM over WebSocket: RFB (VNC) bytes in binary frames, both
+/// ways, proxied to QEMU's VNC socket in the VM's directory.
+pub async fn vm_vnc(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let (vms, i) = (Arc::clone(&app.vms), id.clone());
+    let sock = blocking(move || vms.vnc_socket(&i)).await?;
+    let (upgrade, accept) = super::websocket(req.websocket)?;
+    tokio::spawn(crate::console::proxy(format!("vm {id}"), sock, upgrade));
+    Ok(Resp::websocket(accept))
+}

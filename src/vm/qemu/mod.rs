@@ -447,6 +447,47 @@ impl Vms {
         (state.into(), accel)
     }
 
+    /// The VNC socket of a running qemu VM (409 for a stopped VM or a microVM, which has no
+    /// display).
+    pub fn vnc_socket(&self, id: &str) -> Result<PathBuf, VmError> {
+        self.require_running(id)?;
+        if !self.runs_qemu(id) {
+            return Err(VmError::Conflict(format!(
+                "vm {id} is a microVM: it has a serial console (GET /vms/{id}/console) and no display"
+            )));
+        }
+        Ok(self.qemu_files(id).vnc)
+    }
+
+    /// Changes or ejects the media of a running VM's existing CD-ROM drives to match `new`
+    /// (drives added or removed take effect at the next start: SATA has no hotplug here).
+    pub(super) fn change_media(&self, id: &str, old: &VmSpec, new: &VmSpec) -> Result<(), VmError> {
+        for (slot, c) in &new.cdrom {
+            let Some(was) = old.cdrom.get(slot) else {
+                continue;
+            };
+            if was.volume == c.volume {
+                continue;
+            }
+            let dev = format!("dev-{slot}");
+            match c.volume.as_deref() {
+                Some(v) => {
+                    let path = self.base.storage.path(v)?;
+                    self.qmp(
+                        id,
+                        "blockdev-change-medium",
+                        Some(json!({"id": dev, "filename": path, "format": "raw",
+                                    "read-only-mode": "read-only", "force": true})),
+                    )?;
+                }
+                None => {
+                    self.qmp(id, "eject", Some(json!({"id": dev, "force": true})))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends text to the serial port over the connection the daemon keeps.
     pub(super) fn qemu_serial_input(&self, id: &str, data: &[u8]) -> Result<(), VmError> {
         self.serial_links

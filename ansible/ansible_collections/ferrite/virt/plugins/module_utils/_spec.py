@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "db3aab092a577ca930d7c35e1c836cee376c90f4db7214af82eeead8b096914b"
+SCHEMA_DIGEST = "30c539b3869a5853b839b1d15288ce06f427b7ab1419a7f1f5b8898ef870189d"
 
 RESOURCES = {
     "acl": {

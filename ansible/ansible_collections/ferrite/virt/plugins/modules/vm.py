@@ -40,7 +40,9 @@ options:
     elements: str
   cdrom:
     description:
-      - "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine."
+      - "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine. A new medium (or none) in an existing
+        drive of a running VM is changed at once; adding or removing a drive takes effect at the next
+        start."
       - "Keyed by slot: entries are compared key by key; entries not listed are removed, fields not given
         inside an entry are kept."
     type: dict
@@ -219,7 +221,9 @@ object:
       type: list
       elements: str
     cdrom:
-      description: "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine."
+      description: "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine. A new medium (or none) in an existing
+        drive of a running VM is changed at once; adding or removing a drive takes effect at the next
+        start."
       returned: when set
       type: dict
     cloned_from:

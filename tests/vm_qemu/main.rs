@@ -7,7 +7,9 @@
 //! store, serial output and input, pause, re-adoption after the daemon is killed, a guest
 //! poweroff recorded as such, and refusals that leave nothing behind.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod rfb;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,9 +57,12 @@ fn grub_image(dir: &Path, name: &str, cfg: &str) -> PathBuf {
     out
 }
 
-/// A menu that waits forever: the guest keeps running, showing `marker`.
+/// A menu that waits forever: the guest keeps running, showing `marker`. The `reboot`
+/// command is loaded now: after a disc change GRUB could not load it from the new disc.
 fn waiting(marker: &str) -> String {
-    format!("echo {marker}\nset timeout=-1\nmenuentry \"{marker}\" {{ echo chosen }}")
+    format!(
+        "insmod reboot\necho {marker}\nset timeout=-1\nmenuentry \"{marker}\" {{ echo chosen }}"
+    )
 }
 
 fn create(c: &Client, body: Value) -> i64 {
@@ -127,6 +132,18 @@ fn qemu_procs(needle: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The files process `pid` has open.
+fn open_files(pid: i64) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether `pid` runs (a zombie left to a parent that does not reap does not).
@@ -204,6 +221,7 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
 fn qemu_guests_survive_a_killed_daemon_and_take_serial_input_pause_and_shutdown() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cd = grub_image(tmp.path(), "menu.iso", &waiting("MENU-READY"));
+    let second = grub_image(tmp.path(), "second.iso", &waiting("SECOND-DISC"));
     let ns = NetNs::new("qemu");
     let mut d = Daemon::start_in(&ns);
     let c = d.root();
@@ -246,6 +264,33 @@ fn qemu_guests_survive_a_killed_daemon_and_take_serial_input_pause_and_shutdown(
     assert_eq!(r.status, 204, "{}", r.text);
     // The keystrokes echo one by one between cursor moves; the command prints the word whole.
     wait_serial(&c, id, "TYPED-OK");
+    // Another disc in the running drive: QEMU opens it at once (the old one is closed), and
+    // the guest, rebooting on its own in the same QEMU process, boots from it.
+    common::upload(&c, &second, "second.iso", "iso");
+    let r = c.put(
+        &format!("/vms/{id}"),
+        json!({"cdrom": {"cdrom0": {"volume": "local:second.iso"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let open = open_files(pid);
+    assert!(open.iter().any(|f| f.ends_with("second.iso")), "{open:?}");
+    assert!(!open.iter().any(|f| f.ends_with("menu.iso")), "{open:?}");
+    let r = c.post(&format!("/vms/{id}/serial"), json!({"data": "reboot\r"}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_serial(&c, id, "SECOND-DISC");
+    assert_eq!(
+        status(&c, id)["pid"].as_i64(),
+        Some(pid),
+        "the guest rebooted inside QEMU"
+    );
+    // Ejected: the drive is empty, the file closed.
+    let r = c.put(&format!("/vms/{id}"), json!({"cdrom": {"cdrom0": {}}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !open_files(pid).iter().any(|f| f.ends_with(".iso")),
+        "{:?}",
+        open_files(pid)
+    );
     // Pause and resume over QMP.
     assert_eq!(
         post_ok(&c, &format!("/vms/{id}/pause"), json!({}))["status"]["state"],
@@ -411,4 +456,46 @@ fn a_missing_qemu_answers_503_and_leaves_no_tap() {
         node["problems"].to_string().contains("qemu-system-x86_64"),
         "{node}"
     );
+}
+
+/// The display WebSocket completes an RFB handshake and sends a screen that is not blank
+/// (SeaBIOS's boot messages in VGA text mode); the screen is kept as a PNG under
+/// target/tmp.
+#[test]
+fn the_vnc_websocket_speaks_rfb_and_shows_the_screen() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cd = grub_image(tmp.path(), "screen.iso", &waiting("ON-SCREEN"));
+    let d = Daemon::start();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    common::upload(&c, &cd, "screen.iso", "iso");
+    let id = create(
+        &c,
+        json!({"name": "screen", "memory": 128, "cdrom": {"cdrom0": {"volume": "local:screen.iso"}}}),
+    );
+    // A stopped VM has no display to attach to.
+    let r = c.get(&format!("/vms/{id}/vnc"));
+    assert!(r.status == 409 || r.status == 426, "{}", r.text);
+    post_ok(&c, &format!("/vms/{id}/start"), json!({}));
+    wait_serial(&c, id, "ON-SCREEN");
+    let token = c.token.clone().expect("token");
+    let mut rfb = rfb::Rfb::connect(&d.endpoint, &token, &format!("vms/{id}/vnc"));
+    let (name, screen) = rfb.screen();
+    assert_eq!(name, "QEMU (screen)", "the desktop is named after the VM");
+    assert!(
+        screen.width >= 640 && screen.height >= 350,
+        "{}x{}",
+        screen.width,
+        screen.height
+    );
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-vnc-screen.png");
+    screen.write_png(&png);
+    assert!(
+        screen.colours() > 1,
+        "the screen is blank (one colour); saved at {}",
+        png.display()
+    );
+    // Without credentials the display is refused like every route.
+    let anon = c.anonymous().get(&format!("/vms/{id}/vnc"));
+    assert_eq!(anon.status, 401, "{}", anon.text);
 }
