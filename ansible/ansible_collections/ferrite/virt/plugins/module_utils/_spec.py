@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "30c539b3869a5853b839b1d15288ce06f427b7ab1419a7f1f5b8898ef870189d"
+SCHEMA_DIGEST = "530d265bcad7fb402b2fa118b9e6be2703ab60cdf626482af18728f828245835"
 
 RESOURCES = {
     "acl": {
@@ -336,7 +336,7 @@ RESOURCES = {
         "fields": {
             "accel": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "boot": {"create": True, "read": True, "shape": "set", "type": "list", "update": True},
-            "cdrom": {"create": True, "read": True, "shape": "map", "type": "dict", "update": True},
+            "cdrom": {"create": True, "live": True, "read": True, "shape": "map", "type": "dict", "update": True},
             "cloned_from": {"read": True, "shape": "scalar", "type": "str"},
             "cmdline": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},

@@ -41,8 +41,9 @@ options:
   cdrom:
     description:
       - "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine. A new medium (or none) in an existing
-        drive of a running VM is changed at once; adding or removing a drive takes effect at the next
-        start."
+        drive of a running VM is changed at once (so Terraform's reboot_on_change does not restart
+        for it); adding or removing a drive takes effect at the next start."
+      - "A running guest picks up a change at once."
       - "Keyed by slot: entries are compared key by key; entries not listed are removed, fields not given
         inside an entry are kept."
     type: dict
@@ -222,8 +223,8 @@ object:
       elements: str
     cdrom:
       description: "CD-ROM drives keyed by slot (cdrom0 .. cdrom3), qemu engine. A new medium (or none) in an existing
-        drive of a running VM is changed at once; adding or removing a drive takes effect at the next
-        start."
+        drive of a running VM is changed at once (so Terraform's reboot_on_change does not restart
+        for it); adding or removing a drive takes effect at the next start."
       returned: when set
       type: dict
     cloned_from:
