@@ -10,6 +10,20 @@ use common::tf::Tf;
 use common::Daemon;
 use serde_json::{json, Value};
 
+/// Force-deletes every VM when the test ends, passed or failed: QEMU outlives its daemon.
+struct ReapVms(common::Client);
+
+impl Drop for ReapVms {
+    fn drop(&mut self) {
+        let list = self.0.get("/vms");
+        for vm in list.body["items"].as_array().into_iter().flatten() {
+            if let Some(id) = vm["id"].as_i64() {
+                self.0.delete(&format!("/vms/{id}?force=true"));
+            }
+        }
+    }
+}
+
 fn grub_iso(dir: &std::path::Path, name: &str, marker: &str) -> std::path::PathBuf {
     let root = dir.join(format!("{name}.d"));
     std::fs::create_dir_all(root.join("boot/grub")).expect("mkdir");
@@ -65,6 +79,7 @@ fn a_qemu_vm_through_terraform() {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = Daemon::start();
     let c = d.root();
+    let _reap = ReapVms(c.clone());
     for (name, marker) in [("one.iso", "DISC-ONE"), ("two.iso", "DISC-TWO")] {
         common::upload(&c, &grub_iso(tmp.path(), name, marker), name, "iso");
     }

@@ -43,13 +43,23 @@ pub enum ExitStatus {
 
 const EXIT_FILE: &str = "exit-status";
 
-/// Reaps `pid` if it is our exited child and records how it ended in `dir`.
+/// Reaps `pid` if it is our exited child and records how it ended in `dir`. The leader of a
+/// multi-threaded process (QEMU) shows as a zombie while its other threads are still exiting,
+/// and cannot be reaped until they are: that takes milliseconds, so this waits up to 2 s
+/// rather than leave a zombie nobody reaps later.
 fn reap_into(dir: &Path, pid: i32) {
     use nix::sys::wait::WaitStatus;
-    let status = match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, c)) => ExitStatus::Code(c),
-        Ok(WaitStatus::Signaled(_, s, _)) => ExitStatus::Signal(s as i32),
-        _ => return,
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => break ExitStatus::Code(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => break ExitStatus::Signal(s as i32),
+            Ok(WaitStatus::StillAlive) if t0.elapsed() < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            // Not our child (adopted after a restart), or still exiting after 2 s.
+            _ => return,
+        }
     };
     if let Ok(body) = serde_json::to_vec(&status) {
         let _ = std::fs::write(dir.join(EXIT_FILE), body);

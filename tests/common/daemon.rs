@@ -144,6 +144,14 @@ impl Daemon {
         c.wait().expect("wait")
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("the daemon runs")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ferrited.log")).unwrap_or_default()
     }

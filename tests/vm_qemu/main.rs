@@ -212,6 +212,12 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
     );
     post_ok(&c, &format!("/vms/{id}/stop"), json!({}));
     assert!(qemu_procs(&d.data().display().to_string()).is_empty());
+    // Every QEMU the daemon ran was reaped: no zombie children.
+    let zombies = common::sh(&format!(
+        "ps -o stat= --ppid {} | grep -c Z || true",
+        d.pid()
+    ));
+    assert_eq!(zombies.trim(), "0", "the daemon left zombie QEMU processes");
     // A running VM's volumes are in use: deleting the ISO is refused while the VM has it.
     let r = c.delete("/storage/pools/local/volumes/cd.iso");
     assert_eq!(r.status, 409, "{}", r.text);
@@ -498,4 +504,56 @@ fn the_vnc_websocket_speaks_rfb_and_shows_the_screen() {
     // Without credentials the display is refused like every route.
     let anon = c.anonymous().get(&format!("/vms/{id}/vnc"));
     assert_eq!(anon.status, 401, "{}", anon.text);
+}
+
+/// A stopped QEMU VM's snapshot covers its qcow2 disk; a clone gets its own copy of the disk,
+/// shares the ISO and boots; a snapshot of a running QEMU VM is refused (409) until QEMU's
+/// machine state is captured.
+#[test]
+fn qemu_vms_snapshot_and_clone_their_disks() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cd = grub_image(tmp.path(), "snap.iso", &waiting("CLONE-BOOTED"));
+    let d = Daemon::start();
+    let c = d.root();
+    let _reap = Reap(c.clone());
+    common::upload(&c, &cd, "snap.iso", "iso");
+    let r = c.post(
+        "/storage/pools/local/volumes",
+        json!({"name": "snap-disk.qcow2", "size": 16 << 20, "format": "qcow2"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = create(
+        &c,
+        json!({"name": "snapsrc", "memory": 128,
+               "disks": {"disk0": {"volume": "local:snap-disk.qcow2", "bus": "virtio"}},
+               "cdrom": {"cdrom0": {"volume": "local:snap.iso"}}, "boot": ["cdrom0"]}),
+    );
+    post_ok(&c, &format!("/vms/{id}/start"), json!({}));
+    let r = c.post(&format!("/vms/{id}/snapshots"), json!({"name": "live"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    post_ok(&c, &format!("/vms/{id}/stop"), json!({}));
+    let r = c.post(&format!("/vms/{id}/snapshots"), json!({"name": "cold"}));
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let vol = c.get("/storage/pools/local/volumes/snap-disk.qcow2").body;
+    assert!(
+        vol.to_string().contains("\"cold\""),
+        "no disk snapshot: {vol}"
+    );
+    let r = c.post(&format!("/vms/{id}/snapshots/cold/restore"), json!({}));
+    assert!(r.status < 300, "{}", r.text);
+    let r = c.post(&format!("/vms/{id}/clone"), json!({"name": "snapcopy"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let copy = r.body;
+    let cid = copy["id"].as_i64().expect("id");
+    assert_eq!(copy["engine"], "qemu", "{copy}");
+    assert_eq!(
+        copy["cdrom"]["cdrom0"]["volume"], "local:snap.iso",
+        "{copy}"
+    );
+    assert_ne!(
+        copy["disks"]["disk0"]["volume"], "local:snap-disk.qcow2",
+        "{copy}"
+    );
+    post_ok(&c, &format!("/vms/{cid}/start"), json!({}));
+    wait_serial(&c, cid, "CLONE-BOOTED");
 }
