@@ -132,6 +132,32 @@ pub enum DiskBus {
     Sata,
 }
 
+/// `VmCloudInitNic`: how cloud-init configures one NIC.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmCloudInitNic {
+    pub ip: Option<String>,
+    pub gw: Option<Ipv4Addr>,
+    pub ip6: Option<String>,
+    pub gw6: Option<Ipv6Addr>,
+}
+
+/// `VmCloudInit`: the settings a NoCloud seed is built from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VmCloudInit {
+    pub user: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ssh_keys: Vec<String>,
+    pub hostname: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub network: BTreeMap<String, VmCloudInitNic>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub nameservers: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub search: Vec<String>,
+    pub user_data: Option<String>,
+}
+
 /// `VmCdrom`: a CD-ROM drive, empty without a volume.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VmCdrom {
@@ -281,6 +307,9 @@ pub struct VmSpec {
     #[serde(default, deserialize_with = "null_as_default")]
     pub cdrom: BTreeMap<String, VmCdrom>,
     pub boot: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub agent: bool,
+    pub cloud_init: Option<VmCloudInit>,
     #[serde(default = "yes")]
     pub rng: bool,
     #[serde(default = "default_serial_log")]
@@ -393,6 +422,8 @@ pub fn schema_pairs() -> Vec<(&'static str, schemars::Schema)> {
         ("VmNic", schema_for!(VmNic)),
         ("VmDisk", schema_for!(VmDisk)),
         ("VmCdrom", schema_for!(VmCdrom)),
+        ("VmCloudInit", schema_for!(VmCloudInit)),
+        ("VmCloudInitNic", schema_for!(VmCloudInitNic)),
         ("ContainerMount", schema_for!(ContainerMount)),
         ("ContainerDns", schema_for!(ContainerDns)),
         ("ContainerFeatures", schema_for!(ContainerFeatures)),

@@ -26,6 +26,12 @@ pub fn microvm_fields(b: &VmSpec) -> Result<(), VmError> {
     if b.boot.is_some() {
         return needs("/boot", "a boot order");
     }
+    if b.agent {
+        return needs("/agent", "the guest agent channel");
+    }
+    if b.cloud_init.is_some() {
+        return needs("/cloud_init", "cloud-init");
+    }
     for (slot, d) in &b.disks {
         if d.bus != DiskBus::Virtio {
             return needs(

@@ -52,6 +52,8 @@ pub struct Vms {
     qemu: qemu::Host,
     /// Kept connections to qemu VMs' serial sockets (see [`qemu::serial`]).
     serial_links: qemu::serial::SerialLinks,
+    /// Recent guest agent answers (see [`qemu::agent`]).
+    agents: qemu::agent::AgentCache,
     restart_plan: restart::Restarts,
 }
 
@@ -106,6 +108,7 @@ impl Vms {
             vmm,
             qemu,
             serial_links: Default::default(),
+            agents: Default::default(),
             restart_plan: restart::Restarts::default(),
         }
     }
@@ -189,6 +192,9 @@ impl Vms {
                                    "engine": "qemu"});
                 if let Some(a) = accel {
                     v["accel"] = json!(a);
+                }
+                if let Some(a) = self.agent_status(id) {
+                    v["agent"] = a;
                 }
                 v
             }
@@ -393,7 +399,10 @@ impl Vms {
         self.cancel_restart(id);
         if self.running(id) && self.runs_qemu(id) {
             let _ = self.qmp(id, "cont", None);
-            let _ = self.qmp(id, "system_powerdown", None);
+            // The agent shuts down guests that ignore ACPI (no acpid); else the button.
+            if !self.agent_shutdown(id) {
+                let _ = self.qmp(id, "system_powerdown", None);
+            }
         } else if self.running(id) {
             let _ = control::call(&self.sock(id), &json!({"op": "resume"}));
             let _ = control::call(&self.sock(id), &json!({"op": "power_button"}));
@@ -530,6 +539,9 @@ pub fn refs_of(body: &Value) -> Vec<String> {
         if let Some(v) = c["volume"].as_str() {
             r.push(crate::guest::volume_ref(v));
         }
+    }
+    if let Some(v) = body["cloud_init"]["user_data"].as_str() {
+        r.push(crate::guest::volume_ref(v));
     }
     for n in body["net"].as_object().into_iter().flat_map(|m| m.values()) {
         if let Some(b) = n["bridge"].as_str() {

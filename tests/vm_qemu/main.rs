@@ -199,7 +199,8 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
     post_ok(&c, &format!("/vms/{id}/stop"), json!({}));
     let r = c.put(
         &format!("/vms/{id}"),
-        json!({"firmware": "uefi", "boot": ["cdrom0"]}),
+        json!({"firmware": "uefi", "boot": ["cdrom0"], "agent": true,
+               "cloud_init": {"user": "ops", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@test"]}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     post_ok(&c, &format!("/vms/{id}/start"), json!({}));
@@ -210,6 +211,16 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
         "no per-VM UEFI variable store at {}",
         vars.display()
     );
+    // The cloud-init seed QEMU has open: a FAT filesystem labelled CIDATA, as NoCloud wants.
+    let seed = d.data().join(format!("vms/{id}/cloud-init.img"));
+    let blkid = common::sh(&format!("blkid {}", seed.display()));
+    assert!(blkid.contains("LABEL=\"CIDATA\""), "{blkid}");
+    let st = status(&c, id);
+    assert!(open_files(st["pid"].as_i64().expect("pid"))
+        .iter()
+        .any(|f| f.ends_with("cloud-init.img")));
+    // GRUB has no guest agent: the status has no agent part (and does not hang on it).
+    assert!(st.get("agent").is_none(), "{st}");
     post_ok(&c, &format!("/vms/{id}/stop"), json!({}));
     assert!(qemu_procs(&d.data().display().to_string()).is_empty());
     // Every QEMU the daemon ran was reaped: no zombie children.
@@ -385,6 +396,21 @@ fn bad_qemu_vms_are_refused_and_leave_nothing() {
         (json!({"boot": ["disk3"]}), "/boot/0", "not a disk"),
         (json!({"engine": "microvm"}), "/kernel", "boots a kernel"),
         (json!({"hugepages": true}), "/hugepages", "hugepages"),
+        (
+            json!({"cloud_init": {"network": {"net1": {"ip": "dhcp"}}}}),
+            "/cloud_init/network/net1",
+            "not a NIC",
+        ),
+        (
+            json!({"cloud_init": {"password_hash": "$6$s$h"}}),
+            "/cloud_init/password_hash",
+            "set cloud_init.user",
+        ),
+        (
+            json!({"cloud_init": {"user_data": "local:ok.iso"}}),
+            "/cloud_init/user_data",
+            "snippets",
+        ),
     ];
     for (extra, field, words) in cases {
         let mut body = json!({"name": "bad", "memory": 64});

@@ -77,6 +77,10 @@ pub struct Machine {
     /// Slots in boot order.
     pub boot: Vec<String>,
     pub rng: bool,
+    /// The cloud-init seed image, attached read-only.
+    pub seed: Option<PathBuf>,
+    /// The guest agent's channel: a virtio-serial port backed by this socket.
+    pub agent: Option<PathBuf>,
     pub files: Files,
 }
 
@@ -194,6 +198,17 @@ impl Machine {
             );
             push("-device", "virtio-rng-pci,rng=rng0".to_string());
         }
+        if let Some(qga) = &self.agent {
+            push(
+                "-chardev",
+                format!("socket,id=qga,path={},server=on,wait=off", esc(qga)),
+            );
+            push("-device", "virtio-serial-pci,id=vser".to_string());
+            push(
+                "-device",
+                "virtserialport,bus=vser.0,chardev=qga,name=org.qemu.guest_agent.0".to_string(),
+            );
+        }
         let ports = self.sata_ports()?;
         let port_of = |slot: &str| ports.iter().find(|(s, _)| s == slot).map(|(_, p)| *p);
         for d in &self.disks {
@@ -246,6 +261,20 @@ impl Machine {
                     ),
                 ),
             }
+        }
+        if let Some(seed) = &self.seed {
+            // After the user's disks, so it never takes a name (vdX) they had.
+            push(
+                "-drive",
+                format!(
+                    "file={},format=raw,if=none,id=cloudinit,readonly=on",
+                    esc(seed)
+                ),
+            );
+            push(
+                "-device",
+                "virtio-blk-pci,drive=cloudinit,id=dev-cloudinit,serial=cloud-init".to_string(),
+            );
         }
         for c in &self.cdroms {
             let mut drive = format!("if=none,id={},media=cdrom,readonly=on", c.slot);
@@ -326,6 +355,8 @@ mod tests {
             }],
             boot: vec!["cdrom0".into(), "disk0".into()],
             rng: true,
+            seed: Some("/d/cloud-init.img".into()),
+            agent: Some("/d/qga.sock".into()),
             files: Files {
                 qmp: "/d/qmp.sock".into(),
                 serial: "/d/serial.sock".into(),
@@ -358,6 +389,14 @@ mod tests {
             "{a}"
         );
         assert!(!a.contains("vhost"), "no vhost under TCG: {a}");
+        assert!(
+            a.contains("file=/d/cloud-init.img,format=raw,if=none,id=cloudinit,readonly=on"),
+            "{a}"
+        );
+        assert!(
+            a.contains("virtserialport,bus=vser.0,chardev=qga,name=org.qemu.guest_agent.0"),
+            "{a}"
+        );
     }
 
     #[test]

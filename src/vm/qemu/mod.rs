@@ -7,7 +7,9 @@
 //! QEMU runs under its seccomp sandbox ([`argv::SANDBOX`]), in its own process group, in the
 //! network engine's namespace (entered before exec so QEMU opens the taps there).
 
+pub mod agent;
 pub mod argv;
+pub mod cloudinit;
 pub mod qmp;
 pub mod serial;
 
@@ -104,6 +106,11 @@ impl Vms {
         }
     }
 
+    /// The guest agent's socket.
+    pub(super) fn qga_sock(&self, id: &str) -> PathBuf {
+        self.qemu_sock(id, "qga")
+    }
+
     /// Whether the running process of VM `id` is QEMU.
     pub(super) fn runs_qemu(&self, id: &str) -> bool {
         self.vm_dir(id).join(ENGINE_MARK).exists()
@@ -195,6 +202,9 @@ impl Vms {
                 }
             }
         }
+        if let Some(ci) = &b.cloud_init {
+            self.check_cloud_init(b, ci)?;
+        }
         let sata = b.disks.values().filter(|d| d.bus == DiskBus::Sata).count();
         if sata + b.cdrom.len() > argv::SATA_PORTS {
             return Err(GuestError::invalid(
@@ -207,6 +217,77 @@ impl Vms {
             ));
         }
         Ok(())
+    }
+
+    /// Cloud-init settings that refer to the VM's NICs and to volumes.
+    fn check_cloud_init(&self, b: &VmSpec, ci: &spec::VmCloudInit) -> Result<(), VmError> {
+        for slot in ci.network.keys() {
+            if !b.net.contains_key(slot) {
+                return Err(GuestError::invalid(
+                    &format!("/cloud_init/network/{slot}"),
+                    format!("{slot} is not a NIC of this VM"),
+                ));
+            }
+        }
+        if ci.password_hash.is_some() && ci.user.is_none() {
+            return Err(GuestError::invalid(
+                "/cloud_init/password_hash",
+                "a password needs the user it is for: set cloud_init.user",
+            ));
+        }
+        if let Some(v) = ci.user_data.as_deref() {
+            let row = self.base.storage.row(v).map_err(|_| {
+                GuestError::invalid(
+                    "/cloud_init/user_data",
+                    format!("volume {v} does not exist"),
+                )
+            })?;
+            if row.vref.content != Content::Snippets {
+                return Err(GuestError::invalid(
+                    "/cloud_init/user_data",
+                    format!(
+                        "{v} holds {}; user-data comes from a snippets volume",
+                        row.vref.content.as_str()
+                    ),
+                ));
+            }
+            let size = std::fs::metadata(self.base.storage.path(v)?)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if size > 1 << 20 {
+                return Err(GuestError::invalid(
+                    "/cloud_init/user_data",
+                    format!("{v} is {size} bytes; user-data is at most 1 MiB"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the VM's cloud-init seed image (rebuilt at every start) and returns its path.
+    fn write_seed(&self, id: &str, row: &StoredVm) -> Result<Option<PathBuf>, VmError> {
+        let b = &row.create.spec;
+        let Some(ci) = &b.cloud_init else {
+            let _ = std::fs::remove_file(self.vm_dir(id).join("cloud-init.img"));
+            return Ok(None);
+        };
+        let extra = match ci.user_data.as_deref() {
+            Some(v) => Some(
+                std::fs::read(self.base.storage.path(v)?)
+                    .map_err(|e| self.base.failed(format!("reading {v}"), e))?,
+            ),
+            None => None,
+        };
+        let macs: Vec<(String, String)> = b
+            .net
+            .iter()
+            .map(|(slot, n)| (slot.clone(), nics::mac_of(id, slot, &n.nic).to_string()))
+            .collect();
+        let seed = cloudinit::seed(id, &row.create.name, ci, &macs, extra.as_deref());
+        let path = self.vm_dir(id).join("cloud-init.img");
+        cloudinit::write_image(&path, &seed)
+            .map_err(|e| self.base.failed("writing the cloud-init seed", e))?;
+        Ok(Some(path))
     }
 
     /// The machine a qemu VM's row describes, resolved: paths, accelerator, boot order.
@@ -312,6 +393,8 @@ impl Vms {
             nics,
             boot,
             rng: b.rng,
+            seed: None,
+            agent: b.agent.then(|| self.qga_sock(id)),
             files: self.qemu_files(id),
         })
     }
@@ -323,7 +406,8 @@ impl Vms {
         let dir = self.vm_dir(id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| self.base.failed(format!("creating {}", dir.display()), e))?;
-        let machine = self.qemu_machine(id, row)?;
+        let mut machine = self.qemu_machine(id, row)?;
+        machine.seed = self.write_seed(id, row)?;
         let args = machine
             .argv()
             .map_err(|e| GuestError::invalid("/disks", e))?;
@@ -347,8 +431,9 @@ impl Vms {
 
     pub(super) fn remove_qemu_sockets(&self, id: &str) {
         self.serial_links.close(id);
+        self.agents.forget(id);
         let f = self.qemu_files(id);
-        for p in [f.qmp, f.serial, f.vnc] {
+        for p in [f.qmp, f.serial, f.vnc, self.qga_sock(id)] {
             let _ = std::fs::remove_file(p);
         }
         let _ = std::fs::remove_file(self.vm_dir(id).join(ENGINE_MARK));
@@ -360,7 +445,7 @@ impl Vms {
         use std::os::unix::process::CommandExt;
         let dir = self.vm_dir(id);
         let files = self.qemu_files(id);
-        for p in [&files.qmp, &files.serial, &files.vnc] {
+        for p in [&files.qmp, &files.serial, &files.vnc, &self.qga_sock(id)] {
             if let Some(parent) = p.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }
@@ -445,6 +530,30 @@ impl Vms {
                 .ok()
                 .map(|v| if v["enabled"] == true { "kvm" } else { "tcg" });
         (state.into(), accel)
+    }
+
+    /// What the guest agent reports, if the VM has the channel and the agent answers.
+    pub(super) fn agent_status(&self, id: &str) -> Option<Value> {
+        let sock = self.qga_sock(id);
+        if !sock.exists() {
+            return None;
+        }
+        self.agents.summary(id, &sock)
+    }
+
+    /// Asks the guest agent to power the guest off; false when no agent answers.
+    pub(super) fn agent_shutdown(&self, id: &str) -> bool {
+        let sock = self.qga_sock(id);
+        let t = Duration::from_secs(1);
+        sock.exists()
+            && agent::call(&sock, "guest-ping", None, t).is_some()
+            && agent::call(
+                &sock,
+                "guest-shutdown",
+                Some(json!({"mode": "powerdown"})),
+                t,
+            )
+            .is_some()
     }
 
     /// The VNC socket of a running qemu VM (409 for a stopped VM or a microVM, which has no

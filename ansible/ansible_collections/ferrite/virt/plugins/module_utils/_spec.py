@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "530d265bcad7fb402b2fa118b9e6be2703ab60cdf626482af18728f828245835"
+SCHEMA_DIGEST = "27439ccb98eb9dd56420f3bf9656df104d58aef736753a4eae92825f60755a84"
 
 RESOURCES = {
     "acl": {
@@ -335,9 +335,11 @@ RESOURCES = {
         "create": "VmCreate",
         "fields": {
             "accel": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
+            "agent": {"create": True, "read": True, "shape": "scalar", "type": "bool", "update": True},
             "boot": {"create": True, "read": True, "shape": "set", "type": "list", "update": True},
             "cdrom": {"create": True, "live": True, "read": True, "shape": "map", "type": "dict", "update": True},
             "cloned_from": {"read": True, "shape": "scalar", "type": "str"},
+            "cloud_init": {"create": True, "read": True, "shape": "object", "type": "dict", "update": True},
             "cmdline": {"create": True, "read": True, "shape": "scalar", "type": "str", "update": True},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
             "description": {"create": True, "live": True, "read": True, "shape": "scalar", "type": "str", "update": True},

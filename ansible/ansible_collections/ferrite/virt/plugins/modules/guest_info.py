@@ -195,6 +195,11 @@ vms:
         runs."
       returned: when set
       type: str
+    agent:
+      description: "qemu engine: a virtio-serial channel for qemu-guest-agent in the guest: its IP addresses in
+        status.agent, shutdown through the agent."
+      returned: when set
+      type: bool
     boot:
       description: "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
         then CD-ROMs. Slots not listed are not booted from."
@@ -211,6 +216,12 @@ vms:
       description: "The VM this one was cloned from."
       returned: when set
       type: str
+    cloud_init:
+      description: "A NoCloud seed Ferrite builds from these settings and attaches as a read-only disk labelled CIDATA
+        at each start (so a change applies at the next start; the instance id changes with the
+        settings, and cloud-init runs its per-instance modules again)."
+      returned: when set
+      type: dict
     cmdline:
       description: "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
       returned: when set

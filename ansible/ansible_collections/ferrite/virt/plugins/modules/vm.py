@@ -31,6 +31,12 @@ options:
       - "auto"
       - "kvm"
       - "tcg"
+  agent:
+    description:
+      - "qemu engine: a virtio-serial channel for qemu-guest-agent in the guest: its IP addresses in
+        status.agent, shutdown through the agent."
+      - "Server default when never set: C(false)."
+    type: bool
   boot:
     description:
       - "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
@@ -55,6 +61,12 @@ options:
     description:
       - "With clone_from: clone the source as it was at this snapshot."
     type: str
+  cloud_init:
+    description:
+      - "A NoCloud seed Ferrite builds from these settings and attaches as a read-only disk labelled CIDATA
+        at each start (so a change applies at the next start; the instance id changes with the
+        settings, and cloud-init runs its per-instance modules again)."
+    type: dict
   cmdline:
     description:
       - "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
@@ -215,6 +227,11 @@ object:
         runs."
       returned: when set
       type: str
+    agent:
+      description: "qemu engine: a virtio-serial channel for qemu-guest-agent in the guest: its IP addresses in
+        status.agent, shutdown through the agent."
+      returned: when set
+      type: bool
     boot:
       description: "qemu engine: the firmware's boot order, by slot (disk0, cdrom0, net0). Default: disks in slot order,
         then CD-ROMs. Slots not listed are not booted from."
@@ -231,6 +248,12 @@ object:
       description: "The VM this one was cloned from."
       returned: when set
       type: str
+    cloud_init:
+      description: "A NoCloud seed Ferrite builds from these settings and attaches as a read-only disk labelled CIDATA
+        at each start (so a change applies at the next start; the instance id changes with the
+        settings, and cloud-init runs its per-instance modules again)."
+      returned: when set
+      type: dict
     cmdline:
       description: "Kernel command line (microvm: virtio-mmio devices are also declared in ACPI)."
       returned: when set
@@ -339,10 +362,12 @@ from ansible_collections.ferrite.virt.plugins.module_utils.runner import run_res
 
 ARGUMENT_SPEC = {
     "accel": {"choices": ["auto", "kvm", "tcg"], "type": "str"},
+    "agent": {"type": "bool"},
     "boot": {"elements": "str", "type": "list"},
     "cdrom": {"type": "dict"},
     "clone_from": {"type": "str"},
     "clone_snapshot": {"type": "str"},
+    "cloud_init": {"type": "dict"},
     "cmdline": {"type": "str"},
     "description": {"type": "str"},
     "disks": {"type": "dict"},
