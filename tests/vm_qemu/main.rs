@@ -186,6 +186,24 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
     assert_eq!(st["state"], "running", "{st}");
     assert_eq!(st["engine"], "qemu", "{st}");
     assert_eq!(st["accel"], expected_accel(), "{st}");
+    // QEMU runs in the VM's own cgroup, limited to its one vCPU's worth of CPU time.
+    let pid = st["pid"].as_i64().expect("pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let line = cgroups
+        .lines()
+        .find(|l| l.contains(&format!("/vm-{id}")) && (l.starts_with("0::") || l.contains("cpu")))
+        .unwrap_or_else(|| panic!("QEMU is not in its VM's cgroup:\n{cgroups}"));
+    let rel = line.splitn(3, ':').nth(2).expect("path");
+    let (cg_dir, file) = if line.starts_with("0::") {
+        (PathBuf::from(format!("/sys/fs/cgroup{rel}")), "cpu.max")
+    } else {
+        (
+            PathBuf::from(format!("/sys/fs/cgroup/cpu{rel}")),
+            "cpu.cfs_quota_us",
+        )
+    };
+    let quota = std::fs::read_to_string(cg_dir.join(file)).expect("cpu quota");
+    assert!(quota.starts_with("100000"), "one vCPU's CPU time: {quota}");
     let log = wait_serial(&c, id, "BOOTED-FROM-CDROM");
     assert!(!log.contains("BOOTED-FROM-DISK"), "{log}");
     // The boot order is honoured: the disk first now.
@@ -223,6 +241,11 @@ fn boots_cdrom_and_disk_in_the_boot_order_under_seabios_and_ovmf() {
     assert!(st.get("agent").is_none(), "{st}");
     post_ok(&c, &format!("/vms/{id}/stop"), json!({}));
     assert!(qemu_procs(&d.data().display().to_string()).is_empty());
+    assert!(
+        !cg_dir.exists(),
+        "the VM's cgroup {} is left after stop",
+        cg_dir.display()
+    );
     // Every QEMU the daemon ran was reaped: no zombie children.
     let zombies = common::sh(&format!(
         "ps -o stat= --ppid {} | grep -c Z || true",

@@ -12,6 +12,7 @@ pub mod argv;
 pub mod cloudinit;
 pub mod qmp;
 pub mod serial;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -219,79 +220,8 @@ impl Vms {
         Ok(())
     }
 
-    /// Cloud-init settings that refer to the VM's NICs and to volumes.
-    fn check_cloud_init(&self, b: &VmSpec, ci: &spec::VmCloudInit) -> Result<(), VmError> {
-        for slot in ci.network.keys() {
-            if !b.net.contains_key(slot) {
-                return Err(GuestError::invalid(
-                    &format!("/cloud_init/network/{slot}"),
-                    format!("{slot} is not a NIC of this VM"),
-                ));
-            }
-        }
-        if ci.password_hash.is_some() && ci.user.is_none() {
-            return Err(GuestError::invalid(
-                "/cloud_init/password_hash",
-                "a password needs the user it is for: set cloud_init.user",
-            ));
-        }
-        if let Some(v) = ci.user_data.as_deref() {
-            let row = self.base.storage.row(v).map_err(|_| {
-                GuestError::invalid(
-                    "/cloud_init/user_data",
-                    format!("volume {v} does not exist"),
-                )
-            })?;
-            if row.vref.content != Content::Snippets {
-                return Err(GuestError::invalid(
-                    "/cloud_init/user_data",
-                    format!(
-                        "{v} holds {}; user-data comes from a snippets volume",
-                        row.vref.content.as_str()
-                    ),
-                ));
-            }
-            let size = std::fs::metadata(self.base.storage.path(v)?)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            if size > 1 << 20 {
-                return Err(GuestError::invalid(
-                    "/cloud_init/user_data",
-                    format!("{v} is {size} bytes; user-data is at most 1 MiB"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the VM's cloud-init seed image (rebuilt at every start) and returns its path.
-    fn write_seed(&self, id: &str, row: &StoredVm) -> Result<Option<PathBuf>, VmError> {
-        let b = &row.create.spec;
-        let Some(ci) = &b.cloud_init else {
-            let _ = std::fs::remove_file(self.vm_dir(id).join("cloud-init.img"));
-            return Ok(None);
-        };
-        let extra = match ci.user_data.as_deref() {
-            Some(v) => Some(
-                std::fs::read(self.base.storage.path(v)?)
-                    .map_err(|e| self.base.failed(format!("reading {v}"), e))?,
-            ),
-            None => None,
-        };
-        let macs: Vec<(String, String)> = b
-            .net
-            .iter()
-            .map(|(slot, n)| (slot.clone(), nics::mac_of(id, slot, &n.nic).to_string()))
-            .collect();
-        let seed = cloudinit::seed(id, &row.create.name, ci, &macs, extra.as_deref());
-        let path = self.vm_dir(id).join("cloud-init.img");
-        cloudinit::write_image(&path, &seed)
-            .map_err(|e| self.base.failed("writing the cloud-init seed", e))?;
-        Ok(Some(path))
-    }
-
     /// The machine a qemu VM's row describes, resolved: paths, accelerator, boot order.
-    fn qemu_machine(&self, id: &str, row: &StoredVm) -> Result<argv::Machine, VmError> {
+    pub(super) fn qemu_machine(&self, id: &str, row: &StoredVm) -> Result<argv::Machine, VmError> {
         let b = &row.create.spec;
         self.check(b)?;
         let path = |v: &str| self.base.storage.path(v).map_err(VmError::from);
@@ -414,8 +344,15 @@ impl Vms {
         for f in ["serial.log", "serial.log.1", "exit.json", "exit-status"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        let taps = self.attach_taps(id, &row.create.spec)?;
-        match self.spawn_qemu(id, &args) {
+        let procs = self.prepare_cgroup(id, &machine)?;
+        let taps = match self.attach_taps(id, &row.create.spec) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.qemu_cgroup(id).remove();
+                return Err(e);
+            }
+        };
+        match self.spawn_qemu(id, &args, procs) {
             Ok(p) => {
                 let _ = std::fs::write(dir.join(ENGINE_MARK), b"");
                 self.record_runtime(id, p);
@@ -424,6 +361,7 @@ impl Vms {
             Err(e) => {
                 self.detach(&taps);
                 self.remove_qemu_sockets(id);
+                let _ = self.qemu_cgroup(id).remove();
                 Err(e)
             }
         }
@@ -431,6 +369,12 @@ impl Vms {
 
     pub(super) fn remove_qemu_sockets(&self, id: &str) {
         self.serial_links.close(id);
+        let cg = self.qemu_cgroup(id);
+        if cg.exists() {
+            if let Err(e) = cg.remove() {
+                tracing::warn!(vm = %id, error = %e, "cgroup not removed");
+            }
+        }
         self.agents.forget(id);
         let f = self.qemu_files(id);
         for p in [f.qmp, f.serial, f.vnc, self.qga_sock(id)] {
@@ -441,7 +385,12 @@ impl Vms {
 
     /// Runs QEMU in its own process group (in the network engine's namespace) and waits
     /// until QMP answers; returns its pid and start time.
-    fn spawn_qemu(&self, id: &str, args: &[String]) -> Result<(i32, u64), VmError> {
+    fn spawn_qemu(
+        &self,
+        id: &str,
+        args: &[String],
+        cgroup_procs: Vec<std::fs::File>,
+    ) -> Result<(i32, u64), VmError> {
         use std::os::unix::process::CommandExt;
         let dir = self.vm_dir(id);
         let files = self.qemu_files(id);
@@ -469,14 +418,20 @@ impl Vms {
             .stdout(log)
             .stderr(log2)
             .process_group(0);
-        if let Some(ns) = netns {
-            // SAFETY: setns is async-signal-safe; the fd was opened before the fork.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)
-                });
-            }
+        // SAFETY: write(2) and setns(2) are async-signal-safe; the fds were opened before the
+        // fork, and nothing here allocates.
+        unsafe {
+            cmd.pre_exec(move || {
+                for f in &cgroup_procs {
+                    // "0": the writing process itself.
+                    nix::unistd::write(f, b"0").map_err(std::io::Error::from)?;
+                }
+                if let Some(ns) = &netns {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
         }
         let mut child = cmd.spawn().map_err(|e| {
             self.base
