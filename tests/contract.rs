@@ -231,6 +231,13 @@ fn every_route_answers_according_to_the_openapi_document() {
     root.post(&format!("/vms/{vid}/resume"), json!({}));
     // Without a WebSocket handshake: 426 (tests/vms.rs attaches for real).
     assert_eq!(root.get(&format!("/vms/{vid}/console")).status, 426);
+    // A microVM has no display: 409 (tests/vm_qemu attaches to a QEMU VM's for real).
+    assert_eq!(root.get(&format!("/vms/{vid}/vnc")).status, 409);
+    let t = root.post(
+        &format!("/vms/{vid}/console-ticket"),
+        json!({"console": "serial"}),
+    );
+    assert_eq!(t.status, 201, "{}", t.text);
     root.post(&format!("/vms/{vid}/stop"), json!({}));
     root.post(&format!("/vms/{vid}/snapshots/s1/restore"), json!({}));
     root.post(&format!("/vms/{vid}/reboot"), json!({"timeout": 0}));

@@ -4,6 +4,7 @@
 //! roles, ACL entries or tokens call [`Access::reload`] after their transaction commits.
 
 pub mod bootstrap;
+pub mod console_ticket;
 pub mod keys;
 pub mod password;
 pub mod privileges;
@@ -40,6 +41,8 @@ pub struct Principal {
 pub enum AuthError {
     #[error("no credentials: send 'Authorization: Bearer <ticket or token>'")]
     Missing,
+    #[error("the console ticket is unknown, used, expired, or for another path")]
+    BadConsoleTicket,
     #[error("the Authorization header must use the Bearer scheme")]
     Scheme,
     #[error("invalid ticket: {0}")]
@@ -62,6 +65,8 @@ pub struct Access {
     /// Token strings whose secret already checked out, with the stored hash it matched: a
     /// revoked or re-created token no longer matches the snapshot and is checked afresh.
     verified_tokens: RwLock<std::collections::HashMap<String, (String, String)>>,
+    /// One-time tickets for console WebSockets (see [`console_ticket`]).
+    pub console: console_ticket::ConsoleTickets,
 }
 
 /// Why access control could not be set up at daemon start.
@@ -91,6 +96,7 @@ impl Access {
             state: RwLock::new(Arc::new(AccessState::default())),
             limiter: ratelimit::LoginLimiter::default(),
             verified_tokens: RwLock::new(std::collections::HashMap::new()),
+            console: Default::default(),
         };
         access.reload(store)?;
         Ok(access)
@@ -122,6 +128,23 @@ impl Access {
     pub fn issue_ticket(&self, user: &str) -> (String, i64) {
         let exp = crate::time::now_unix() + ticket::LIFETIME_SECS;
         (self.tickets.sign(user, exp), exp)
+    }
+
+    /// Authenticates a one-time console ticket presented on `path` (used up either way).
+    pub fn authenticate_console(&self, ticket: &str, path: &str) -> Result<Principal, AuthError> {
+        let now = crate::time::now_unix();
+        let user = self
+            .console
+            .redeem(ticket, path, now)
+            .ok_or(AuthError::BadConsoleTicket)?;
+        if !self.snapshot().user_active(&user, now) {
+            return Err(AuthError::UserInactive);
+        }
+        Ok(Principal {
+            user,
+            token_id: None,
+            kind: AuthKind::Ticket,
+        })
     }
 
     /// Authenticates an `Authorization` header value.

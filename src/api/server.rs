@@ -405,10 +405,18 @@ async fn route_and_run(
         let auth = headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let p = app
-            .access
-            .authenticate(auth)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        // A WebSocket route opened with a one-time console ticket instead of a header.
+        let console_ticket = match (auth, route.websocket, query_string) {
+            (None, true, Some(q)) => form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "ticket")
+                .map(|(_, v)| v.into_owned()),
+            _ => None,
+        };
+        let p = match console_ticket {
+            Some(t) => app.access.authenticate_console(&t, full_path),
+            None => app.access.authenticate(auth),
+        }
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         audit_ctx.user = Some(p.user.clone());
         audit_ctx.token = p.token_id.clone();
         if route.auth == Auth::Ticket && p.kind != AuthKind::Ticket {

@@ -534,7 +534,7 @@ fn the_vnc_websocket_speaks_rfb_and_shows_the_screen() {
     post_ok(&c, &format!("/vms/{id}/start"), json!({}));
     wait_serial(&c, id, "ON-SCREEN");
     let token = c.token.clone().expect("token");
-    let mut rfb = rfb::Rfb::connect(&d.endpoint, &token, &format!("vms/{id}/vnc"));
+    let mut rfb = rfb::Rfb::connect(&d.endpoint, Some(&token), &format!("vms/{id}/vnc"));
     let (name, screen) = rfb.screen();
     assert_eq!(name, "QEMU (screen)", "the desktop is named after the VM");
     assert!(
@@ -553,6 +553,35 @@ fn the_vnc_websocket_speaks_rfb_and_shows_the_screen() {
     // Without credentials the display is refused like every route.
     let anon = c.anonymous().get(&format!("/vms/{id}/vnc"));
     assert_eq!(anon.status, 401, "{}", anon.text);
+    // A browser cannot send the header: a one-time ticket in the URL opens it, once.
+    let r = c.post(
+        &format!("/vms/{id}/console-ticket"),
+        json!({"console": "vnc"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.body["path"].as_str().expect("path").to_string();
+    let rel = path.trim_start_matches("/api/v1/").to_string();
+    let (name, _) = rfb::Rfb::connect(&d.endpoint, None, &rel).screen();
+    assert_eq!(name, "QEMU (screen)");
+    match rfb::Rfb::try_connect(&d.endpoint, None, &rel) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        Err(e) => panic!("a used ticket: {e}"),
+        Ok(_) => panic!("a used ticket opened the display again"),
+    }
+    // A ticket for the display does not open the serial console.
+    let r = c.post(
+        &format!("/vms/{id}/console-ticket"),
+        json!({"console": "vnc"}),
+    );
+    let ticket = r.body["ticket"].as_str().expect("ticket").to_string();
+    match rfb::Rfb::try_connect(
+        &d.endpoint,
+        None,
+        &format!("vms/{id}/console?ticket={ticket}"),
+    ) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("a display ticket on the console: {:?}", other.is_ok()),
+    }
 }
 
 /// A stopped QEMU VM's snapshot covers its qcow2 disk; a clone gets its own copy of the disk,

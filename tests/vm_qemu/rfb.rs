@@ -20,20 +20,32 @@ pub struct Screen {
 }
 
 impl Rfb {
-    pub fn connect(endpoint: &str, token: &str, path: &str) -> Rfb {
+    /// Opens `path` (under `/api/v1/`, with any query) with `token` as a Bearer header, or
+    /// with none (a console ticket in the query).
+    pub fn connect(endpoint: &str, token: Option<&str>, path: &str) -> Rfb {
+        Self::try_connect(endpoint, token, path).expect("websocket handshake")
+    }
+
+    pub fn try_connect(
+        endpoint: &str,
+        token: Option<&str>,
+        path: &str,
+    ) -> Result<Rfb, tungstenite::Error> {
         use tungstenite::client::IntoClientRequest;
         let url = format!("{}/api/v1/{path}", endpoint.replacen("http", "ws", 1));
         let mut req = url.as_str().into_client_request().expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        let (ws, resp) = tungstenite::connect(req).expect("websocket handshake");
+        if let Some(token) = token {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let (ws, resp) = tungstenite::connect(req)?;
         assert_eq!(resp.status(), 101);
-        Rfb {
+        Ok(Rfb {
             ws,
             buf: Vec::new(),
-        }
+        })
     }
 
     fn take(&mut self, n: usize) -> Vec<u8> {

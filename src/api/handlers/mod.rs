@@ -159,6 +159,7 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("vm_serial_input", vms::vm_serial_input),
         h!("vm_console", vms::vm_console),
         h!("vm_vnc", vms::vm_vnc),
+        h!("vm_console_ticket", vms::vm_console_ticket),
         h!("vm_clone", vms::vm_clone),
         h!("vm_template", vms::vm_template),
         h!("container_console", containers::container_console),

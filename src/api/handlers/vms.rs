@@ -143,3 +143,38 @@ pub async fn vm_vnc(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     tokio::spawn(crate::console::proxy(format!("vm {id}"), sock, upgrade));
     Ok(Resp::websocket(accept))
 }
+
+/// A one-time ticket for the display or serial console WebSocket (browsers cannot send an
+/// Authorization header on a WebSocket).
+pub async fn vm_console_ticket(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
+    let id = req.param("id").to_string();
+    let (vms, i) = (Arc::clone(&app.vms), id.clone());
+    blocking(move || vms.get(&i).map(drop)).await?;
+    let user = req
+        .principal
+        .as_ref()
+        .map(|p| p.user.clone())
+        .ok_or_else(|| ApiError::unauthorized("no caller"))?;
+    let route = match req.body["console"].as_str() {
+        Some("vnc") => "vnc",
+        _ => "console",
+    };
+    let path = format!("/api/v1/vms/{id}/{route}");
+    let (ticket, expires_at) = app
+        .access
+        .console
+        .issue(&user, &path, crate::time::now_unix());
+    if ticket.is_empty() {
+        return Err(ApiError::new(
+            503,
+            "too-many-tickets",
+            "Too many console tickets",
+            "too many unused console tickets are outstanding; try again in 30 s",
+        ));
+    }
+    Ok(Resp::json(
+        201,
+        &serde_json::json!({"ticket": ticket, "expires_at": expires_at,
+                            "path": format!("{path}?ticket={ticket}")}),
+    ))
+}

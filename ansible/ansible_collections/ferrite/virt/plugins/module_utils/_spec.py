@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "27439ccb98eb9dd56420f3bf9656df104d58aef736753a4eae92825f60755a84"
+SCHEMA_DIGEST = "1d6608acd82eada93669551b2452596e11adb16f72cf0b00277095598a2cb6f4"
 
 RESOURCES = {
     "acl": {
