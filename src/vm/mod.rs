@@ -413,6 +413,10 @@ impl Vms {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        if !self.running(id) && self.runs_qemu(id) {
+            // The guest powered off as asked: say so before the cleanup forgets it was QEMU.
+            self.qemu_exit(id);
+        }
         self.stop_locked(id);
         Ok(self.status(id))
     }

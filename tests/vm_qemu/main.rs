@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod os;
 mod rfb;
 
 use std::path::{Path, PathBuf};
