@@ -451,9 +451,20 @@ async fn begin_upload(app: &Arc<App>, req: &Req) -> Result<crate::storage::Incom
     let content: Content = serde_json::from_value(json!(content_s))
         .map_err(|e| ApiError::field("query", "/content", e.to_string()))?;
     let name = req.query_str("name").unwrap_or_default().to_string();
+    let format = match req.query_str("format") {
+        Some("qcow2") => Format::Qcow2,
+        _ => Format::Raw,
+    };
+    if format != Format::Raw && content != Content::Images {
+        return Err(ApiError::field(
+            "query",
+            "/format",
+            "only images volumes take a format",
+        ));
+    }
     let st = Arc::clone(&app.storage);
     let hint = req.content_length;
-    blocking(move || st.begin_file(&pool, &name, content, Format::Raw, hint)).await
+    blocking(move || st.begin_file(&pool, &name, content, format, hint)).await
 }
 
 async fn receive_upload(

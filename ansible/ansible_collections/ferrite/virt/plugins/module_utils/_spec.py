@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "1d6608acd82eada93669551b2452596e11adb16f72cf0b00277095598a2cb6f4"
+SCHEMA_DIGEST = "641b4dc9c9a3a0a3eacb8b8f15bd50c93df2cb5c628a41f6eb8e773cdffb645e"
 
 RESOURCES = {
     "acl": {
@@ -254,7 +254,7 @@ RESOURCES = {
             "comment": {"read": True, "shape": "scalar", "type": "str"},
             "content": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
-            "format": {"read": True, "shape": "scalar", "type": "str"},
+            "format": {"create": True, "read": True, "shape": "scalar", "type": "str"},
             "name": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "owner": {"nullable": True, "read": True, "shape": "scalar", "type": "str"},
             "path": {"read": True, "shape": "scalar", "type": "str"},

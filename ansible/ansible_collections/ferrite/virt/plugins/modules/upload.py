@@ -32,6 +32,16 @@ options:
       - "template"
       - "snippets"
       - "images"
+  format:
+    description:
+      - "For content images: the file's format (a cloud image is usually qcow2); checked against the file
+        before it becomes visible."
+      - "Server default when never set: C(\"raw\")."
+      - "Set at creation only; a different value is reported as an error."
+    type: str
+    choices:
+      - "raw"
+      - "qcow2"
   name:
     description:
       - "A volume name inside its pool: 1 to 128 of letters, digits, '-', '_', '.', starting with a letter or
@@ -180,6 +190,7 @@ from ansible_collections.ferrite.virt.plugins.module_utils.runner import run_res
 
 ARGUMENT_SPEC = {
     "content": {"choices": ["iso", "template", "snippets", "images"], "type": "str"},
+    "format": {"choices": ["raw", "qcow2"], "type": "str"},
     "name": {"required": True, "type": "str"},
     "pool": {"required": True, "type": "str"},
     "sha256": {"type": "str"},
