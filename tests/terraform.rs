@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::tf::{provider_dir, Tf};
-use common::{Client, Daemon, NetNs, ROOT_PW};
+use common::{Client, Daemon, NetNs, ReapVms, ROOT_PW};
 use serde_json::{json, Value};
 
 fn links(ns: &NetNs) -> Vec<String> {
@@ -922,20 +922,6 @@ fn quickstart_example_validates_and_the_binary_explains_itself() {
         "nothing on stdout outside the handshake"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin for Terraform"));
-}
-
-/// Reaps VMs when the test ends (they outlive their daemon).
-struct ReapVms(Client);
-
-impl Drop for ReapVms {
-    fn drop(&mut self) {
-        let list = self.0.get("/vms");
-        for vm in list.body["items"].as_array().into_iter().flatten() {
-            if let Some(id) = vm["id"].as_i64() {
-                self.0.delete(&format!("/vms/{id}?force=true"));
-            }
-        }
-    }
 }
 
 /// A VM (a micro-guest that idles) and snapshots of it and of a container, through Terraform:

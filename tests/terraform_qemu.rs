@@ -7,43 +7,8 @@
 mod common;
 
 use common::tf::Tf;
-use common::Daemon;
+use common::{grub_image, Daemon, ReapVms};
 use serde_json::{json, Value};
-
-/// Force-deletes every VM when the test ends, passed or failed: QEMU outlives its daemon.
-struct ReapVms(common::Client);
-
-impl Drop for ReapVms {
-    fn drop(&mut self) {
-        let list = self.0.get("/vms");
-        for vm in list.body["items"].as_array().into_iter().flatten() {
-            if let Some(id) = vm["id"].as_i64() {
-                self.0.delete(&format!("/vms/{id}?force=true"));
-            }
-        }
-    }
-}
-
-fn grub_iso(dir: &std::path::Path, name: &str, marker: &str) -> std::path::PathBuf {
-    let root = dir.join(format!("{name}.d"));
-    std::fs::create_dir_all(root.join("boot/grub")).expect("mkdir");
-    std::fs::write(
-        root.join("boot/grub/grub.cfg"),
-        format!("serial --unit=0\nterminal_output serial\necho {marker}\nset timeout=-1\nmenuentry x {{ echo x }}\n"),
-    )
-    .expect("cfg");
-    let out = dir.join(name);
-    let st = std::process::Command::new("grub-mkrescue")
-        .args(["--locales=", "--fonts=", "--themes=", "-o"])
-        .arg(&out)
-        .arg(&root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("grub-mkrescue");
-    assert!(st.success());
-    out
-}
 
 fn config(iso: &str, firmware: &str) -> String {
     format!(
@@ -81,7 +46,8 @@ fn a_qemu_vm_through_terraform() {
     let c = d.root();
     let _reap = ReapVms(c.clone());
     for (name, marker) in [("one.iso", "DISC-ONE"), ("two.iso", "DISC-TWO")] {
-        common::upload(&c, &grub_iso(tmp.path(), name, marker), name, "iso");
+        let cfg = format!("echo {marker}\nset timeout=-1\nmenuentry x {{ echo x }}");
+        common::upload(&c, &grub_image(tmp.path(), name, &cfg), name, "iso");
     }
     let tf = Tf::new(&d);
     tf.config(&config("one.iso", "bios"));

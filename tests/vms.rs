@@ -10,23 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, NetNs};
+use common::{serial, wait_serial, Client, Daemon, NetNs, ReapVms as Reap};
 use serde_json::{json, Value};
-
-/// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
-struct Reap(Client);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let items = self.0.get("/vms").body["items"].clone();
-        for vm in items.as_array().into_iter().flatten() {
-            if let Some(id) = vm["id"].as_i64() {
-                self.0
-                    .request("DELETE", &format!("/vms/{id}?force=true"), None, &[]);
-            }
-        }
-    }
-}
 
 fn setup_in(d: &Daemon) -> Client {
     let c = d.root();
@@ -55,29 +40,6 @@ fn create(c: &Client, body: Value) -> i64 {
 fn start(c: &Client, id: i64) {
     let r = c.post(&format!("/vms/{id}/start"), json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
-}
-
-fn serial(c: &Client, id: i64) -> String {
-    let r = c.get(&format!("/vms/{id}/serial"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].as_str().unwrap_or_default().to_string()
-}
-
-/// Waits (generously: guest code runs at emulation speed on nested KVM) for `pred` on the
-/// serial log.
-fn wait_serial(c: &Client, id: i64, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let t0 = Instant::now();
-    loop {
-        let s = serial(c, id);
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "vm {id}: no {what} on serial after 120 s; log so far:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn state(c: &Client, id: i64) -> Value {

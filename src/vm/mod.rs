@@ -388,7 +388,7 @@ impl Vms {
     fn finish(&self, id: &str) {
         self.detach(&self.taps_of(id));
         let _ = std::fs::remove_file(self.sock(id));
-        self.remove_qemu_sockets(id);
+        self.clean_up_qemu(id);
         process::clear(&self.vm_dir(id));
     }
 

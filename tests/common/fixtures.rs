@@ -1,4 +1,5 @@
-//! Test inputs: a busybox template, the micro-guests, uploads with checksums.
+//! Test inputs and guest helpers: a busybox template, the micro-guests, GRUB boot images,
+//! uploads with checksums, VM serial logs, and the guard that reaps a test's VMs.
 
 use super::*;
 
@@ -51,16 +52,95 @@ pub fn upload_to(
     name: &str,
     content: &str,
 ) -> Value {
+    upload_query(c, pool, path, &format!("name={name}&content={content}"))
+}
+
+/// Uploads a disk image of `format` (raw or qcow2) into the `local` pool as content images.
+pub fn upload_image(c: &Client, path: &std::path::Path, name: &str, format: &str) -> Value {
+    upload_query(
+        c,
+        "local",
+        path,
+        &format!("name={name}&content=images&format={format}"),
+    )
+}
+
+/// Uploads a file with `query` and its checksum; panics unless the daemon answers 201.
+fn upload_query(c: &Client, pool: &str, path: &std::path::Path, query: &str) -> Value {
     let data = std::fs::read(path).expect("read");
     let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     let r = c.send_bytes(
         "POST",
-        &format!("/storage/pools/{pool}/upload?name={name}&content={content}&sha256={sum}"),
+        &format!("/storage/pools/{pool}/upload?{query}&sha256={sum}"),
         &data,
         "application/octet-stream",
     );
     assert_eq!(r.status, 201, "{}", r.text);
     r.body
+}
+
+/// A GRUB image (BIOS and UEFI, bootable as a CD-ROM and as a disk) made by `grub-mkrescue`
+/// in `dir`, whose `grub.cfg` is `cfg` after the serial console is set up.
+pub fn grub_image(dir: &std::path::Path, name: &str, cfg: &str) -> std::path::PathBuf {
+    let root = dir.join(format!("{name}.d"));
+    std::fs::create_dir_all(root.join("boot/grub")).expect("mkdir");
+    std::fs::write(
+        root.join("boot/grub/grub.cfg"),
+        format!("serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n{cfg}\n"),
+    )
+    .expect("grub.cfg");
+    let out = dir.join(name);
+    let st = Command::new("grub-mkrescue")
+        .args(["--locales=", "--fonts=", "--themes=", "-o"])
+        .arg(&out)
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect(
+            "grub-mkrescue (apt install grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools)",
+        );
+    assert!(st.success(), "grub-mkrescue failed");
+    out
+}
+
+/// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
+pub struct ReapVms(pub Client);
+
+impl Drop for ReapVms {
+    fn drop(&mut self) {
+        let items = self.0.get("/vms").body["items"].clone();
+        for vm in items.as_array().into_iter().flatten() {
+            if let Some(id) = vm["id"].as_i64() {
+                self.0
+                    .request("DELETE", &format!("/vms/{id}?force=true"), None, &[]);
+            }
+        }
+    }
+}
+
+/// A VM's serial log (both halves of the rotated log).
+pub fn serial(c: &Client, id: i64) -> String {
+    let r = c.get(&format!("/vms/{id}/serial"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits (generously: guest code runs at emulation speed here) up to 120 s for `pred` on a
+/// VM's serial log; `what` names it in the failure, which shows the log.
+pub fn wait_serial(c: &Client, id: i64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = serial(c, id);
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "vm {id}: no {what} on serial after 120 s; log so far:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Uploads the micro-guests (`guest.elf`, PVH entry; `guest64.elf`, 64-bit entry) into the

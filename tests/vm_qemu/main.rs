@@ -15,48 +15,8 @@ mod rfb;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, NetNs};
+use common::{grub_image, serial, Client, Daemon, NetNs, ReapVms as Reap};
 use serde_json::{json, Value};
-
-/// Force-deletes every VM when a test ends, passed or failed: VMs outlive their daemon.
-struct Reap(Client);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let items = self.0.get("/vms").body["items"].clone();
-        for vm in items.as_array().into_iter().flatten() {
-            if let Some(id) = vm["id"].as_i64() {
-                self.0
-                    .request("DELETE", &format!("/vms/{id}?force=true"), None, &[]);
-            }
-        }
-    }
-}
-
-/// A GRUB image (BIOS and UEFI, CD-ROM and disk) whose `grub.cfg` is `cfg` after the serial
-/// console is set up.
-fn grub_image(dir: &Path, name: &str, cfg: &str) -> PathBuf {
-    let root = dir.join(format!("{name}.d"));
-    std::fs::create_dir_all(root.join("boot/grub")).expect("mkdir");
-    std::fs::write(
-        root.join("boot/grub/grub.cfg"),
-        format!("serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n{cfg}\n"),
-    )
-    .expect("grub.cfg");
-    let out = dir.join(name);
-    let st = std::process::Command::new("grub-mkrescue")
-        .args(["--locales=", "--fonts=", "--themes=", "-o"])
-        .arg(&out)
-        .arg(&root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect(
-            "grub-mkrescue (apt install grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools)",
-        );
-    assert!(st.success(), "grub-mkrescue failed");
-    out
-}
 
 /// A menu that waits forever: the guest keeps running, showing `marker`. The `reboot`
 /// command is loaded now: after a disc change GRUB could not load it from the new disc.
@@ -79,12 +39,6 @@ fn post_ok(c: &Client, path: &str, body: Value) -> Value {
     r.body
 }
 
-fn serial(c: &Client, id: i64) -> String {
-    let r = c.get(&format!("/vms/{id}/serial"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].as_str().unwrap_or_default().to_string()
-}
-
 fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> Option<String>) -> String {
     let t0 = Instant::now();
     loop {
@@ -99,19 +53,9 @@ fn wait_for(what: &str, secs: u64, mut pred: impl FnMut() -> Option<String>) -> 
     }
 }
 
+/// Waits for `want` on the VM's serial log.
 fn wait_serial(c: &Client, id: i64, want: &str) -> String {
-    let t0 = Instant::now();
-    loop {
-        let s = serial(c, id);
-        if s.contains(want) {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "vm {id}: no {want:?} on serial after 120 s; log so far:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_serial(c, id, want, |s| s.contains(want))
 }
 
 fn status(c: &Client, id: i64) -> Value {

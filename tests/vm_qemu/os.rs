@@ -66,16 +66,7 @@ fn debian_boots_from_its_disk_with_cloud_init_and_the_agent() {
     let c = d.root();
     let _reap = Reap(c.clone());
     // A cloud image is qcow2: the upload says so, and the daemon checks it.
-    let data = std::fs::read(&image).expect("image");
-    let sum = common::file_sha256(&image);
-    let r = c.send_bytes(
-        "POST",
-        &format!("/storage/pools/local/upload?name=debian-12.qcow2&content=images&format=qcow2&sha256={sum}"),
-        &data,
-        "application/octet-stream",
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    drop(data);
+    common::upload_image(&c, &image, "debian-12.qcow2", "qcow2");
     let r = c.post(
         "/storage/pools/local/volumes/debian-12.qcow2/template",
         json!({}),

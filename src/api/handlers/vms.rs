@@ -159,7 +159,7 @@ pub async fn vm_console_ticket(app: Arc<App>, req: Req) -> Result<Resp, ApiError
         Some("vnc") => "vnc",
         _ => "console",
     };
-    let path = format!("/api/v1/vms/{id}/{route}");
+    let path = format!("{}/vms/{id}/{route}", crate::API_PREFIX);
     let (ticket, expires_at) = app
         .access
         .console

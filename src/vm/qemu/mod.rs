@@ -360,14 +360,15 @@ impl Vms {
             }
             Err(e) => {
                 self.detach(&taps);
-                self.remove_qemu_sockets(id);
-                let _ = self.qemu_cgroup(id).remove();
+                self.clean_up_qemu(id);
                 Err(e)
             }
         }
     }
 
-    pub(super) fn remove_qemu_sockets(&self, id: &str) {
+    /// What a QEMU process leaves once it is gone: the kept serial connection, its cgroup,
+    /// the cached agent answer, its sockets and the engine mark.
+    pub(super) fn clean_up_qemu(&self, id: &str) {
         self.serial_links.close(id);
         let cg = self.qemu_cgroup(id);
         if cg.exists() {
