@@ -176,12 +176,15 @@ fn run(a: &Args) -> Result<ExitCode, String> {
     };
     let machine = Arc::new(machine);
     let events = machine.take_events().ok_or("event channel already taken")?;
+    if paused {
+        machine.hold_paused();
+    }
     if let Some(sock) = &a.api_sock {
         let _ = std::fs::remove_file(sock);
         let listener = UnixListener::bind(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
         control::serve(machine.clone(), listener).map_err(|e| e.to_string())?;
     }
-    machine.start(paused).map_err(|e| e.to_string())?;
+    machine.start().map_err(|e| e.to_string())?;
     if !a.no_seccomp {
         seccomp::install().map_err(|e| e.to_string())?;
     }

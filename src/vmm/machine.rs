@@ -273,13 +273,17 @@ impl Machine {
         self.events_tx.clone()
     }
 
-    /// Starts vCPU and device threads; with `paused` they park before running guest code.
-    pub fn start(&self, paused: bool) -> Result<()> {
+    /// Makes the vCPUs park before running guest code when they start. Called before the
+    /// control socket is served, so a `resume` that arrives before `start` is not undone by it.
+    pub fn hold_paused(&self) {
+        lock(&self.run.ctl).want = Want::Pause;
+    }
+
+    /// Starts vCPU and device threads; when held paused (and not resumed since), waits until
+    /// they have parked.
+    pub fn start(&self) -> Result<()> {
         vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
             .map_err(|e| VmmError::State(format!("kick signal handler: {e}")))?;
-        if paused {
-            lock(&self.run.ctl).want = Want::Pause;
-        }
         let mut threads = lock(&self.threads);
         for (i, fd) in self.vcpus.iter().enumerate() {
             let fd = fd.clone();
@@ -304,7 +308,8 @@ impl Machine {
                 .map_err(|e| VmmError::State(format!("device thread: {e}")))?;
             threads.push(h);
         }
-        if paused {
+        drop(threads);
+        if self.is_paused() {
             self.wait_parked()?;
         }
         Ok(())
@@ -326,7 +331,8 @@ impl Machine {
         for _ in 0..2000 {
             {
                 let c = self.run.lock();
-                if c.parked >= want {
+                // Resumed meanwhile: there is nothing to wait for.
+                if c.want != Want::Pause || c.parked >= want {
                     return Ok(());
                 }
             }
