@@ -133,6 +133,13 @@ fn every_route_answers_according_to_the_openapi_document() {
         "/storage/pools/local/import?wait=30",
         json!({"path": src.display().to_string(), "name": "b.iso", "content": "iso"}),
     );
+    // A download from the daemon's own public OpenAPI document (tests/downloads.rs covers
+    // downloads from a file server of its own).
+    let r = root.post(
+        "/storage/pools/local/download?wait=30",
+        json!({"url": format!("{}/api/v1/openapi.json", d.endpoint), "name": "c.iso", "content": "iso"}),
+    );
+    assert_eq!(r.body["state"], "succeeded", "{}", r.text);
 
     // Containers (a tiny root filesystem: busybox, made here).
     let bb = d.data().join("ctroot");

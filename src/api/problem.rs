@@ -180,6 +180,9 @@ impl From<crate::storage::StorageError> for ApiError {
                 e.to_string(),
             ),
             S::Store(s) => s.into(),
+            S::Fetch { .. } => {
+                ApiError::new(502, "download-failed", "Download failed", e.to_string())
+            }
             S::Io { .. } | S::Tool(_) => {
                 let mut a = ApiError::new(
                     500,

@@ -61,6 +61,21 @@ pub(super) fn collect(
                     message: format!("'{name}' is required"),
                 });
             }
+            // `"not": {"required": [a, b]}` is how the schema says "a or b, not both".
+            ValidationErrorKind::Not { schema } if schema["required"].is_array() => {
+                let names: Vec<&str> = schema["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .collect();
+                let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+                out.push(InvalidParam {
+                    pointer: format!("{base}/{}", escape(names.last().copied().unwrap_or(""))),
+                    location: location.to_string(),
+                    message: format!("set {} but not both", quoted.join(" or ")),
+                });
+            }
             _ => out.push(InvalidParam {
                 pointer: base,
                 location: location.to_string(),

@@ -8,6 +8,7 @@
 
 mod clones;
 mod dir;
+mod download;
 mod ingest;
 mod lvmthin;
 mod model;
@@ -18,6 +19,7 @@ pub mod sink;
 mod snapshots;
 
 pub use clones::{CloneRequest, PlannedClone};
+pub use download::{Decompress, DownloadRequest, Progress};
 pub use ingest::IncomingFile;
 use model::{check_name, State};
 pub use model::{parse_volid, Content, Format, StorageError, VolumeRow, VolumeSpec};

@@ -110,6 +110,10 @@ pub enum StorageError {
     },
     #[error("{0}")]
     Tool(String),
+    /// A download failed on the network side (refused, unreachable, a bad answer, cut short,
+    /// stalled, an untrusted certificate).
+    #[error("downloading {url}: {message}")]
+    Fetch { url: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

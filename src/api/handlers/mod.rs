@@ -5,6 +5,7 @@ mod access_login;
 mod acl;
 mod audit;
 mod containers;
+mod downloads;
 mod groups;
 mod guests;
 mod meta;
@@ -114,6 +115,7 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("volume_snapshot_delete", storage::volume_snapshot_delete),
         h!("volume_upload", storage::volume_upload),
         h!("volume_import", storage::volume_import),
+        h!("volume_download", downloads::volume_download),
         h!("container_list", containers::container_list),
         h!("container_create", containers::container_create),
         h!("container_view", containers::container_view),

@@ -19,7 +19,7 @@ fn pool_location(name: &str) -> String {
     format!("{}/storage/pools/{name}", crate::API_PREFIX)
 }
 
-fn volume_location(volid: &str) -> String {
+pub(super) fn volume_location(volid: &str) -> String {
     let (p, n) = volid.split_once(':').unwrap_or((volid, ""));
     format!("{}/storage/pools/{p}/volumes/{n}", crate::API_PREFIX)
 }
@@ -45,7 +45,7 @@ async fn pool_response(app: &App, status: u16, o: Arc<Object>) -> Result<Resp, A
     Ok(Resp::json(status, &v).etag(rev))
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -128,7 +128,12 @@ fn volid(req: &Req) -> String {
 }
 
 /// Fails unless the pool exists and accepts `content`.
-fn check_content(app: &App, pool: &str, content: &str, field: &str) -> Result<(), ApiError> {
+pub(super) fn check_content(
+    app: &App,
+    pool: &str,
+    content: &str,
+    field: &str,
+) -> Result<(), ApiError> {
     let p = app.store.require_cached(POOL_KIND, pool)?;
     let ok = p.body["content"]
         .as_array()
@@ -269,12 +274,12 @@ pub async fn volume_snapshot_delete(app: Arc<App>, req: Req) -> Result<Resp, Api
     Ok(Resp::no_content())
 }
 
-fn task_failure(e: StorageError) -> TaskFailure {
+pub(super) fn task_failure(e: StorageError) -> TaskFailure {
     let a = ApiError::from(e);
     TaskFailure::failed(a.kind, a.title, a.detail)
 }
 
-async fn task_response(
+pub(super) async fn task_response(
     app: &App,
     req: &Req,
     t: crate::store::TaskRecord,
@@ -414,7 +419,7 @@ pub async fn volume_import(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
 
 /// An upload's write failed: a full disk is the pool's capacity running out (507, as the
 /// up-front check answers), anything else a storage failure.
-fn write_failure(pool: &str, e: StorageError) -> ApiError {
+pub(super) fn write_failure(pool: &str, e: StorageError) -> ApiError {
     match &e {
         StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             ApiError::new(

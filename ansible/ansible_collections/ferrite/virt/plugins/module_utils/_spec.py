@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "641b4dc9c9a3a0a3eacb8b8f15bd50c93df2cb5c628a41f6eb8e773cdffb645e"
+SCHEMA_DIGEST = "6d5692d0522dc33eeb8f43b084cb694a43192c80e7e23f350632345b53339d8f"
 
 RESOURCES = {
     "acl": {
