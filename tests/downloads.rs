@@ -291,6 +291,58 @@ fn downloads_are_checked_decompressed_and_fail_cleanly() {
         404,
         "no refused request left a volume"
     );
+
+    // The CLI: the URL's suffix says to decompress; the task's log is followed and the exit
+    // code is the task's.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+            .args(args)
+            .env("FERRITE_ENDPOINT", &d.endpoint)
+            .env("FERRITE_TOKEN", c.token.as_deref().unwrap_or_default())
+            .env("FERRITE_CONFIG", d.data().join("cli.json"))
+            .output()
+            .expect("ferrite")
+    };
+    let sha512 = hex::encode(Sha512::digest(&packed));
+    let url = format!("{base}/file.bin.xz");
+    let out = cli(&[
+        "download",
+        "local",
+        &url,
+        "--content",
+        "iso",
+        "--sha512",
+        &sha512,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("sha512 checked"), "{text}");
+    assert_eq!(
+        c.get("/storage/pools/local/volumes/file.bin").body["sha256"],
+        hex_sha256(&data)
+    );
+    let out = cli(&[
+        "download",
+        "local",
+        &format!("{base}/truncated"),
+        "--name",
+        "t.iso",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ended after"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -128,6 +128,7 @@ pub(super) fn execute(g: &Globals, cmd: &Command) -> Result<u8, CliError> {
         Command::Task(TaskCommand::Log { id, follow }) => task_log(&ctx, id, *follow),
         Command::Task(TaskCommand::List) => super::infra::task_list(&ctx),
         Command::Upload(a) => upload(&ctx, a),
+        Command::Download(a) => super::download::run(&ctx, a),
         Command::Ct(c) => super::verbs::guest(&ctx, super::verbs::GuestKind::Ct, c),
         Command::Vm(c) => super::verbs::guest(&ctx, super::verbs::GuestKind::Vm, c),
         Command::Net(c) => super::infra::net(&ctx, c),
@@ -344,7 +345,7 @@ pub(super) fn upload(ctx: &Context, a: &UploadArgs) -> Result<u8, CliError> {
 }
 
 /// The content type a file's name implies, when it implies one.
-fn content_of(file_name: &str) -> Option<&'static str> {
+pub(super) fn content_of(file_name: &str) -> Option<&'static str> {
     let n = file_name.to_ascii_lowercase();
     if n.ends_with(".iso") {
         Some("iso")
@@ -424,7 +425,7 @@ fn task_id(id: &str) -> Result<&str, CliError> {
 }
 
 /// `ferrite task wait ID`: long-polls in chunks until the task finishes or time runs out.
-fn task_wait(ctx: &Context, id: &str, timeout: Option<u64>) -> Result<u8, CliError> {
+pub(super) fn task_wait(ctx: &Context, id: &str, timeout: Option<u64>) -> Result<u8, CliError> {
     let id = task_id(id)?;
     let client = ctx.client()?;
     let path = format!("tasks/{id}");
@@ -487,7 +488,7 @@ fn print_task(format: Format, task: &Value) -> Result<(), CliError> {
 }
 
 /// `ferrite task log ID [--follow]`: prints lines as they arrive.
-fn task_log(ctx: &Context, id: &str, follow: bool) -> Result<u8, CliError> {
+pub(super) fn task_log(ctx: &Context, id: &str, follow: bool) -> Result<u8, CliError> {
     let id = task_id(id)?;
     let path = format!("tasks/{id}/log");
     let mut query = Vec::new();

@@ -22,6 +22,7 @@ mod columns;
 mod commands;
 mod config;
 mod console;
+pub mod download;
 mod error;
 mod fields;
 pub mod infra;
@@ -109,6 +110,10 @@ pub enum Command {
     /// Upload an ISO, a container template or a snippet into a pool: streamed, and checked
     /// against its SHA-256 by the daemon before the volume appears.
     Upload(UploadArgs),
+    /// Download a file by URL into a pool (a task the daemon runs): checked against a
+    /// SHA-256 or SHA-512 before the volume appears, decompressed on the way when its name
+    /// ends in .xz, .gz or .zst (container templates excepted).
+    Download(download::DownloadArgs),
     /// Containers: list, create, start, exec, console, snapshot, clone, ...
     #[command(subcommand)]
     Ct(verbs::GuestCommand),
