@@ -171,6 +171,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         crate::vm::qemu::Host::new(&cfg.qemu, cfg.ovmf_dir.clone()),
     ));
     crate::helpers::log_missing(&[containers.helper(), vms.vmm_helper(), vms.qemu_helper()]);
+    // A template build the last stop interrupted left a partial archive in the cache.
+    crate::templates::Templates::at(&cfg.data_dir).clean_partial();
     {
         let v = Arc::clone(&vms);
         tokio::task::spawn_blocking(move || v.adopt_and_boot())

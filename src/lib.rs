@@ -20,6 +20,7 @@ pub mod seed;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+pub mod templates;
 pub mod time;
 pub mod tls;
 pub mod types;

@@ -140,6 +140,17 @@ fn every_route_answers_according_to_the_openapi_document() {
         json!({"url": format!("{}/api/v1/openapi.json", d.endpoint), "name": "c.iso", "content": "iso"}),
     );
     assert_eq!(r.body["state"], "succeeded", "{}", r.text);
+    // Templates: the catalogue and the index routes (tests/templates.rs builds and downloads
+    // for real; here the refusals are checked against the document).
+    root.get("/templates/catalog");
+    root.get("/templates/indexes");
+    root.post(
+        "/templates/indexes",
+        json!({"name": "nowhere", "url": format!("{}/api/v1/version", d.endpoint)}),
+    );
+    root.delete("/templates/indexes/nowhere");
+    root.post("/templates/build", json!({"template": "debian-11-minimal"}));
+    root.post("/templates/download", json!({"template": "nothing-such"}));
 
     // Containers (a tiny root filesystem: busybox, made here).
     let bb = d.data().join("ctroot");

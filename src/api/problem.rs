@@ -197,6 +197,29 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+impl From<crate::templates::TemplateError> for ApiError {
+    fn from(e: crate::templates::TemplateError) -> Self {
+        use crate::templates::TemplateError as T;
+        match e {
+            T::Invalid { field, message } => ApiError::unprocessable_field(field, message),
+            T::Helper(h) => h.into(),
+            T::Storage(s) => s.into(),
+            T::Store(s) => s.into(),
+            T::Cancelled => ApiError::conflict(e.to_string()),
+            T::Build { .. } => {
+                let mut a = ApiError::new(
+                    500,
+                    "template-build-failed",
+                    "Template build failed",
+                    e.to_string(),
+                );
+                a.log_detail = Some(e.to_string());
+                a
+            }
+        }
+    }
+}
+
 impl From<crate::helpers::HelperMissing> for ApiError {
     /// 503: the daemon cannot do this until the helper is installed (no `Retry-After`: waiting
     /// does not fix it).

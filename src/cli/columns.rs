@@ -258,6 +258,34 @@ pub fn write(out: &mut dyn Write, columns: &[Column], items: &[Value]) -> io::Re
     Ok(())
 }
 
+/// `ferrite template list`: the catalogue.
+pub const TEMPLATES: &[Column] = &[
+    Column {
+        header: "NAME",
+        cell: |v| text(&v["name"]),
+    },
+    Column {
+        header: "SOURCE",
+        cell: |v| match v["index"].as_str() {
+            Some(ix) => format!("index {ix}"),
+            None if v["cached"] == true => "build (cached)".into(),
+            None => text(&v["source"]),
+        },
+    },
+    Column {
+        header: "RELEASE",
+        cell: |v| format!("{} {}", text(&v["distro"]), text(&v["release"])),
+    },
+    Column {
+        header: "ARCH",
+        cell: |v| text(&v["architecture"]),
+    },
+    Column {
+        header: "DESCRIPTION",
+        cell: |v| text(&v["description"]),
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@
 //! Exit codes are part of the interface (scripts branch on them): see [`EXIT_OK`],
 //! [`EXIT_API`], [`EXIT_USAGE`] and [`EXIT_TIMEOUT`].
 
+mod catalog;
 mod client;
 mod columns;
 mod commands;

@@ -15,6 +15,13 @@ use super::{CliError, UploadArgs};
 /// `ferrite template ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TemplateCommand {
+    /// The catalogue: Debian templates this host can build, and what configured indexes list.
+    List,
+    /// Build a catalogue template (e.g. debian-12-standard) with mmdebstrap into a pool; a
+    /// build with the same inputs is served from the daemon's cache.
+    Build(super::catalog::BuildArgs),
+    /// Download a template an index lists into a pool, checked against the index's checksum.
+    Download(super::catalog::DownloadArgs),
     /// Build a minimal busybox container template and upload it into a pool.
     Busybox {
         /// Pool to upload into.
@@ -170,12 +177,17 @@ pub fn build(busybox: &Path) -> Result<Vec<u8>, CliError> {
 
 /// Runs `ferrite template busybox`.
 pub(super) fn run(ctx: &Context, cmd: &TemplateCommand) -> Result<u8, CliError> {
-    let TemplateCommand::Busybox {
-        pool,
-        name,
-        busybox,
-        save,
-    } = cmd;
+    let (pool, name, busybox, save) = match cmd {
+        TemplateCommand::List => return super::catalog::list(ctx),
+        TemplateCommand::Build(a) => return super::catalog::build(ctx, a),
+        TemplateCommand::Download(a) => return super::catalog::download(ctx, a),
+        TemplateCommand::Busybox {
+            pool,
+            name,
+            busybox,
+            save,
+        } => (pool, name, busybox, save),
+    };
     let data = build(busybox)?;
     if let Some(out) = save {
         std::fs::write(out, &data).map_err(file_error(out))?;

@@ -104,6 +104,11 @@ impl Storage {
         })
     }
 
+    /// Records what a template volume holds (`TemplateManifest`) on its row.
+    pub fn set_manifest(&self, volid: &str, manifest: Value) -> Result<Object, StorageError> {
+        self.update_row(volid, |b| b["manifest"] = manifest)
+    }
+
     /// Drops a staged file and its reservation (upload aborted).
     pub fn abort_file(&self, f: &IncomingFile) {
         let _ = std::fs::remove_file(&f.staged);

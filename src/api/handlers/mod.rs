@@ -15,6 +15,7 @@ mod paging;
 mod roles;
 mod storage;
 mod tasks;
+mod templates;
 mod tokens;
 mod users;
 mod vms;
@@ -116,6 +117,12 @@ pub fn table() -> Vec<(&'static str, Handler)> {
         h!("volume_upload", storage::volume_upload),
         h!("volume_import", storage::volume_import),
         h!("volume_download", downloads::volume_download),
+        h!("template_catalog", templates::template_catalog),
+        h!("template_build", templates::template_build),
+        h!("template_download", templates::template_download),
+        h!("template_index_list", templates::template_index_list),
+        h!("template_index_create", templates::template_index_create),
+        h!("template_index_delete", templates::template_index_delete),
         h!("container_list", containers::container_list),
         h!("container_create", containers::container_create),
         h!("container_view", containers::container_view),

@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "6d5692d0522dc33eeb8f43b084cb694a43192c80e7e23f350632345b53339d8f"
+SCHEMA_DIGEST = "090a9ed705033749bd3fa597246893e20bbedfdef325e414ef7fe48a202b0c36"
 
 RESOURCES = {
     "acl": {
@@ -255,6 +255,7 @@ RESOURCES = {
             "content": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
             "format": {"create": True, "read": True, "shape": "scalar", "type": "str"},
+            "manifest": {"read": True, "shape": "object", "type": "dict"},
             "name": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "owner": {"nullable": True, "read": True, "shape": "scalar", "type": "str"},
             "path": {"read": True, "shape": "scalar", "type": "str"},
@@ -382,6 +383,7 @@ RESOURCES = {
             "content": {"create": True, "read": True, "shape": "scalar", "type": "str"},
             "created_at": {"read": True, "shape": "scalar", "type": "str"},
             "format": {"create": True, "read": True, "server_default": True, "shape": "scalar", "type": "str"},
+            "manifest": {"read": True, "shape": "object", "type": "dict"},
             "name": {"create": True, "read": True, "required": True, "shape": "scalar", "type": "str"},
             "owner": {"create": True, "read": True, "shape": "scalar", "type": "str"},
             "path": {"read": True, "shape": "scalar", "type": "str"},

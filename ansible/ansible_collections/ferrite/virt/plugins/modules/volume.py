@@ -147,6 +147,10 @@ object:
         root filesystems on dir pools)."
       returned: when set
       type: str
+    manifest:
+      description: "What a template volume holds, recorded when it was built or downloaded."
+      returned: when set
+      type: dict
     name:
       description: "A volume name inside its pool: 1 to 128 of letters, digits, '-', '_', '.', starting with a letter or
         digit; no '/' and no '..'."
