@@ -33,10 +33,12 @@ pub async fn view(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     facts["node"] = json!(app.node);
+    let templates = crate::templates::Templates::at(&app.data_dir);
     facts["problems"] = json!(crate::helpers::problems(&[
         app.containers.helper(),
         app.vms.vmm_helper(),
-        app.vms.qemu_helper()
+        app.vms.qemu_helper(),
+        templates.builder(),
     ]));
     Ok(Resp::json(200, &facts))
 }
