@@ -54,7 +54,13 @@ fn main() {
                 })
                 .and_then(|spec| {
                     let cg = Cgroup::new(&spec.cgroup);
-                    runtime::start(&spec, &|pid| cg.add(pid).map_err(|e| e.to_string()))
+                    runtime::start(&spec, &|pid| {
+                        cg.add(pid).map_err(|e| e.to_string())?;
+                        // The container's root owns its cgroup2 tree (systemd as init
+                        // creates its slices there).
+                        let root_uid = if spec.privileged { 0 } else { spec.id_base };
+                        cg.delegate(root_uid).map_err(|e| e.to_string())
+                    })
                 });
             match r {
                 Ok(pid) => {

@@ -125,13 +125,57 @@ impl Cgroup {
                 }
             }
         }
-        for d in self.dirs() {
+        for d in self.dirs().into_iter().chain(self.unified_extra()) {
             fs::create_dir_all(&d).map_err(|source| CgroupError {
                 path: d.clone(),
                 source,
             })?;
         }
         self.apply(limits)
+    }
+
+    /// On a hybrid host, the container's directory in the cgroup2 hierarchy mounted at
+    /// /sys/fs/cgroup/unified (no controllers there): what the container sees as its cgroup
+    /// tree, so that systemd runs inside in unified mode. On a v2 host the container's own
+    /// directory already is that.
+    fn unified_extra(&self) -> Option<PathBuf> {
+        let unified = Path::new(ROOT).join("unified");
+        (self.mode == Mode::Hybrid && unified.join("cgroup.procs").exists())
+            .then(|| unified.join(&self.name))
+    }
+
+    /// The container's cgroup2 directory (its cgroup namespace's root).
+    fn v2_dir(&self) -> Option<PathBuf> {
+        match self.mode {
+            Mode::V2 => Some(self.dir("")),
+            Mode::Hybrid => self.unified_extra(),
+        }
+    }
+
+    /// Hands the container's cgroup2 directory to the container's root user (`uid`, a host
+    /// id), as systemd's delegation contract asks: the directory and the files that move
+    /// processes and enable controllers. Limits stay out of its reach (they are the parent's
+    /// files on v2, and the v1 controllers on a hybrid host).
+    pub fn delegate(&self, uid: u32) -> Result<(), CgroupError> {
+        let Some(d) = self.v2_dir() else {
+            return Ok(());
+        };
+        let owner = Some(nix::unistd::Uid::from_raw(uid));
+        let group = Some(nix::unistd::Gid::from_raw(uid));
+        for p in [
+            d.clone(),
+            d.join("cgroup.procs"),
+            d.join("cgroup.threads"),
+            d.join("cgroup.subtree_control"),
+        ] {
+            if p.exists() {
+                nix::unistd::chown(&p, owner, group).map_err(|e| CgroupError {
+                    path: p.clone(),
+                    source: e.into(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes limits (also used for live updates).
@@ -197,9 +241,40 @@ impl Cgroup {
     /// Moves a process into the cgroup.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         for d in self.dirs() {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
+            self.add_to(&d, pid)?;
+        }
+        if let Some(d) = self.unified_extra() {
+            self.add_to(&d, pid)?;
         }
         Ok(())
+    }
+
+    /// Writes `pid` into `d`; where `d` is a cgroup2 directory an init (systemd) has turned
+    /// into an inner node (controllers enabled for its children, so it takes no processes:
+    /// EBUSY), into the cgroup of the container's init instead, as `lxc-attach` does.
+    fn add_to(&self, d: &Path, pid: i32) -> Result<(), CgroupError> {
+        match write(&d.join("cgroup.procs"), &pid.to_string()) {
+            Err(e) if e.source.raw_os_error() == Some(nix::libc::EBUSY) => {
+                match self.init_leaf(d) {
+                    Some(leaf) => write(&leaf.join("cgroup.procs"), &pid.to_string()),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The deepest cgroup under `d` holding a process (where the container's init put
+    /// itself: systemd's `init.scope`).
+    fn init_leaf(&self, d: &Path) -> Option<PathBuf> {
+        let has_procs = |p: &Path| {
+            fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+        };
+        let init = d.join("init.scope");
+        if has_procs(&init) {
+            return Some(init);
+        }
+        subtree(d).into_iter().rev().find(|p| has_procs(p))
     }
 
     /// Freezes or thaws every process in the cgroup and waits until the kernel says it is
@@ -263,16 +338,21 @@ impl Cgroup {
         }
     }
 
-    /// Processes in the cgroup.
+    /// Processes in the cgroup, with those in cgroups an init made below it.
     pub fn pids(&self) -> Vec<i32> {
         let d = match self.mode {
             Mode::V2 => self.dir(""),
             Mode::Hybrid => self.dir("pids"),
         };
-        fs::read_to_string(d.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+        std::iter::once(d.clone())
+            .chain(subtree(&d))
+            .flat_map(|c| {
+                fs::read_to_string(c.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
             .collect()
     }
 
@@ -318,7 +398,11 @@ impl Cgroup {
         if self.frozen() {
             let _ = self.freeze(false);
         }
-        for d in self.dirs() {
+        for d in self.dirs().into_iter().chain(self.unified_extra()) {
+            // Cgroups the container's init made inside go first, deepest first.
+            for sub in subtree(&d).into_iter().rev() {
+                let _ = fs::remove_dir(&sub);
+            }
             if d.exists() {
                 let mut tries = 0;
                 loop {
@@ -342,7 +426,28 @@ impl Cgroup {
     }
 
     /// Whether any of the cgroup's directories exist.
+    ///
+    /// (Only the controller directories count: the unified one on a hybrid host is made and
+    /// removed with them.)
     pub fn exists(&self) -> bool {
         self.dirs().iter().any(|d| d.exists())
     }
+}
+
+/// Every cgroup below `d`, parents before children.
+fn subtree(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut queue = vec![d.to_path_buf()];
+    while let Some(c) = queue.pop() {
+        for e in fs::read_dir(&c).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                queue.push(e.path());
+            }
+        }
+    }
+    // Parents were pushed before their children, but a later sibling's children may come
+    // before an earlier sibling: sort by depth so reversing gives deepest first.
+    out.sort_by_key(|p| p.components().count());
+    out
 }

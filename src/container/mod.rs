@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 mod engine;
+mod rootfs;
 mod running;
 pub mod runtime;
 mod snapshots;

@@ -85,15 +85,22 @@ impl Containers {
         let _ = std::fs::remove_file(self.ct_dir(id).join("runtime.json"));
     }
 
-    /// Asks init to stop (SIGTERM, or `signal`), then kills after `timeout`.
+    /// Asks init to stop, then kills after `timeout`. systemd takes SIGRTMIN+3 (SIGTERM
+    /// would make it re-execute itself), as LXC's `lxc.signal.halt` does for it; other inits
+    /// (busybox, sysvinit, a shell) SIGTERM.
     pub fn shutdown(&self, id: &str, timeout: Duration) -> Result<Value, ContainerError> {
         let _b = self.claim(id)?;
         self.get(id)?;
         if let Some(st) = self.runtime_state(id) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(st.pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let systemd = std::fs::read_link(format!("/proc/{}/exe", st.pid))
+                .is_ok_and(|p| p.file_name().is_some_and(|n| n == "systemd"));
+            let signal = if systemd {
+                libc::SIGRTMIN() + 3
+            } else {
+                libc::SIGTERM
+            };
+            // SAFETY: kill(2) with a pid we started and a valid signal number.
+            unsafe { libc::kill(st.pid, signal) };
             let t0 = Instant::now();
             while self.runtime_state(id).is_some() && t0.elapsed() < timeout {
                 std::thread::sleep(Duration::from_millis(20));

@@ -119,7 +119,7 @@ pub const INIT_EXEC_FAILED: &str = "cannot execute the init";
 /// cannot be honoured while the root filesystem holds that symlink).
 pub const MOUNT_THROUGH_SYMLINK: &str = "passes through a symlink";
 
-fn fail(what: &str, e: impl std::fmt::Display) -> String {
+pub(super) fn fail(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
@@ -270,7 +270,7 @@ fn env() -> Vec<CString> {
     .collect()
 }
 
-fn mnt(
+pub(super) fn mnt(
     src: Option<&str>,
     target: &Path,
     fstype: Option<&str>,
@@ -301,78 +301,7 @@ fn become_init(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    for d in ["proc", "sys", "dev", "tmp"] {
-        let _ = std::fs::create_dir_all(root.join(d));
-    }
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mnt(Some("proc"), &root.join("proc"), Some("proc"), nosuid, None)?;
-    if mnt(
-        Some("sysfs"),
-        &root.join("sys"),
-        Some("sysfs"),
-        nosuid | MsFlags::MS_RDONLY,
-        None,
-    )
-    .is_err()
-    {
-        // Without a network namespace of its own sysfs cannot be mounted; a read-only bind
-        // of the host's is the fallback.
-        mnt(
-            Some("/sys"),
-            &root.join("sys"),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY,
-            None,
-        )?;
-    }
-    let dev = root.join("dev");
-    mnt(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let t = dev.join(d);
-        std::fs::File::create(&t).map_err(|e| fail(&format!("creating /dev/{d}"), e))?;
-        mnt(Some(&format!("/dev/{d}")), &t, None, MsFlags::MS_BIND, None)?;
-    }
-    if spec.fuse {
-        // The host's node as it is: an unprivileged container can open it only where the
-        // host makes it world-accessible (Debian's default 0666).
-        if !Path::new("/dev/fuse").exists() {
-            return Err("features.fuse: this host has no /dev/fuse (load the fuse module)".into());
-        }
-        let t = dev.join("fuse");
-        std::fs::File::create(&t).map_err(|e| fail("creating /dev/fuse", e))?;
-        mnt(Some("/dev/fuse"), &t, None, MsFlags::MS_BIND, None)?;
-    }
-    let _ = std::fs::create_dir_all(dev.join("pts"));
-    mnt(
-        Some("devpts"),
-        &dev.join("pts"),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
-    let _ = std::fs::create_dir_all(dev.join("shm"));
-    mnt(
-        Some("tmpfs"),
-        &dev.join("shm"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777"),
-    )?;
-    for (l, t) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        let _ = std::os::unix::fs::symlink(t, dev.join(l));
-    }
+    super::rootfs::populate(spec, root, tty)?;
     let old = root.join(".ferrite-oldroot");
     let _ = std::fs::create_dir_all(&old);
     nix::unistd::pivot_root(root, &old).map_err(|e| fail("pivot_root", e))?;
@@ -418,6 +347,17 @@ pub fn mount_point(scope: &str, id: &str) -> PathBuf {
 /// when the last process holding the terminal (the container) is gone.
 fn console_relay(spec: &StartSpec, log: std::fs::File) -> Result<OwnedFd, String> {
     let pty = nix::pty::openpty(None, None).map_err(|e| fail("openpty", e))?;
+    if !spec.privileged {
+        // The container's root owns its console (it is /dev/console inside): a getty or
+        // systemd reopens it by name, which the host root's 0600 would refuse.
+        let id = spec.id_base;
+        nix::unistd::fchown(
+            pty.slave.as_raw_fd(),
+            Some(Uid::from_raw(id)),
+            Some(Gid::from_raw(id)),
+        )
+        .map_err(|e| fail("handing the console to the container", e))?;
+    }
     let input = &spec.console_input;
     let _ = std::fs::remove_file(input);
     nix::unistd::mkfifo(input, nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -449,7 +389,7 @@ fn console_relay(spec: &StartSpec, log: std::fs::File) -> Result<OwnedFd, String
                     unsafe { libc::close(fd) };
                 }
             }
-            relay(pty.master, fifo, log);
+            relay(pty.master, fifo, log, &spec.cgroup);
             std::process::exit(0);
         }
         ForkResult::Parent { .. } => {
@@ -460,8 +400,12 @@ fn console_relay(spec: &StartSpec, log: std::fs::File) -> Result<OwnedFd, String
 }
 
 /// The relay loop: terminal output to the log, FIFO input to the terminal, until the
-/// terminal hangs up (EIO once no process holds the slave end).
-fn relay(master: OwnedFd, fifo: std::fs::File, mut log: std::fs::File) {
+/// container is gone. The master reads EIO whenever no process holds the slave end, which
+/// also happens while the container lives: systemd and getty hang the console up
+/// (`vhangup`) and reopen it. So EIO only ends the relay once `cgroup` holds no process;
+/// until then the relay waits for the console to be reopened.
+fn relay(master: OwnedFd, fifo: std::fs::File, mut log: std::fs::File, cgroup: &str) {
+    let cg = super::cgroup::Cgroup::new(cgroup);
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let mut buf = [0u8; 4096];
@@ -478,7 +422,10 @@ fn relay(master: OwnedFd, fifo: std::fs::File, mut log: std::fs::File) {
         let inp = fds[1].revents().unwrap_or(PollFlags::empty());
         if !out.is_empty() {
             match nix::unistd::read(master.as_raw_fd(), &mut buf) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) if cg.pids().is_empty() => return,
+                Ok(0) | Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
                 Ok(n) => {
                     let _ = log.write_all(&buf[..n]);
                 }
