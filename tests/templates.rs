@@ -265,6 +265,16 @@ fn debian_templates_build_cache_and_run() {
         sh("journalctl -b --no-pager -p warning | tail -30")
     );
     assert_eq!(sh("ps -o comm= -p 1"), "systemd");
+    // Ferrite's hostname survives systemd reading /etc/hostname, and names the host locally.
+    assert_eq!(
+        sh("hostname; hostnamectl hostname 2>/dev/null || true"),
+        "deb\ndeb"
+    );
+    assert!(
+        sh("getent hosts deb").starts_with("127.0.1.1"),
+        "{}",
+        sh("cat /etc/hosts")
+    );
     let out = sh("cat /etc/debian_version; cat /sys/fs/cgroup/cgroup.type; test -s /etc/machine-id && echo id");
     assert!(out.starts_with("12."), "{out}");
     assert!(
@@ -298,7 +308,12 @@ fn debian_templates_build_cache_and_run() {
     // Nothing of its cgroups is left, the ones systemd made inside included.
     let left: Vec<_> = ["/sys/fs/cgroup/*/ct-", "/sys/fs/cgroup/*/*/ct-"]
         .iter()
-        .flat_map(|p| glob::glob(&format!("{p}{id}")).into_iter().flatten().flatten())
+        .flat_map(|p| {
+            glob::glob(&format!("{p}{id}"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .collect();
     assert!(left.is_empty(), "cgroups left: {left:?}");
 }

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 mod engine;
+mod guest_files;
 mod rootfs;
 mod running;
 pub mod runtime;

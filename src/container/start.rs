@@ -62,7 +62,14 @@ impl Containers {
             fuse: b.features.as_ref().is_some_and(|f| f.fuse),
             mounts: self.mounts_of(b)?,
         };
-        self.write_resolv_conf(&spec.rootfs, b, row.create.privileged)?;
+        let files = super::guest_files::GuestFiles {
+            rootfs: &spec.rootfs,
+            owner: (!row.create.privileged).then_some(ID_BASE),
+        };
+        files.hostname(&spec.hostname)?;
+        if let Some(dns) = &b.dns {
+            files.resolv_conf(&dns.servers, dns.search.as_deref())?;
+        }
         // The cgroup last: every check that can refuse the start has passed.
         cg.create(&Self::limits(b)).map_err(|e| {
             self.base
@@ -171,48 +178,6 @@ impl Containers {
             }
         }
         Ok(out)
-    }
-
-    /// Writes /etc/resolv.conf from `dns` (servers, search) before a start, owned by the
-    /// container's root; left alone when `dns` is not set.
-    pub(super) fn write_resolv_conf(
-        &self,
-        rootfs: &Path,
-        b: &ContainerSpec,
-        privileged: bool,
-    ) -> Result<(), ContainerError> {
-        let Some(dns) = &b.dns else {
-            return Ok(());
-        };
-        let mut text = String::from("# written by ferrite from the container's dns settings\n");
-        if let Some(s) = &dns.search {
-            text.push_str(&format!("search {s}\n"));
-        }
-        for a in &dns.servers {
-            text.push_str(&format!("nameserver {a}\n"));
-        }
-        let etc = rootfs.join("etc");
-        let f = etc.join("resolv.conf");
-        let io = |e: std::io::Error| self.base.failed(format!("writing {}", f.display()), e);
-        if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink())
-            || std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Err(GuestError::invalid(
-                "/dns",
-                "the container's /etc/resolv.conf is a symlink; not overwritten",
-            ));
-        }
-        std::fs::create_dir_all(&etc).map_err(io)?;
-        std::fs::write(&f, text).map_err(io)?;
-        if !privileged {
-            nix::unistd::chown(
-                &f,
-                Some(nix::unistd::Uid::from_raw(ID_BASE)),
-                Some(nix::unistd::Gid::from_raw(ID_BASE)),
-            )
-            .map_err(|e| self.base.failed(format!("chown {}", f.display()), e))?;
-        }
-        Ok(())
     }
 
     /// Gives the container its NICs: a veth per `netN` whose host end joins the bridge (with

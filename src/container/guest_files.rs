@@ -1,0 +1,130 @@
+//! Files Ferrite writes into a container's root filesystem before each start, the way
+//! Proxmox configures its containers: `/etc/hostname`, a marked block in `/etc/hosts` naming
+//! the host, and `/etc/resolv.conf` from the `dns` settings. A guest owner who manages one of
+//! them keeps it by creating `/etc/.ferrite-ignore.NAME` (Proxmox's `.pve-ignore.NAME`).
+//!
+//! The writes happen on the host as root, into a tree the container's root owns: a path that
+//! is a symlink is refused (it could point anywhere on the host), and what is written is
+//! handed to the container's root.
+
+use std::path::Path;
+
+use crate::guest::GuestError;
+
+const BEGIN: &str = "# --- BEGIN FERRITE ---";
+const END: &str = "# --- END FERRITE ---";
+
+/// One file to write: its name under /etc and its content (or, for `hosts`, the block).
+pub(super) struct GuestFiles<'a> {
+    pub rootfs: &'a Path,
+    /// Host uid/gid of the container's root (`None` for a privileged container).
+    pub owner: Option<u32>,
+}
+
+impl GuestFiles<'_> {
+    /// Writes `hostname` and the hosts block naming it.
+    pub fn hostname(&self, name: &str) -> Result<(), GuestError> {
+        self.write("hostname", &format!("{name}\n"), "/hostname")?;
+        let current = self.read("hosts");
+        let short = name.split('.').next().unwrap_or(name);
+        let line = if short == name {
+            format!("127.0.1.1 {name}")
+        } else {
+            format!("127.0.1.1 {name} {short}")
+        };
+        let text = hosts_with_block(current.as_deref(), &line);
+        self.write("hosts", &text, "/hostname")
+    }
+
+    /// Writes resolv.conf from the `dns` settings.
+    pub fn resolv_conf(&self, servers: &[String], search: Option<&str>) -> Result<(), GuestError> {
+        let mut text = String::from("# written by ferrite from the container's dns settings\n");
+        if let Some(s) = search {
+            text.push_str(&format!("search {s}\n"));
+        }
+        for a in servers {
+            text.push_str(&format!("nameserver {a}\n"));
+        }
+        self.write("resolv.conf", &text, "/dns")
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        let f = self.rootfs.join("etc").join(name);
+        if std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink()) {
+            return None;
+        }
+        std::fs::read_to_string(f).ok()
+    }
+
+    fn write(&self, name: &str, text: &str, field: &str) -> Result<(), GuestError> {
+        let etc = self.rootfs.join("etc");
+        if etc.join(format!(".ferrite-ignore.{name}")).exists() {
+            return Ok(());
+        }
+        let f = etc.join(name);
+        let link =
+            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        if link(&etc) || link(&f) {
+            return Err(GuestError::invalid(
+                field,
+                format!(
+                    "the container's /etc/{name} is a symlink; not overwritten (create \
+                     /etc/.ferrite-ignore.{name} inside to manage it yourself)"
+                ),
+            ));
+        }
+        let io = |e: std::io::Error| {
+            GuestError::failed("container", format!("writing {}", f.display()), e)
+        };
+        std::fs::create_dir_all(&etc).map_err(io)?;
+        std::fs::write(&f, text).map_err(io)?;
+        if let Some(id) = self.owner {
+            nix::unistd::chown(
+                &f,
+                Some(nix::unistd::Uid::from_raw(id)),
+                Some(nix::unistd::Gid::from_raw(id)),
+            )
+            .map_err(|e| GuestError::failed("container", format!("chown {}", f.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `/etc/hosts` with Ferrite's block replaced (or added, with the localhost lines a new file
+/// needs).
+fn hosts_with_block(current: Option<&str>, line: &str) -> String {
+    let block = format!("{BEGIN}\n{line}\n{END}\n");
+    let Some(cur) = current else {
+        return format!("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{block}");
+    };
+    match (cur.find(BEGIN), cur.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            let after = cur[e + END.len()..].trim_start_matches('\n');
+            format!("{}{block}{after}", &cur[..b])
+        }
+        _ => {
+            let sep = if cur.is_empty() || cur.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            format!("{cur}{sep}{block}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_block_is_replaced_not_repeated() {
+        let first = hosts_with_block(Some("127.0.0.1 localhost\n"), "127.0.1.1 a");
+        let second = hosts_with_block(Some(&first), "127.0.1.1 b.lab b");
+        assert_eq!(
+            second,
+            "127.0.0.1 localhost\n# --- BEGIN FERRITE ---\n127.0.1.1 b.lab b\n# --- END FERRITE ---\n"
+        );
+        assert!(hosts_with_block(None, "127.0.1.1 x").starts_with("127.0.0.1 localhost\n"));
+    }
+}
