@@ -71,6 +71,25 @@ fn cli(d: &Daemon, c: &Client, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Starts a task and waits for it (in 30 s slices: a template build under load can take longer
+/// than one HTTP answer may).
+fn run_task(c: &Client, path: &str, body: Value) -> Value {
+    let r = c.post(path, body);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap_or_default().to_string();
+    let t0 = std::time::Instant::now();
+    loop {
+        let t = c.get(&format!("/tasks/{id}?wait=30")).body;
+        let done = matches!(
+            t["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        );
+        if done || t0.elapsed() > std::time::Duration::from_secs(1200) {
+            return t;
+        }
+    }
+}
+
 fn task_log(c: &Client, task: &Value) -> String {
     c.get(&format!(
         "/tasks/{}/log",
@@ -127,12 +146,11 @@ fn debian_templates_build_cache_and_run() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.pointers(), vec!["/proxy"]);
 
-    let t = c
-        .post(
-            "/templates/build?wait=900",
-            json!({"template": "debian-12-minimal"}),
-        )
-        .body;
+    let t = run_task(
+        &c,
+        "/templates/build",
+        json!({"template": "debian-12-minimal"}),
+    );
     if t["state"] == "failed" {
         let detail = t["problem"]["detail"].as_str().unwrap_or_default();
         if detail.contains("Failed to fetch") || detail.contains("Temporary failure resolving") {
@@ -190,12 +208,11 @@ fn debian_templates_build_cache_and_run() {
     );
 
     // Built again under another name: the cache answers, with the same archive.
-    let t = c
-        .post(
-            "/templates/build?wait=300",
-            json!({"template": "debian-12-minimal", "name": "again.tar.zst"}),
-        )
-        .body;
+    let t = run_task(
+        &c,
+        "/templates/build",
+        json!({"template": "debian-12-minimal", "name": "again.tar.zst"}),
+    );
     assert_eq!(t["state"], "succeeded", "{t}");
     assert!(task_log(&c, &t).contains("using the cached build"));
     assert_eq!(
@@ -228,9 +245,29 @@ fn debian_templates_build_cache_and_run() {
     // A container from it boots systemd as PID 1, unprivileged: the system reaches
     // `running` with no failed unit, a getty prompts on the console, and a shutdown halts
     // systemd cleanly (SIGRTMIN+3) instead of waiting for the kill.
+    let hash = String::from_utf8(
+        std::process::Command::new("openssl")
+            .args(["passwd", "-6", "-salt", "ferritesalt", "console-pw"])
+            .output()
+            .expect("openssl")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_string();
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx0ZXN0a2V5Zm9yZmVycml0ZXRlbXBsYXRlcw test@ferrite";
     let r = c.post(
         "/containers",
-        json!({"name": "deb", "template": "local:debian-12-minimal.tar.zst"}),
+        json!({"name": "bad", "template": "local:debian-12-minimal.tar.zst",
+               "root_password_hash": "console-pw"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/root_password_hash"]);
+    let r = c.post(
+        "/containers",
+        json!({"name": "deb", "template": "local:debian-12-minimal.tar.zst",
+               "root_password_hash": hash, "ssh_keys": [key]}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_i64().unwrap_or_default();
@@ -379,12 +416,11 @@ fn index_templates_are_listed_downloaded_and_checked() {
     );
     assert_eq!(from_index[0]["index"], "lab");
 
-    let t = c
-        .post(
-            "/templates/download?wait=60",
-            json!({"template": "busybox-lab"}),
-        )
-        .body;
+    let t = run_task(
+        &c,
+        "/templates/download",
+        json!({"template": "busybox-lab"}),
+    );
     assert_eq!(t["state"], "succeeded", "{t}");
     let vol = c.get("/storage/pools/local/volumes/busybox.tar.gz").body;
     assert_eq!(vol["sha256"], sum);
@@ -420,12 +456,11 @@ fn index_templates_are_listed_downloaded_and_checked() {
         json!({"name": "wrong", "url": format!("{base}/wrong.json")}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
-    let t = c
-        .post(
-            "/templates/download?wait=60",
-            json!({"template": "busybox-lab", "name": "other.tar.gz"}),
-        )
-        .body;
+    let t = run_task(
+        &c,
+        "/templates/download",
+        json!({"template": "busybox-lab", "name": "other.tar.gz"}),
+    );
     assert_eq!(t["state"], "failed", "{t}");
     assert!(t["problem"]["detail"]
         .as_str()

@@ -48,6 +48,76 @@ impl GuestFiles<'_> {
         self.write("resolv.conf", &text, "/dns")
     }
 
+    /// Root's password hash in /etc/shadow and SSH keys in /root/.ssh/authorized_keys, at
+    /// create time.
+    pub fn root_credentials(&self, hash: Option<&str>, keys: &[String]) -> Result<(), GuestError> {
+        if let Some(h) = hash {
+            let shadow = self.read("shadow").ok_or_else(|| {
+                GuestError::invalid(
+                    "/root_password_hash",
+                    "the template has no readable /etc/shadow to set root's password in",
+                )
+            })?;
+            let mut found = false;
+            let lines: Vec<String> = shadow
+                .lines()
+                .map(|l| match l.split_once(':') {
+                    Some(("root", rest)) => {
+                        found = true;
+                        let after = rest.split_once(':').map(|(_, a)| a).unwrap_or("");
+                        format!("root:{h}:{after}")
+                    }
+                    _ => l.to_string(),
+                })
+                .collect();
+            if !found {
+                return Err(GuestError::invalid(
+                    "/root_password_hash",
+                    "the template's /etc/shadow has no root entry",
+                ));
+            }
+            self.write("shadow", &(lines.join("\n") + "\n"), "/root_password_hash")?;
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let link =
+            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        let home = self.rootfs.join("root");
+        let ssh = home.join(".ssh");
+        let file = ssh.join("authorized_keys");
+        if link(&home) || link(&ssh) || link(&file) {
+            return Err(GuestError::invalid(
+                "/ssh_keys",
+                "the template's /root/.ssh is a symlink; keys not written",
+            ));
+        }
+        let fail = |what: &Path, e: std::io::Error| {
+            GuestError::failed("container", format!("writing {}", what.display()), e)
+        };
+        std::fs::create_dir_all(&ssh).map_err(|e| fail(&ssh, e))?;
+        let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+        std::fs::write(&file, text).map_err(|e| fail(&file, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(&ssh, e))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail(&file, e))?;
+        if let Some(id) = self.owner {
+            for p in [&ssh, &file] {
+                nix::unistd::chown(
+                    p,
+                    Some(nix::unistd::Uid::from_raw(id)),
+                    Some(nix::unistd::Gid::from_raw(id)),
+                )
+                .map_err(|e| {
+                    GuestError::failed("container", format!("chown {}", p.display()), e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     fn read(&self, name: &str) -> Option<String> {
         let f = self.rootfs.join("etc").join(name);
         if std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -77,8 +147,10 @@ impl GuestFiles<'_> {
             GuestError::failed("container", format!("writing {}", f.display()), e)
         };
         std::fs::create_dir_all(&etc).map_err(io)?;
+        // An existing file keeps its owner and mode (/etc/shadow stays root:shadow 0640).
+        let existed = f.exists();
         std::fs::write(&f, text).map_err(io)?;
-        if let Some(id) = self.owner {
+        if let (Some(id), false) = (self.owner, existed) {
             nix::unistd::chown(
                 &f,
                 Some(nix::unistd::Uid::from_raw(id)),

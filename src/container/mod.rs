@@ -193,6 +193,11 @@ impl Containers {
         let rootfs_name = format!("ct-{id}-rootfs");
         let rootfs = format!("{pool}:{rootfs_name}");
         let mut stored = body.clone();
+        // Credentials are applied to the root filesystem once, below, and never kept.
+        if let Some(m) = stored.as_object_mut() {
+            m.remove("root_password_hash");
+            m.remove("ssh_keys");
+        }
         stored["id"] = json!(id);
         stored["rootfs"] = json!(rootfs);
         if stored.get("hostname").is_none() {
@@ -234,7 +239,12 @@ impl Containers {
             .and_then(|p| {
                 let shift = if want.privileged { 0 } else { ID_BASE };
                 template::unpack(&tpl_path, &p, shift)
-                    .map_err(|e| GuestError::invalid("/template", e.to_string()))
+                    .map_err(|e| GuestError::invalid("/template", e.to_string()))?;
+                guest_files::GuestFiles {
+                    rootfs: &p,
+                    owner: (!want.privileged).then_some(ID_BASE),
+                }
+                .root_credentials(want.root_password_hash.as_deref(), &want.ssh_keys)
             });
         if let Err(e) = unpack {
             let _ = self.base.storage.delete_volume(&vol.id);

@@ -254,6 +254,10 @@ pub struct ContainerCreate {
     pub rootfs_size: Option<u64>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub privileged: bool,
+    /// Applied once, at create time (`container::guest_files`).
+    pub root_password_hash: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ssh_keys: Vec<String>,
 }
 
 /// A container's store row as the engine reads it: the create body plus what the engine

@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "090a9ed705033749bd3fa597246893e20bbedfdef325e414ef7fe48a202b0c36"
+SCHEMA_DIGEST = "7a32a59960946b71cd2279a690f7aab4de00b902fa692e59b6f51fec0cf9b4f7"
 
 RESOURCES = {
     "acl": {
@@ -139,8 +139,10 @@ RESOURCES = {
             "pool": {"create": True, "read": True, "server_default": True, "shape": "scalar", "type": "str"},
             "privileged": {"create": True, "read": True, "shape": "scalar", "type": "bool"},
             "revision": {"read": True, "shape": "scalar", "type": "int"},
+            "root_password_hash": {"create": True, "no_log": True, "shape": "scalar", "type": "str"},
             "rootfs": {"read": True, "shape": "scalar", "type": "str"},
             "rootfs_size": {"create": True, "read": True, "server_default": True, "shape": "scalar", "type": "int"},
+            "ssh_keys": {"create": True, "shape": "list", "type": "list"},
             "startup_order": {"create": True, "live": True, "read": True, "shape": "scalar", "type": "int", "update": True},
             "swap": {"create": True, "live": True, "read": True, "shape": "scalar", "type": "int", "update": True},
             "tags": {"create": True, "live": True, "read": True, "shape": "set", "type": "list", "update": True},

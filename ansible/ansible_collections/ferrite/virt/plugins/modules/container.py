@@ -126,12 +126,22 @@ options:
         live mark). Without it such changes wait for the next start and a warning says so."
     type: bool
     default: false
+  root_password_hash:
+    description:
+      - "Set as root's password in the container's /etc/shadow when it is created (a later change is the
+        guest's business); without one, the template's stays (Debian's: locked)."
+    type: str
   rootfs_size:
     description:
       - "Root filesystem size in MiB (default 4096)."
       - "Chosen by the server when not given."
       - "Set at creation only; a different value is reported as an error."
     type: int
+  ssh_keys:
+    description:
+      - "SSH public keys written to root's ~/.ssh/authorized_keys when the container is created."
+    type: list
+    elements: str
   startup_order:
     description:
       - "The C(startup_order) field of the object."
@@ -345,7 +355,9 @@ ARGUMENT_SPEC = {
     "pool": {"type": "str"},
     "privileged": {"type": "bool"},
     "restart_on_change": {"default": False, "type": "bool"},
+    "root_password_hash": {"no_log": True, "type": "str"},
     "rootfs_size": {"type": "int"},
+    "ssh_keys": {"elements": "str", "no_log": False, "type": "list"},
     "startup_order": {"type": "int"},
     "state": {"choices": ["present", "absent", "started", "stopped", "restarted", "frozen"], "default": "present", "type": "str"},
     "swap": {"type": "int"},
