@@ -4,7 +4,7 @@
 #   Ferrite: a container from the debian-12-standard template (built here with mmdebstrap:
 #            minbase + systemd, OpenSSH, curl, sudo), unprivileged; POST .../start, then
 #            POST .../exec of `systemctl is-system-running` every 50 ms; then .../shutdown.
-#   LXC:     `lxc-create -t debian -- -r bookworm` (Debian's lxc package: debootstrap with
+#   LXC:     `lxc-create -t debian -- -r bookworm` (Debian's lxc-templates package: debootstrap with
 #            ifupdown, OpenSSH, locales; privileged, as lxc-create makes it by default);
 #            `lxc-start -d`, then `lxc-attach -- systemctl is-system-running` every 50 ms;
 #            then `lxc-stop`.
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/prereqs.sh
-apt_install lxc debootstrap mmdebstrap zstd curl
+apt_install lxc lxc-templates debootstrap rsync mmdebstrap zstd curl
 N="${1:-10}"
 cargo build --release --bin ferrited --bin ferrite-ctr >/dev/null 2>&1 || cargo build --release --bin ferrited --bin ferrite-ctr
 W=$(mktemp -d -p /var/tmp)
