@@ -36,16 +36,9 @@ fn xz(data: &[u8]) -> Vec<u8> {
 
 /// Answers one request; the routes are the test cases.
 fn answer(mut s: impl Read + Write, files: &Files) {
-    let mut req = Vec::new();
-    let mut b = [0u8; 1];
-    while !req.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => req.push(b[0]),
-            _ => return,
-        }
-    }
-    let line = String::from_utf8_lossy(&req);
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let Some(path) = common::request_path(&mut s) else {
+        return;
+    };
     let head = |s: &mut dyn Write, status: &str, len: usize, extra: &str| {
         let _ = write!(
             s,

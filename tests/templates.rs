@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -22,19 +22,12 @@ fn serve(paths: Vec<(String, Vec<u8>)>) -> String {
         for mut s in l.incoming().flatten() {
             let paths = Arc::clone(&paths);
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut b = [0u8; 1];
-                while !req.ends_with(b"\r\n\r\n") {
-                    match s.read(&mut b) {
-                        Ok(1) => req.push(b[0]),
-                        _ => return,
-                    }
-                }
-                let line = String::from_utf8_lossy(&req).into_owned();
-                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                let Some(path) = common::request_path(&mut s) else {
+                    return;
+                };
                 let body = paths
                     .iter()
-                    .find(|(p, _)| p == path)
+                    .find(|(p, _)| *p == path)
                     .map(|(_, b)| b.clone());
                 let (status, body) = match body {
                     Some(b) => ("200 OK", b),
@@ -142,6 +135,14 @@ fn debian_templates_build_cache_and_run() {
     let r = c.post(
         "/templates/build",
         json!({"template": "debian-12-minimal", "proxy": "x"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.pointers(), vec!["/proxy"]);
+    // Quotes and semicolons would end apt's option string and start another option.
+    let r = c.post(
+        "/templates/build",
+        json!({"template": "debian-12-minimal",
+               "proxy": "http://p:3142\";APT::Update::Pre-Invoke{\"touch /tmp/x\"};"}),
     );
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.pointers(), vec!["/proxy"]);

@@ -72,7 +72,7 @@ fn arguments(r: &Recipe, mirror: &str) -> Vec<String> {
     let mut a = vec![
         "--variant=minbase".to_string(),
         format!("--architectures={}", architecture()),
-        format!("--include={}", r.packages.join(",")),
+        format!("--include={}", r.packages().join(",")),
     ];
     for h in hooks(r) {
         a.push(format!("--customize-hook={h}"));
@@ -146,6 +146,19 @@ impl Templates {
     ) -> Result<Built, TemplateError> {
         self.mmdebstrap.check()?;
         let mirror = opts.mirror.as_deref().unwrap_or(&self.mirror).to_string();
+        // Both end up in apt's sources and configuration, as root: a quote or a semicolon
+        // would start an option of the caller's choosing (the schema refuses them too).
+        for (field, v) in [
+            ("/mirror", Some(mirror.as_str())),
+            ("/proxy", opts.proxy.as_deref()),
+        ] {
+            if let Some(v) = v.filter(|v| !safe_url(v)) {
+                return Err(TemplateError::Invalid {
+                    field: field.into(),
+                    message: format!("'{v}' has characters apt could take for syntax"),
+                });
+            }
+        }
         let _one = build_lock().lock().unwrap_or_else(|p| p.into_inner());
         if !opts.refresh {
             if let Some((archive, manifest)) = self.cached(r, &mirror) {
@@ -222,7 +235,7 @@ impl Templates {
         log(format!(
             "mmdebstrap {} {} from {mirror}",
             r.suite,
-            r.packages.join(",")
+            r.packages().join(",")
         ));
         let mut child = crate::storage::tool(&self.mmdebstrap.path().display().to_string())
             .args(&args)
@@ -321,6 +334,13 @@ impl Templates {
     }
 }
 
+/// Whether `u` is an http(s) URL of letters, digits and `._~%+:@/-` only.
+fn safe_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~%+:@/-".contains(&b))
+}
+
 /// Asks mmdebstrap to stop (it removes its temporary root on SIGTERM), then kills it.
 fn stop(child: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
@@ -363,6 +383,8 @@ mod tests {
         assert!(args.iter().any(|a| a.contains("ssh-keygen -A")));
         assert!(args.contains(&"deb http://deb.debian.org/debian bookworm main".to_string()));
         assert!(args.iter().any(|a| a.contains("bookworm-security")));
+        assert!(safe_url("http://user:pw@proxy.lan:3142/"));
+        assert!(!safe_url("http://p:3142\";APT::Update::Pre-Invoke{\"x\"};"));
         assert!(!arguments(r, "http://mirror.example/debian")
             .iter()
             .any(|a| a.contains("security")));

@@ -14,8 +14,8 @@ pub struct Recipe {
     pub suite: &'static str,
     pub variant: &'static str,
     pub description: &'static str,
-    /// Installed on top of `minbase`.
-    pub packages: &'static [&'static str],
+    /// Installed on top of `minbase`: the minimal set, and the variant's additions.
+    pub extra: &'static [&'static str],
 }
 
 const MINIMAL: &[&str] = &[
@@ -29,15 +29,8 @@ const MINIMAL: &[&str] = &[
     "procps",
 ];
 
+/// What `standard` adds to `minimal`.
 const STANDARD: &[&str] = &[
-    "systemd-sysv",
-    "dbus",
-    "iproute2",
-    "iputils-ping",
-    "netbase",
-    "ca-certificates",
-    "less",
-    "procps",
     "openssh-server",
     "curl",
     "vim-tiny",
@@ -53,7 +46,7 @@ pub static RECIPES: &[Recipe] = &[
         suite: "bookworm",
         variant: "minimal",
         description: "Debian 12 (bookworm): minbase with systemd, networkd and ping",
-        packages: MINIMAL,
+        extra: &[],
     },
     Recipe {
         name: "debian-12-standard",
@@ -62,7 +55,7 @@ pub static RECIPES: &[Recipe] = &[
         suite: "bookworm",
         variant: "standard",
         description: "Debian 12 (bookworm): minimal plus OpenSSH, curl, vim-tiny, sudo",
-        packages: STANDARD,
+        extra: STANDARD,
     },
     Recipe {
         name: "debian-13-minimal",
@@ -71,7 +64,7 @@ pub static RECIPES: &[Recipe] = &[
         suite: "trixie",
         variant: "minimal",
         description: "Debian 13 (trixie): minbase with systemd, networkd and ping",
-        packages: MINIMAL,
+        extra: &[],
     },
     Recipe {
         name: "debian-13-standard",
@@ -80,7 +73,7 @@ pub static RECIPES: &[Recipe] = &[
         suite: "trixie",
         variant: "standard",
         description: "Debian 13 (trixie): minimal plus OpenSSH, curl, vim-tiny, sudo",
-        packages: STANDARD,
+        extra: STANDARD,
     },
 ];
 
@@ -107,8 +100,13 @@ impl Recipe {
         })
     }
 
+    /// The packages installed on top of `minbase`.
+    pub fn packages(&self) -> Vec<&'static str> {
+        MINIMAL.iter().chain(self.extra).copied().collect()
+    }
+
     /// Whether OpenSSH is in it (its host keys are removed and made at first start).
     pub fn has_ssh(&self) -> bool {
-        self.packages.contains(&"openssh-server")
+        self.extra.contains(&"openssh-server")
     }
 }

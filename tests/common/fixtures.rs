@@ -166,3 +166,18 @@ pub fn guests() -> &'static std::path::Path {
         out
     })
 }
+
+/// Reads an HTTP/1.1 request's head from `s` (test file servers) and returns its path, or
+/// `None` when the client went away first.
+pub fn request_path(s: &mut impl std::io::Read) -> Option<String> {
+    let mut req = Vec::new();
+    let mut b = [0u8; 1];
+    while !req.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => req.push(b[0]),
+            _ => return None,
+        }
+    }
+    let line = String::from_utf8_lossy(&req);
+    Some(line.split_whitespace().nth(1).unwrap_or("/").to_string())
+}

@@ -5,14 +5,10 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
-use super::storage::{
-    blocking, check_content, task_failure, task_response, volume_location, write_failure,
-};
+use super::ingest::storage_failure;
+use super::storage::{blocking, check_content, task_response};
 use crate::api::{ApiError, App, Req, Resp};
-use crate::storage::{Content, DownloadRequest, Format, Progress, StorageError};
-use crate::tasks::{TaskFailure, TaskFuture};
+use crate::storage::{Content, DownloadRequest, Format};
 
 pub async fn volume_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let pool = req.param("pool").to_string();
@@ -41,47 +37,17 @@ pub async fn volume_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError> 
         dl.format.unwrap_or(Format::Raw),
     );
     let incoming = blocking(move || st.begin_file(&p2, &name, content, format, None)).await?;
-    let st = Arc::clone(&app.storage);
-    let t = app.tasks.spawn(
+    let t = super::ingest::spawn(
+        &app,
         "volume_download",
-        Some(volume_location(&incoming.volid)),
         &user,
-        move |ctx| -> TaskFuture {
-            Box::pin(async move {
-                let cancel = ctx.cancel_token();
-                let log_ctx = ctx.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let log = move |m: String| log_ctx.log(m);
-                    let cancelled = move || cancel.is_cancelled();
-                    let progress = Progress {
-                        log: &log,
-                        cancelled: &cancelled,
-                    };
-                    match st.download(&incoming, &dl, &progress) {
-                        Ok(d) => st.finish_file(&incoming, &d, None),
-                        Err(e) => {
-                            st.abort_file(&incoming);
-                            Err(e)
-                        }
-                    }
-                })
-                .await
-                .map_err(|e| TaskFailure::failed("internal", "Internal error", e.to_string()))?;
-                match r {
-                    Ok(o) => {
-                        ctx.log(format!("{} is ready", o.id));
-                        Ok(json!({"volid": o.id, "sha256": o.body["sha256"], "size": o.body["size"]}))
-                    }
-                    Err(StorageError::Conflict(m)) if m == "cancelled" => {
-                        Err(TaskFailure::Cancelled)
-                    }
-                    Err(e @ StorageError::Io { .. }) => {
-                        let a = write_failure(&pool, e);
-                        Err(TaskFailure::failed(a.kind, a.title, a.detail))
-                    }
-                    Err(e) => Err(task_failure(e)),
-                }
-            })
+        incoming,
+        move |st, incoming, progress| {
+            let digest = st
+                .download(incoming, &dl, progress)
+                .map_err(|e| storage_failure(&pool, e))?;
+            st.finish_file(incoming, &digest, None)
+                .map_err(|e| storage_failure(&pool, e))
         },
     )?;
     task_response(&app, &req, t).await

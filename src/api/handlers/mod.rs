@@ -8,6 +8,7 @@ mod containers;
 mod downloads;
 mod groups;
 mod guests;
+mod ingest;
 mod meta;
 mod network;
 mod nodes;

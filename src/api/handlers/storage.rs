@@ -377,41 +377,24 @@ pub async fn volume_import(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let len = meta.len();
     let incoming =
         blocking(move || st.begin_file(&pool, &name, content, format, Some(len))).await?;
-    let st = Arc::clone(&app.storage);
-    let t = app.tasks.spawn(
+    let pool_name = incoming.pool.clone();
+    let t = super::ingest::spawn(
+        &app,
         "volume_import",
-        Some(volume_location(&incoming.volid)),
         &p.user,
-        move |ctx| -> TaskFuture {
-            Box::pin(async move {
-                ctx.log(format!(
-                    "copying {} into {}",
-                    path.display(),
-                    incoming.volid
-                ));
-                let cancel = ctx.cancel_token();
-                let r = tokio::task::spawn_blocking(move || {
-                    match st.copy_in(&incoming, &path, &|| cancel.is_cancelled()) {
-                        Ok(d) => st.finish_file(&incoming, &d, expected.as_deref()),
-                        Err(e) => {
-                            st.abort_file(&incoming);
-                            Err(e)
-                        }
-                    }
-                })
-                .await
-                .map_err(|e| TaskFailure::failed("internal", "Internal error", e.to_string()))?;
-                match r {
-                    Ok(o) => {
-                        ctx.log(format!("{} is ready", o.id));
-                        Ok(json!({"volid": o.id, "sha256": o.body["sha256"]}))
-                    }
-                    Err(StorageError::Conflict(m)) if m == "cancelled" => {
-                        Err(TaskFailure::Cancelled)
-                    }
-                    Err(e) => Err(task_failure(e)),
-                }
-            })
+        incoming,
+        move |st, incoming, progress| {
+            (progress.log)(format!(
+                "copying {} into {}",
+                path.display(),
+                incoming.volid
+            ));
+            let fail = |e| super::ingest::storage_failure(&pool_name, e);
+            let digest = st
+                .copy_in(incoming, &path, progress.cancelled)
+                .map_err(fail)?;
+            st.finish_file(incoming, &digest, expected.as_deref())
+                .map_err(fail)
         },
     )?;
     task_response(&app, &req, t).await

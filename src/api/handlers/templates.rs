@@ -8,11 +8,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::storage::{blocking, check_content, task_response, volume_location};
+use super::ingest::storage_failure;
+use super::storage::{blocking, check_content, task_response};
 use crate::api::{ApiError, App, Req, Resp};
-use crate::storage::{Content, Decompress, DownloadRequest, Format, IncomingFile, Progress};
+use crate::storage::{Content, Decompress, DownloadRequest, Format, IncomingFile};
 use crate::store::objects;
-use crate::tasks::{TaskFailure, TaskFuture};
+use crate::tasks::TaskFailure;
 use crate::templates::build::BuildOptions;
 use crate::templates::{index, TemplateError, Templates, INDEX_KIND};
 
@@ -93,54 +94,35 @@ pub async fn template_build(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         .clone()
         .unwrap_or_else(|| format!("{}.tar.zst", recipe.name));
     let incoming = reserve(&app, &b.pool, name).await?;
-    let st = Arc::clone(&app.storage);
     let opts = BuildOptions {
         mirror: b.mirror,
         proxy: b.proxy,
         refresh: b.refresh,
     };
-    let task = app.tasks.spawn(
+    let pool = b.pool.clone();
+    let task = super::ingest::spawn(
+        &app,
         "template_build",
-        Some(volume_location(&incoming.volid)),
         &user,
-        move |ctx| -> TaskFuture {
-            Box::pin(async move {
-                let cancel = ctx.cancel_token();
-                let log_ctx = ctx.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let log = |m: String| log_ctx.log(m);
-                    let cancelled = || cancel.is_cancelled();
-                    let made = t.build(recipe, &opts, &log, &cancelled).and_then(|built| {
-                        log(format!(
-                            "copying {} into {}",
-                            built.archive.display(),
-                            incoming.volid
-                        ));
-                        let digest = st.copy_in(&incoming, &built.archive, &cancelled)?;
-                        let want = built.manifest["sha256"].as_str().map(String::from);
-                        st.finish_file(&incoming, &digest, want.as_deref())?;
-                        Ok(st.set_manifest(&incoming.volid, built.manifest)?)
-                    });
-                    if made.is_err() {
-                        st.abort_file(&incoming);
-                    }
-                    made
-                })
-                .await
-                .map_err(|e| TaskFailure::failed("internal", "Internal error", e.to_string()))?;
-                match r {
-                    Ok(o) => {
-                        ctx.log(format!("{} is ready", o.id));
-                        Ok(json!({"volid": o.id, "sha256": o.body["sha256"]}))
-                    }
-                    Err(TemplateError::Cancelled) => Err(TaskFailure::Cancelled),
-                    Err(TemplateError::Storage(crate::storage::StorageError::Conflict(m)))
-                        if m == "cancelled" =>
-                    {
-                        Err(TaskFailure::Cancelled)
-                    }
-                    Err(e) => Err(failure(e)),
-                }
+        incoming,
+        move |st, incoming, p| {
+            let made = t
+                .build(recipe, &opts, p.log, p.cancelled)
+                .and_then(|built| {
+                    (p.log)(format!(
+                        "copying {} into {}",
+                        built.archive.display(),
+                        incoming.volid
+                    ));
+                    let digest = st.copy_in(incoming, &built.archive, p.cancelled)?;
+                    let want = built.manifest["sha256"].as_str().map(String::from);
+                    st.finish_file(incoming, &digest, want.as_deref())?;
+                    Ok(st.set_manifest(&incoming.volid, built.manifest)?)
+                });
+            made.map_err(|e| match e {
+                TemplateError::Cancelled => TaskFailure::Cancelled,
+                TemplateError::Storage(s) => storage_failure(&pool, s),
+                e => failure(e),
             })
         },
     )?;
@@ -185,56 +167,29 @@ pub async fn template_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError
         stall_timeout: 60,
     };
     let incoming = reserve(&app, &b.pool, name).await?;
-    let st = Arc::clone(&app.storage);
-    let task = app.tasks.spawn(
+    let pool = b.pool.clone();
+    let task = super::ingest::spawn(
+        &app,
         "template_download",
-        Some(volume_location(&incoming.volid)),
         &user,
-        move |ctx| -> TaskFuture {
-            Box::pin(async move {
-                let cancel = ctx.cancel_token();
-                let log_ctx = ctx.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let log = move |m: String| log_ctx.log(m);
-                    let cancelled = move || cancel.is_cancelled();
-                    let progress = Progress {
-                        log: &log,
-                        cancelled: &cancelled,
-                    };
-                    let made = st.download(&incoming, &dl, &progress).and_then(|digest| {
-                        st.finish_file(&incoming, &digest, None)?;
-                        let mut m = json!({
-                            "template": entry["name"],
-                            "distro": entry["distro"],
-                            "release": entry["release"],
-                            "architecture": entry["architecture"],
-                            "source": dl.shown_url(),
-                            "created_at": crate::time::now_rfc3339(),
-                            "sha256": digest,
-                        });
-                        if let Some(v) = entry.get("variant") {
-                            m["variant"] = v.clone();
-                        }
-                        st.set_manifest(&incoming.volid, m)
-                    });
-                    if made.is_err() {
-                        st.abort_file(&incoming);
-                    }
-                    made
-                })
-                .await
-                .map_err(|e| TaskFailure::failed("internal", "Internal error", e.to_string()))?;
-                match r {
-                    Ok(o) => {
-                        ctx.log(format!("{} is ready", o.id));
-                        Ok(json!({"volid": o.id, "sha256": o.body["sha256"]}))
-                    }
-                    Err(crate::storage::StorageError::Conflict(m)) if m == "cancelled" => {
-                        Err(TaskFailure::Cancelled)
-                    }
-                    Err(e) => Err(failure(e)),
-                }
-            })
+        incoming,
+        move |st, incoming, p| {
+            let fail = |e| storage_failure(&pool, e);
+            let digest = st.download(incoming, &dl, p).map_err(fail)?;
+            st.finish_file(incoming, &digest, None).map_err(fail)?;
+            let mut m = json!({
+                "template": entry["name"],
+                "distro": entry["distro"],
+                "release": entry["release"],
+                "architecture": entry["architecture"],
+                "source": dl.shown_url(),
+                "created_at": crate::time::now_rfc3339(),
+                "sha256": digest,
+            });
+            if let Some(v) = entry.get("variant") {
+                m["variant"] = v.clone();
+            }
+            st.set_manifest(&incoming.volid, m).map_err(fail)
         },
     )?;
     task_response(&app, &req, task).await

@@ -7,7 +7,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-SCHEMA_DIGEST = "7a32a59960946b71cd2279a690f7aab4de00b902fa692e59b6f51fec0cf9b4f7"
+SCHEMA_DIGEST = "646a391e112bf1103cf234030575e509f439ae2c388a07b90c3b230f5c3989be"
 
 RESOURCES = {
     "acl": {
