@@ -69,8 +69,14 @@ pub(super) fn list(ctx: &Context) -> Result<u8, CliError> {
     super::verbs::print_items(ctx.format, columns::TEMPLATES, &items)
 }
 
-/// Starts a task with `body` at `path` and follows it (or prints it with `no_wait`).
-fn run_task(ctx: &Context, path: &str, body: &Value, no_wait: bool) -> Result<u8, CliError> {
+/// Starts a task with `body` at `path` and follows it (or prints it with `no_wait`): the
+/// task's log as it arrives, then the task, with its outcome as the exit code.
+pub(super) fn run_task(
+    ctx: &Context,
+    path: &str,
+    body: &Value,
+    no_wait: bool,
+) -> Result<u8, CliError> {
     let resp = ctx.client()?.send(&Request {
         body: Some(body),
         ..Request::new("POST", path)

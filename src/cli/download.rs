@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
-use super::commands::{content_of, print_response, task_log, task_wait, Context};
-use super::{Body, CliError, Request, EXIT_OK};
+use super::commands::{content_of, Context};
+use super::CliError;
 
 /// `ferrite download POOL URL`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,14 +49,11 @@ pub struct DownloadArgs {
 
 /// The request body, with what the URL tells filled in.
 pub fn body(a: &DownloadArgs) -> Result<Value, CliError> {
-    let file = a
-        .url
-        .split(['?', '#'])
-        .next()
-        .and_then(|u| u.rsplit('/').next())
-        .filter(|f| !f.is_empty() && !a.url.ends_with("//"))
-        .unwrap_or_default()
-        .to_string();
+    let file = if a.url.ends_with("//") {
+        String::new()
+    } else {
+        crate::storage::file_name_of(&a.url).to_string()
+    };
     let suffix = ["xz", "gz", "zst"]
         .into_iter()
         .find(|s| file.to_ascii_lowercase().ends_with(&format!(".{s}")));
@@ -120,20 +117,7 @@ pub fn body(a: &DownloadArgs) -> Result<Value, CliError> {
 pub(super) fn run(ctx: &Context, a: &DownloadArgs) -> Result<u8, CliError> {
     let b = body(a)?;
     let path = format!("storage/pools/{}/download", a.pool);
-    let resp = ctx.client()?.send(&Request {
-        body: Some(&b),
-        ..Request::new("POST", &path)
-    })?;
-    let id = match &resp.body {
-        Body::Json(t) => t["id"].as_str().unwrap_or_default().to_string(),
-        _ => String::new(),
-    };
-    if a.no_wait || id.is_empty() {
-        print_response(ctx.format, &resp)?;
-        return Ok(EXIT_OK);
-    }
-    task_log(ctx, &id, true)?;
-    task_wait(ctx, &id, None)
+    super::catalog::run_task(ctx, &path, &b, a.no_wait)
 }
 
 #[cfg(test)]

@@ -81,12 +81,10 @@ impl GuestFiles<'_> {
         if keys.is_empty() {
             return Ok(());
         }
-        let link =
-            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
         let home = self.rootfs.join("root");
         let ssh = home.join(".ssh");
         let file = ssh.join("authorized_keys");
-        if link(&home) || link(&ssh) || link(&file) {
+        if is_symlink(&home) || is_symlink(&ssh) || is_symlink(&file) {
             return Err(GuestError::invalid(
                 "/ssh_keys",
                 "the template's /root/.ssh is a symlink; keys not written",
@@ -103,24 +101,26 @@ impl GuestFiles<'_> {
             .map_err(|e| fail(&ssh, e))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| fail(&file, e))?;
-        if let Some(id) = self.owner {
-            for p in [&ssh, &file] {
-                nix::unistd::chown(
-                    p,
-                    Some(nix::unistd::Uid::from_raw(id)),
-                    Some(nix::unistd::Gid::from_raw(id)),
-                )
-                .map_err(|e| {
-                    GuestError::failed("container", format!("chown {}", p.display()), e)
-                })?;
-            }
-        }
-        Ok(())
+        self.hand_over(&ssh)?;
+        self.hand_over(&file)
+    }
+
+    /// Gives `p` to the container's root (nothing to do for a privileged container).
+    fn hand_over(&self, p: &Path) -> Result<(), GuestError> {
+        let Some(id) = self.owner else {
+            return Ok(());
+        };
+        nix::unistd::chown(
+            p,
+            Some(nix::unistd::Uid::from_raw(id)),
+            Some(nix::unistd::Gid::from_raw(id)),
+        )
+        .map_err(|e| GuestError::failed("container", format!("chown {}", p.display()), e))
     }
 
     fn read(&self, name: &str) -> Option<String> {
         let f = self.rootfs.join("etc").join(name);
-        if std::fs::symlink_metadata(&f).is_ok_and(|m| m.file_type().is_symlink()) {
+        if is_symlink(&f) {
             return None;
         }
         std::fs::read_to_string(f).ok()
@@ -132,9 +132,7 @@ impl GuestFiles<'_> {
             return Ok(());
         }
         let f = etc.join(name);
-        let link =
-            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-        if link(&etc) || link(&f) {
+        if is_symlink(&etc) || is_symlink(&f) {
             return Err(GuestError::invalid(
                 field,
                 format!(
@@ -150,16 +148,16 @@ impl GuestFiles<'_> {
         // An existing file keeps its owner and mode (/etc/shadow stays root:shadow 0640).
         let existed = f.exists();
         std::fs::write(&f, text).map_err(io)?;
-        if let (Some(id), false) = (self.owner, existed) {
-            nix::unistd::chown(
-                &f,
-                Some(nix::unistd::Uid::from_raw(id)),
-                Some(nix::unistd::Gid::from_raw(id)),
-            )
-            .map_err(|e| GuestError::failed("container", format!("chown {}", f.display()), e))?;
+        if existed {
+            return Ok(());
         }
-        Ok(())
+        self.hand_over(&f)
     }
+}
+
+/// Whether `p` is a symlink (which the host-side writes refuse to follow).
+fn is_symlink(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// `/etc/hosts` with Ferrite's block replaced (or added, with the localhost lines a new file

@@ -52,8 +52,12 @@ pub struct DownloadRequest {
     pub stall_timeout: u64,
 }
 
+/// Seconds without a byte before a download fails, unless the request says otherwise (the
+/// schema's default for `stall_timeout`).
+pub const DEFAULT_STALL_SECS: u64 = 60;
+
 fn default_stall() -> u64 {
-    60
+    DEFAULT_STALL_SECS
 }
 
 impl DownloadRequest {
@@ -74,6 +78,15 @@ impl DownloadRequest {
             .as_deref()
             .map(|h| ("/sha256", Hasher::Sha256(Sha256::new()), h))
     }
+}
+
+/// The last path segment of a URL, without query or fragment (empty when the URL ends in
+/// `/`): the default volume name of a download.
+pub fn file_name_of(url: &str) -> &str {
+    url.split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default()
 }
 
 /// Where `user:password@` sits in a URL: (start of user, index of '@').

@@ -19,7 +19,7 @@ pub mod sink;
 mod snapshots;
 
 pub use clones::{CloneRequest, PlannedClone};
-pub use download::{Decompress, DownloadRequest, Progress};
+pub use download::{file_name_of, Decompress, DownloadRequest, Progress, DEFAULT_STALL_SECS};
 pub use ingest::IncomingFile;
 use model::{check_name, State};
 pub use model::{parse_volid, Content, Format, StorageError, VolumeRow, VolumeSpec};

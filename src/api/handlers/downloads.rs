@@ -45,9 +45,9 @@ pub async fn volume_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError> 
         move |st, incoming, progress| {
             let digest = st
                 .download(incoming, &dl, progress)
-                .map_err(|e| storage_failure(&pool, e))?;
+                .map_err(|e| storage_failure(&incoming.pool, e))?;
             st.finish_file(incoming, &digest, None)
-                .map_err(|e| storage_failure(&pool, e))
+                .map_err(|e| storage_failure(&incoming.pool, e))
         },
     )?;
     task_response(&app, &req, t).await

@@ -377,7 +377,6 @@ pub async fn volume_import(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
     let len = meta.len();
     let incoming =
         blocking(move || st.begin_file(&pool, &name, content, format, Some(len))).await?;
-    let pool_name = incoming.pool.clone();
     let t = super::ingest::spawn(
         &app,
         "volume_import",
@@ -389,7 +388,7 @@ pub async fn volume_import(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
                 path.display(),
                 incoming.volid
             ));
-            let fail = |e| super::ingest::storage_failure(&pool_name, e);
+            let fail = |e| super::ingest::storage_failure(&incoming.pool, e);
             let digest = st
                 .copy_in(incoming, &path, progress.cancelled)
                 .map_err(fail)?;

@@ -99,7 +99,6 @@ pub async fn template_build(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
         proxy: b.proxy,
         refresh: b.refresh,
     };
-    let pool = b.pool.clone();
     let task = super::ingest::spawn(
         &app,
         "template_build",
@@ -121,7 +120,7 @@ pub async fn template_build(app: Arc<App>, req: Req) -> Result<Resp, ApiError> {
                 });
             made.map_err(|e| match e {
                 TemplateError::Cancelled => TaskFailure::Cancelled,
-                TemplateError::Storage(s) => storage_failure(&pool, s),
+                TemplateError::Storage(s) => storage_failure(&incoming.pool, s),
                 e => failure(e),
             })
         },
@@ -141,12 +140,7 @@ pub async fn template_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError
     let (store, template) = (Arc::clone(&app.store), b.template.clone());
     let (entry, ix) = templates_blocking(move || index::find(&store, &template)).await?;
     let url = entry["url"].as_str().unwrap_or_default().to_string();
-    let file = url
-        .split(['?', '#'])
-        .next()
-        .and_then(|u| u.rsplit('/').next())
-        .unwrap_or_default()
-        .to_string();
+    let file = crate::storage::file_name_of(&url).to_string();
     let name = match (&b.name, file.is_empty()) {
         (Some(n), _) => n.clone(),
         (None, false) => file,
@@ -164,17 +158,16 @@ pub async fn template_download(app: Arc<App>, req: Req) -> Result<Resp, ApiError
         tls_fingerprint: (host_of(ix_url) == host_of(&url))
             .then(|| ix["tls_fingerprint"].as_str().map(String::from))
             .flatten(),
-        stall_timeout: 60,
+        stall_timeout: crate::storage::DEFAULT_STALL_SECS,
     };
     let incoming = reserve(&app, &b.pool, name).await?;
-    let pool = b.pool.clone();
     let task = super::ingest::spawn(
         &app,
         "template_download",
         &user,
         incoming,
         move |st, incoming, p| {
-            let fail = |e| storage_failure(&pool, e);
+            let fail = |e| storage_failure(&incoming.pool, e);
             let digest = st.download(incoming, &dl, p).map_err(fail)?;
             st.finish_file(incoming, &digest, None).map_err(fail)?;
             let mut m = json!({
